@@ -1,0 +1,3 @@
+from coordbot.cli import run
+
+run()

@@ -1,0 +1,169 @@
+"""Settings: one object, read from a YAML config file and overridden by ``COORDBOT_*`` environment variables.
+
+Secrets (tokens, webhook secret) come only from the environment or from a file outside git
+(``COORDBOT_TELEGRAM_TOKEN_FILE``); they are wrapped in :class:`Secret` so they never print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+ENV_PREFIX = "COORDBOT_"
+DEFAULT_CONFIG = Path("config/coordbot.yaml")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting and where it came from."""
+
+
+class Secret:
+    """A string that does not show itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Settings:
+    database_url: str = "sqlite:///var/coordbot.db"
+    timezone: str = "Asia/Shanghai"
+    locale: str = "zh"
+    plan_file: Path | None = None
+    holidays_dir: Path = Path("config/holidays")
+    templates_dir: Path | None = None
+    tick_seconds: float = 30.0
+    lease_seconds: float = 300.0
+    delivery: str = "at-least-once"  # or "at-most-once": what happens to a claim whose process died
+    telegram_token: Secret = field(default_factory=lambda: Secret(""))
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    telegram_mode: str = "polling"  # polling | webhook
+    webhook_url: str = ""
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    output_dir: Path = Path("var/out")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def __repr__(self) -> str:  # the URL may carry a password: show only the public view
+        return f"Settings({self.public_dict()!r})"
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as shown to people: secrets say only whether they are set."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                out[f.name] = "(set)" if value else "(not set)"
+            elif f.name == "database_url":
+                out[f.name] = _mask_url_password(value)
+            else:
+                out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+_SECRET_FIELDS = {"telegram_token", "webhook_secret"}
+
+
+def _mask_url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL we can parse: show nothing that could be a password
+        return url.split("@")[-1]
+
+
+def _coerce(name: str, raw: Any, target: Any, source: str) -> Any:
+    kind = target.type if isinstance(target.type, str) else str(target.type)
+    try:
+        if name in _SECRET_FIELDS:
+            return Secret(str(raw))
+        if "Path" in kind:
+            return None if raw in (None, "") and "None" in kind else Path(str(raw))
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            return int(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: setting '{name}' expects {kind}, got {raw!r}") from exc
+
+
+def load_settings(config_file: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Build the settings: defaults, then the config file, then ``COORDBOT_*`` variables."""
+    env = dict(os.environ if env is None else env)
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+
+    path = config_file or Path(env.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG))
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+        for key, raw in data.items():
+            if key not in fields:
+                raise ConfigError(f"{path}: unknown setting '{key}' (known: {', '.join(sorted(fields))})")
+            if key in _SECRET_FIELDS:
+                raise ConfigError(
+                    f"{path}: '{key}' is a secret; set {ENV_PREFIX}{key.upper()} or "
+                    f"{ENV_PREFIX}{key.upper()}_FILE instead of writing it into a config file"
+                )
+            values[key] = _coerce(key, raw, fields[key], str(path))
+    elif config_file is not None:
+        raise ConfigError(f"config file {config_file} does not exist")
+
+    for name, f in fields.items():
+        var = f"{ENV_PREFIX}{name.upper()}"
+        if var in env:
+            values[name] = _coerce(name, env[var], f, var)
+        elif name in _SECRET_FIELDS and f"{var}_FILE" in env:
+            secret_path = Path(env[f"{var}_FILE"])
+            try:
+                values[name] = Secret(secret_path.read_text(encoding="utf-8").strip())
+            except OSError as exc:
+                raise ConfigError(f"{var}_FILE: cannot read {secret_path}: {exc.strerror}") from exc
+
+    settings = Settings(**values)
+    try:
+        settings.tz  # noqa: B018 - validate early, with a message that names the setting
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"setting 'timezone': unknown time zone {settings.timezone!r}") from exc
+    if settings.delivery not in ("at-least-once", "at-most-once"):
+        raise ConfigError("setting 'delivery' expects 'at-least-once' or 'at-most-once'")
+    if settings.telegram_mode not in ("polling", "webhook"):
+        raise ConfigError("setting 'telegram_mode' expects 'polling' or 'webhook'")
+    if settings.locale not in ("zh", "en"):
+        raise ConfigError("setting 'locale' expects 'zh' or 'en'")
+    return settings

@@ -1,0 +1,108 @@
+"""The event log: every state change writes one append-only row in the same transaction as the change.
+
+Handlers subscribe to event types in process; they are called only after the transaction that wrote the
+event has committed, so they never act on something that was rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, event
+from sqlalchemy.orm import Session as OrmSession
+from sqlmodel import Field, Session, SQLModel
+
+from coordbot.core.clock import utcnow
+from coordbot.core.types import AwareDateTime
+
+log = logging.getLogger("coordbot.events")
+
+
+class Event(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_event_type_at", "type", "at"),
+        Index("ix_event_task_at", "task_id", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)
+    type: str = Field(max_length=48)
+    plan_id: int | None = Field(default=None, foreign_key="plan.id", index=True)
+    task_id: int | None = Field(default=None, foreign_key="task.id")
+    department_id: int | None = Field(default=None, foreign_key="department.id")
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    actor: str = Field(default="system", max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+Handler = Callable[[Event], None]
+_handlers: dict[str, list[Handler]] = defaultdict(list)
+_PENDING = "coordbot_pending_events"
+
+
+def subscribe(event_type: str, handler: Handler) -> Callable[[], None]:
+    """Call ``handler`` after each committed event of ``event_type`` (``"*"`` for all); returns an unsubscriber."""
+    _handlers[event_type].append(handler)
+    return lambda: _handlers[event_type].remove(handler)
+
+
+def record(
+    session: Session,
+    type: str,
+    *,
+    at: datetime | None = None,
+    plan_id: int | None = None,
+    task_id: int | None = None,
+    department_id: int | None = None,
+    contact_id: int | None = None,
+    actor: str = "system",
+    **payload: Any,
+) -> Event:
+    """Add an event to the session's transaction (it is written when the change is)."""
+    ev = Event(
+        type=type,
+        at=at or utcnow(),
+        plan_id=plan_id,
+        task_id=task_id,
+        department_id=department_id,
+        contact_id=contact_id,
+        actor=actor,
+        payload=_jsonable(payload),
+    )
+    session.add(ev)
+    session.info.setdefault(_PENDING, []).append(ev)
+    return ev
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _dispatch_after_commit(session: OrmSession) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    for ev in pending:
+        for handler in (*_handlers.get(ev.type, ()), *_handlers.get("*", ())):
+            try:
+                handler(ev)
+            except Exception:  # one faulty subscriber must not break the others or the caller
+                log.exception("event handler %r failed for %s", handler, ev.type)
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _drop_after_rollback(session: OrmSession) -> None:
+    session.info.pop(_PENDING, None)

@@ -1,0 +1,59 @@
+"""Text for people: jinja2 templates under ``templates/<locale>/``, Chinese first, English available.
+
+Templates whose name ends in ``.html`` are autoescaped (Telegram HTML, e-mail, web); plain ``.txt`` and
+``.md`` templates are not. A template missing in English falls back to the Chinese one.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from coordbot.core.db import PROJECT_ROOT
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+LOCALES = ("zh", "en")
+DEFAULT_LOCALE = "zh"
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return "—"
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _date(value: date | datetime | None, fmt: str = "%Y-%m-%d", tz: str | None = None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime) and tz:
+        value = value.astimezone(ZoneInfo(tz))
+    return value.strftime(fmt)
+
+
+@lru_cache(maxsize=8)
+def environment(locale: str = DEFAULT_LOCALE, root: Path = TEMPLATES_DIR) -> Environment:
+    if locale not in LOCALES:
+        locale = DEFAULT_LOCALE
+    search = [str(root / locale)] + ([str(root / DEFAULT_LOCALE)] if locale != DEFAULT_LOCALE else [])
+    env = Environment(
+        loader=FileSystemLoader(search),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters["num"] = _number
+    env.filters["date"] = _date
+    return env
+
+
+def render(name: str, *, locale: str = DEFAULT_LOCALE, root: Path | None = None, **context: Any) -> str:
+    """Render ``templates/<locale>/<name>`` with ``context``."""
+    env = environment(locale, root or TEMPLATES_DIR)
+    return env.get_template(name).render(**context).strip() + "\n"

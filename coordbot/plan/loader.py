@@ -1,0 +1,160 @@
+"""Read a plan file: YAML with line numbers, validated by :mod:`coordbot.plan.schema`.
+
+Every error names the file, the line and what was expected, and all errors are reported at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from coordbot.plan.schema import PlanFile
+
+Path_ = tuple[str | int, ...]
+
+
+class _PlanLoader(yaml.SafeLoader):
+    """YAML 1.2-like scalars: dates stay text (so pydantic names a bad one with its line) and only
+    true/false are booleans (YAML 1.1 turns ``on``/``no`` into booleans, a classic surprise)."""
+
+
+_PlanLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_PlanLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int | None
+    path: str
+    message: str
+
+
+class PlanFileError(ValueError):
+    """The plan file cannot be used; nothing was changed."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.file}: {len(self.problems)} problem(s), nothing was imported"]
+        for p in self.problems:
+            where = f"{self.file}:{p.line}" if p.line else self.file
+            field = f" [{p.path}]" if p.path else ""
+            lines.append(f"  {where}{field}: {p.message}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPlan:
+    file: str
+    sha256: str
+    data: PlanFile
+
+
+def _line_index(node: yaml.Node, path: Path_, out: dict[Path_, int], dupes: list[Problem]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                dupes.append(
+                    Problem(key_node.start_mark.line + 1, _dotted((*path, key)), f"key '{key}' appears twice")
+                )
+            seen.add(key)
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _line_index(value_node, (*path, key), out, dupes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), out, dupes)
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_for(lines: dict[Path_, int], path: Path_) -> int | None:
+    # The deepest prefix of the path that exists in the file (a missing field points at its parent).
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            return lines[path[:n]]
+    return None
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind, msg = err["type"], err["msg"]
+    value = err.get("input")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling; see docs/plan-format.md)"
+    if kind.startswith("date_"):
+        return f"expected a real date as YYYY-MM-DD, got {value!r} ({msg.lower()})"
+    if kind == "literal_error":
+        return f"{msg} (got {value!r})"
+    if kind == "string_pattern_mismatch":
+        return f"expected a code of letters, digits, '.', '_' or '-', got {value!r}"
+    text = msg.removeprefix("Value error, ")
+    if value is not None and not isinstance(value, dict | list):
+        text += f" (got {value!r})"
+    return text
+
+
+def parse_plan_text(text: str, file: str = "<plan>") -> LoadedPlan:
+    """Parse and validate plan YAML; raise :class:`PlanFileError` listing every problem."""
+    try:
+        node = yaml.compose(text, Loader=_PlanLoader)
+        raw = yaml.load(text, Loader=_PlanLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PlanFileError(file, [Problem(line, "", f"not valid YAML: {problem}")]) from exc
+    if node is None or not isinstance(raw, dict):
+        raise PlanFileError(file, [Problem(1, "", "expected a mapping with keys plan, departments, groups")])
+
+    lines: dict[Path_, int] = {}
+    problems: list[Problem] = []
+    _line_index(node, (), lines, problems)
+    if problems:
+        raise PlanFileError(file, problems)
+
+    try:
+        data = PlanFile.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            problems.append(Problem(_line_for(lines, loc), _dotted(loc), _describe(err)))
+        raise PlanFileError(file, problems) from exc
+
+    for ref in data.check_references():
+        problems.append(Problem(_line_for(lines, ref.path), _dotted(ref.path), ref.message))
+    if problems:
+        raise PlanFileError(file, problems)
+    return LoadedPlan(file=file, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), data=data)
+
+
+def load_plan_file(path: Path) -> LoadedPlan:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanFileError(str(path), [Problem(None, "", "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise PlanFileError(str(path), [Problem(None, "", f"expected UTF-8 text: {exc.reason}")]) from exc
+    return parse_plan_text(text, str(path))

@@ -1,0 +1,246 @@
+"""Plan tables: plans, departments, contacts, task groups, tasks, targets and observations.
+
+Table models are the storage; the ``*Public`` models are what leaves coordbot (CLI, chat, web) and the plan
+file models in :mod:`coordbot.plan.schema` are what comes in.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from coordbot.core.clock import utcnow
+from coordbot.core.types import AwareDateTime
+
+
+def _ts(nullable: bool = False, default: bool = True) -> Any:
+    return Field(
+        default_factory=utcnow if default else lambda: None,
+        sa_type=AwareDateTime(),
+        nullable=nullable,
+    )
+
+
+class Role(StrEnum):
+    CONTACT = "contact"  # 联络员
+    LEADER = "leader"  # 分管领导
+    OFFICE = "office"  # 联席会议办公室
+
+
+class TaskKind(StrEnum):
+    ONE_OFF = "one-off"
+    RECURRING = "recurring"
+    METRIC = "metric"
+
+
+class TaskStatus(StrEnum):
+    ASSIGNED = "assigned"  # 已交办
+    ACCEPTED = "accepted"  # 已签收
+    IN_PROGRESS = "in_progress"  # 推进中
+    REPORTED_DONE = "reported_done"  # 已报结
+    CLOSED = "closed"  # 已销号
+    BLOCKED = "blocked"  # 受阻
+    EXTENSION_REQUESTED = "extension_requested"  # 申请延期
+    SUSPENDED = "suspended"  # 中止
+
+
+OPEN_STATUSES = frozenset(set(TaskStatus) - {TaskStatus.CLOSED, TaskStatus.SUSPENDED})
+
+
+class Colour(StrEnum):
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+class Assignment(StrEnum):
+    STATED = "stated"  # the plan text names the department
+    PROPOSED = "proposed"  # coordbot's plan file proposes it; the office must confirm
+    CONFIRMED = "confirmed"  # the office confirmed a proposal
+
+
+class Comparator(StrEnum):
+    AT_LEAST = ">="
+    AT_MOST = "<="
+    EXACTLY = "=="
+    QUALITATIVE = "qualitative"  # "ranked first in the city", judged by people
+
+
+class Period(StrEnum):
+    ANNUAL = "annual"  # 每年不少于
+    CUMULATIVE = "cumulative"  # 三年新增
+    AT_DATE = "at-date"  # 到2026年末达到
+
+
+class Plan(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=100)
+    title: str
+    issuer: str = ""
+    document_no: str = ""
+    timezone: str = "Asia/Shanghai"
+    start_date: date
+    end_date: date
+    source_file: str = ""
+    source_sha256: str = Field(default="", max_length=64)
+    reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Department(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=64)
+    name: str
+    short_name: str = ""
+    kind: str = "government"
+    aliases: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
+
+
+class Contact(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("department_id", "role", "name", name="uq_contact_dept_role_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    department_id: int = Field(foreign_key="department.id", index=True)
+    name: str
+    role: str = Field(default=Role.CONTACT, max_length=16)
+    channel: str = Field(default="telegram", max_length=32)
+    address: str | None = Field(default=None, max_length=128, index=True)  # chat id once bound
+    language: str = Field(default="zh", max_length=8)
+    active: bool = True
+    unreachable: bool = False  # the channel said it can never deliver (bot blocked, chat gone)
+    bound_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
+    created_at: datetime = _ts()
+
+
+class TaskGroup(SQLModel, table=True):
+    __tablename__ = "task_group"
+    __table_args__ = (UniqueConstraint("plan_id", "code", name="uq_task_group_plan_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    code: str = Field(max_length=32)
+    title: str
+    kind: str = Field(default="main", max_length=16)  # main (主要任务) | safeguard (保障措施)
+    position: int = 0
+
+
+class Task(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("plan_id", "code", name="uq_task_plan_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    group_id: int = Field(foreign_key="task_group.id", index=True)
+    code: str = Field(max_length=32)
+    title: str
+    description: str = ""
+    source_text: str = ""  # the plan's own sentence, kept verbatim
+    lead_department_id: int = Field(foreign_key="department.id", index=True)
+    assignment: str = Field(default=Assignment.STATED, max_length=16)
+    kind: str = Field(default=TaskKind.ONE_OFF, max_length=16)
+    start_date: date | None = None
+    due_date: date | None = None
+    original_due_date: date | None = None  # the deadline before any approved extension
+    status: str = Field(default=TaskStatus.ASSIGNED, max_length=24)
+    progress: int = 0  # percent
+    colour: str = Field(default=Colour.GREEN, max_length=8)
+    colour_reason: str = ""
+    dated_events: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    position: int = 0
+    last_report_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
+    archived_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class TaskDepartment(SQLModel, table=True):
+    """A co-department (配合单位) of a task."""
+
+    __tablename__ = "task_department"
+
+    task_id: int = Field(foreign_key="task.id", primary_key=True)
+    department_id: int = Field(foreign_key="department.id", primary_key=True, index=True)
+    assignment: str = Field(default=Assignment.STATED, max_length=16)
+
+
+class Target(SQLModel, table=True):
+    """A quantity the plan commits to: annual quota, cumulative quota, value at a date, or a qualitative aim."""
+
+    __table_args__ = (UniqueConstraint("plan_id", "metric", name="uq_target_plan_metric"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    task_id: int | None = Field(default=None, foreign_key="task.id", index=True)  # None: a plan-level goal
+    metric: str = Field(max_length=64)
+    name: str
+    unit: str = ""
+    comparator: str = Field(default=Comparator.AT_LEAST, max_length=16)
+    value: float | None = None
+    baseline: float | None = None
+    period: str = Field(default=Period.AT_DATE, max_length=16)
+    start_date: date | None = None
+    due_date: date | None = None
+    aliases: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    description: str = ""
+    source_text: str = ""
+    archived_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
+
+
+class Observation(SQLModel, table=True):
+    """One reported value of a target's metric: an increment (新增) or a running total (累计)."""
+
+    __table_args__ = (Index("ix_observation_target_date", "target_id", "observed_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    target_id: int = Field(foreign_key="target.id")
+    value: float
+    mode: str = Field(default="increment", max_length=16)  # increment | total
+    observed_on: date
+    source: str = Field(default="manual", max_length=16)  # report | manual | import
+    report_id: int | None = Field(default=None, index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    voided: bool = False  # undone or superseded; kept for the audit trail
+    recorded_at: datetime = _ts()
+
+
+# ---- what leaves coordbot -------------------------------------------------------------------------
+
+
+class DepartmentPublic(SQLModel):
+    code: str
+    name: str
+    short_name: str
+    kind: str
+
+
+class TargetPublic(SQLModel):
+    metric: str
+    name: str
+    unit: str
+    comparator: str
+    value: float | None
+    period: str
+    start_date: date | None
+    due_date: date | None
+    description: str
+
+
+class TaskPublic(SQLModel):
+    code: str
+    group: str
+    title: str
+    kind: str
+    lead: str
+    co: list[str]
+    assignment: str
+    due_date: date | None
+    status: str
+    progress: int
+    colour: str
+    targets: list[TargetPublic]

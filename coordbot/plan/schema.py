@@ -1,0 +1,222 @@
+"""The plan file format (YAML), as validated input models.
+
+The format is documented in docs/plan-format.md; these models are its single definition. Cross-references
+(departments named by tasks and contacts, unique codes, dates inside the plan period) are checked here too,
+each error carrying the path of the offending field so the loader can point at the line.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CODE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=CODE)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, coerce_numbers_to_str=True)
+
+
+class CrossRefError(ValueError):
+    """A reference inside the file does not resolve; ``path`` locates the field."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class DepartmentIn(_Strict):
+    code: Code
+    name: Text
+    short_name: str = ""
+    kind: Literal["government", "party", "police", "judicial", "park", "association", "town", "other"] = (
+        "government"
+    )
+    aliases: list[str] = []
+
+
+class DatedEventIn(_Strict):
+    name: Text
+    day: str = Field(description="MM-DD, every year")
+
+    @field_validator("day")
+    @classmethod
+    def _month_day(cls, v: str) -> str:
+        if not MONTH_DAY.match(v):
+            raise ValueError("expected a month and day as MM-DD, e.g. 04-26")
+        month, day = (int(x) for x in v.split("-"))
+        date(2024, month, day)  # leap year: accepts 02-29, refuses 02-30 and 04-31
+        return v
+
+
+class TargetIn(_Strict):
+    metric: Code
+    name: Text
+    unit: str = ""
+    comparator: Literal[">=", "<=", "==", "qualitative"] = ">="
+    value: float | None = None
+    baseline: float | None = None
+    period: Literal["annual", "cumulative", "at-date"] = "at-date"
+    start: date | None = None
+    due: date | None = None
+    aliases: list[str] = []
+    description: str = ""
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _value_matches_comparator(self) -> TargetIn:
+        if self.comparator == "qualitative":
+            if self.value is not None:
+                raise ValueError("a qualitative target has no value; use comparator '>=' for a number")
+            if not self.description:
+                raise ValueError("a qualitative target needs a description saying what counts as reached")
+        elif self.value is None:
+            raise ValueError(f"comparator '{self.comparator}' needs a numeric value")
+        if self.start and self.due and self.due < self.start:
+            raise ValueError(f"due {self.due} is before start {self.start}")
+        return self
+
+
+class TaskIn(_Strict):
+    code: Code
+    title: Text
+    description: str = ""
+    source: str = ""
+    lead: Code
+    co: list[Code] = []
+    assignment: Literal["stated", "proposed", "confirmed"] = "stated"
+    kind: Literal["one-off", "recurring", "metric"] = "one-off"
+    start: date | None = None
+    due: date | None = None
+    events: list[DatedEventIn] = []
+    targets: list[TargetIn] = []
+    reminders: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskIn:
+        if self.start and self.due and self.due < self.start:
+            raise ValueError(f"due {self.due} is before start {self.start}")
+        if self.lead in self.co:
+            raise ValueError(f"department '{self.lead}' is both lead and co-department")
+        if len(set(self.co)) != len(self.co):
+            raise ValueError("a co-department is listed twice")
+        if self.kind == "metric" and not any(t.comparator != "qualitative" for t in self.targets):
+            raise ValueError("a metric task needs at least one numeric target")
+        return self
+
+
+class GroupIn(_Strict):
+    code: Code
+    title: Text
+    kind: Literal["main", "safeguard"] = "main"
+    tasks: list[TaskIn] = Field(min_length=1)
+
+
+class ContactIn(_Strict):
+    department: Code
+    name: Text
+    role: Literal["contact", "leader", "office"] = "contact"
+    channel: Literal["telegram", "email", "wecom", "feishu", "dingtalk", "web"] = "telegram"
+    address: str | None = None
+    language: Literal["zh", "en"] = "zh"
+
+
+class PlanMeta(_Strict):
+    code: Code
+    title: Text
+    issuer: str = ""
+    document_no: str = ""
+    issued: date | None = None
+    start: date
+    end: date
+    timezone: str = "Asia/Shanghai"
+    source: str = ""
+    office: Code | None = None  # department acting as 联席会议办公室
+    reminders: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _period(self) -> PlanMeta:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.timezone!r}") from exc
+        return self
+
+
+class PlanFile(_Strict):
+    plan: PlanMeta
+    departments: list[DepartmentIn] = Field(min_length=1)
+    goals: list[TargetIn] = []
+    groups: list[GroupIn] = Field(min_length=1)
+    contacts: list[ContactIn] = []
+
+    def tasks(self) -> list[tuple[GroupIn, TaskIn]]:
+        return [(g, t) for g in self.groups for t in g.tasks]
+
+    def check_references(self) -> list[CrossRefError]:
+        """Everything a field-by-field check cannot see; empty when the file is consistent."""
+        errors: list[CrossRefError] = []
+        dept_codes: set[str] = set()
+        for i, d in enumerate(self.departments):
+            if d.code in dept_codes:
+                errors.append(CrossRefError(("departments", i, "code"), f"duplicate department code '{d.code}'"))
+            dept_codes.add(d.code)
+
+        def known(path: tuple[str | int, ...], code: str) -> None:
+            if code not in dept_codes:
+                errors.append(
+                    CrossRefError(path, f"unknown department '{code}' (expected one of the codes under 'departments')")
+                )
+
+        if self.plan.office:
+            known(("plan", "office"), self.plan.office)
+        p0, p1 = self.plan.start, self.plan.end
+
+        def in_period(path: tuple[str | int, ...], d: date | None) -> None:
+            if d is not None and not (p0 <= d <= p1):
+                errors.append(CrossRefError(path, f"date {d} lies outside the plan period {p0} to {p1}"))
+
+        group_codes: set[str] = set()
+        task_codes: set[str] = set()
+        metrics: set[str] = set()
+
+        def target_checks(base: tuple[str | int, ...], t: TargetIn) -> None:
+            if t.metric in metrics:
+                errors.append(CrossRefError((*base, "metric"), f"duplicate target metric '{t.metric}'"))
+            metrics.add(t.metric)
+            in_period((*base, "start"), t.start)
+            in_period((*base, "due"), t.due)
+
+        for i, t in enumerate(self.goals):
+            target_checks(("goals", i), t)
+        for gi, g in enumerate(self.groups):
+            if g.code in group_codes:
+                errors.append(CrossRefError(("groups", gi, "code"), f"duplicate group code '{g.code}'"))
+            group_codes.add(g.code)
+            for ti, t in enumerate(g.tasks):
+                base: tuple[str | int, ...] = ("groups", gi, "tasks", ti)
+                if t.code in task_codes:
+                    errors.append(CrossRefError((*base, "code"), f"duplicate task code '{t.code}'"))
+                task_codes.add(t.code)
+                known((*base, "lead"), t.lead)
+                for ci, c in enumerate(t.co):
+                    known((*base, "co", ci), c)
+                in_period((*base, "start"), t.start)
+                in_period((*base, "due"), t.due)
+                for xi, target in enumerate(t.targets):
+                    target_checks((*base, "targets", xi), target)
+        for i, c in enumerate(self.contacts):
+            known(("contacts", i, "department"), c.department)
+        return errors

@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+
+from coordbot.core.config import ConfigError, Secret, load_settings
+
+
+def test_defaults_are_embedded_and_shanghai(tmp_path: Path) -> None:
+    s = load_settings(env={"COORDBOT_CONFIG": str(tmp_path / "absent.yaml")})
+    assert s.database_url.startswith("sqlite:///")
+    assert s.timezone == "Asia/Shanghai"
+    assert not s.telegram_token
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("timezone: Europe/Berlin\ntick_seconds: 5\nlocale: en\n")
+    s = load_settings(cfg, env={"COORDBOT_TICK_SECONDS": "2.5", "COORDBOT_TELEGRAM_TOKEN": "123:SECRET"})
+    assert s.timezone == "Europe/Berlin"
+    assert s.tick_seconds == 2.5
+    assert s.locale == "en"
+    assert s.telegram_token.get() == "123:SECRET"
+
+
+def test_secrets_never_print(tmp_path: Path) -> None:
+    s = load_settings(
+        env={
+            "COORDBOT_CONFIG": str(tmp_path / "none.yaml"),
+            "COORDBOT_TELEGRAM_TOKEN": "123:SUPERSECRET",
+            "COORDBOT_DATABASE_URL": "postgresql://bot:pa55word@db/coordbot",
+        }
+    )
+    shown = repr(s) + str(s.public_dict())
+    assert "SUPERSECRET" not in shown
+    assert "pa55word" not in shown
+    assert s.public_dict()["telegram_token"] == "(set)"
+    assert repr(Secret("x")) == "Secret('**********')"
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    f = tmp_path / "token"
+    f.write_text("999:FROMFILE\n")
+    s = load_settings(env={"COORDBOT_CONFIG": str(tmp_path / "n.yaml"), "COORDBOT_TELEGRAM_TOKEN_FILE": str(f)})
+    assert s.telegram_token.get() == "999:FROMFILE"
+
+
+@pytest.mark.parametrize(
+    ("content", "env", "expected"),
+    [
+        ("telegram_token: abc\n", {}, "is a secret"),
+        ("colour: red\n", {}, "unknown setting 'colour'"),
+        ("", {"COORDBOT_TIMEZONE": "Mars/Base"}, "unknown time zone"),
+        ("", {"COORDBOT_TICK_SECONDS": "soon"}, "COORDBOT_TICK_SECONDS: setting 'tick_seconds' expects float"),
+        ("", {"COORDBOT_DELIVERY": "twice"}, "'delivery'"),
+        ("- a list\n", {}, "expected a mapping"),
+    ],
+)
+def test_bad_settings_say_which_and_why(tmp_path: Path, content: str, env: dict[str, str], expected: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(content)
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(cfg, env=env)
