@@ -4,6 +4,8 @@ from coordbot.core.events import Event
 from coordbot.plan.models import (
     Contact,
     Department,
+    Extension,
+    Invite,
     Observation,
     Plan,
     Target,
@@ -11,13 +13,21 @@ from coordbot.plan.models import (
     TaskDepartment,
     TaskGroup,
 )
+from coordbot.replies.models import CrossRequest, InboundMessage, ProgressReport
+from coordbot.scheduling.models import ReminderOccurrence
 
 __all__ = [
     "Contact",
+    "CrossRequest",
     "Department",
     "Event",
+    "Extension",
+    "InboundMessage",
+    "Invite",
     "Observation",
     "Plan",
+    "ProgressReport",
+    "ReminderOccurrence",
     "Target",
     "Task",
     "TaskDepartment",

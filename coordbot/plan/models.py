@@ -17,12 +17,8 @@ from coordbot.core.clock import utcnow
 from coordbot.core.types import AwareDateTime
 
 
-def _ts(nullable: bool = False, default: bool = True) -> Any:
-    return Field(
-        default_factory=utcnow if default else lambda: None,
-        sa_type=AwareDateTime(),
-        nullable=nullable,
-    )
+def _ts() -> Any:
+    return Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)
 
 
 class Role(StrEnum):
@@ -153,6 +149,7 @@ class Task(SQLModel, table=True):
     dated_events: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     position: int = 0
+    escalation_level: int = 0  # 0 none, 1 the department's leader, 2 the office; a report resets it
     last_report_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
     archived_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
     created_at: datetime = _ts()
@@ -209,6 +206,37 @@ class Observation(SQLModel, table=True):
     recorded_at: datetime = _ts()
 
 
+class Extension(SQLModel, table=True):
+    """A request for a new deadline (延期申请); only the office approves, and both dates are kept."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    requested_by_id: int | None = Field(default=None, foreign_key="contact.id")
+    requested_at: datetime = _ts()
+    old_due: date | None = None
+    new_due: date
+    reason: str = ""
+    status: str = Field(default="requested", max_length=16)  # requested | approved | rejected
+    decided_by: str = ""
+    decided_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
+
+
+class Invite(SQLModel, table=True):
+    """A one-time code binding a chat to a department and role; only its hash is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(unique=True, max_length=64)
+    department_id: int = Field(foreign_key="department.id")
+    role: str = Field(default=Role.CONTACT, max_length=16)
+    name: str
+    language: str = Field(default="zh", max_length=8)
+    created_by: str = ""
+    created_at: datetime = _ts()
+    expires_at: datetime = Field(sa_type=AwareDateTime(), nullable=False)
+    used_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+
+
 # ---- what leaves coordbot -------------------------------------------------------------------------
 
 
@@ -240,6 +268,7 @@ class TaskPublic(SQLModel):
     co: list[str]
     assignment: str
     due_date: date | None
+    events: list[dict[str, str]] = []
     status: str
     progress: int
     colour: str

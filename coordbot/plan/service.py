@@ -326,7 +326,8 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
         return TaskPublic(
             code=t.code, group=group_code[t.group_id], title=t.title, kind=t.kind,
             lead=depts[t.lead_department_id].code, co=sorted(co.get(t.id, [])),  # type: ignore[arg-type]
-            assignment=t.assignment, due_date=t.due_date, status=t.status, progress=t.progress,
+            assignment=t.assignment, due_date=t.due_date, events=list(t.dated_events), status=t.status,
+            progress=t.progress,
             colour=t.colour, targets=by_task.get(t.id, []),
         )
 
@@ -341,6 +342,6 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
         plan=plan,
         groups=[v for v in views.values() if v.tasks],
         goals=by_task.get(None, []),
-        departments={d.code: d.name for d in depts.values()},
+        departments={d.code: d.short_name or d.name for d in depts.values()},
         archived=archived,
     )

@@ -1,0 +1,28 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make demo   installs coordbot into .venv and runs the main job on the embedded SQLite database
+#   make test   installs it with the test tools and runs the whole suite (SQLite and PostgreSQL)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/coordbot plan import config/plans/songjiang-ip-2024-2026.yaml
+	$(BIN)/coordbot plan show
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check coordbot tests bench migrations
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
