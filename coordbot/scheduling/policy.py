@@ -1,0 +1,476 @@
+"""Reminder policy: which reminders a task gets and when (pure; no database, no clock).
+
+``plan_reminders`` turns a ``TaskSchedule`` into ``PlannedReminder`` rows for a time window. The caller
+stores them as occurrences keyed on (task, kind, fire_at) (DESIGN decision 1), so planning the same window
+twice, or overlapping windows, yields the same rows and never a duplicate.
+
+Rules, all in the plan's timezone and China's working-day calendar (decision 6):
+
+* one-off task with a deadline ``due``:
+    - the *working deadline* is ``due`` if it is a working day, else the last working day before it
+      (a deadline on 10月4日 during National Day means the work must be in before the holiday);
+    - ``before_due``: ``N`` working days before the working deadline for each N in ``before_workdays``
+      (counted from the working deadline, so "1 working day before" never coincides with the due-day
+      reminder);
+    - ``due_today``: on the working deadline (if ``on_due_day``);
+    - ``overdue``: on the ``k·E``-th working day after ``due`` for k = 1..``overdue_max``
+      (E = ``overdue_every_workdays``); then escalation takes over. Planned regardless of task status:
+      the sender skips them for tasks already reported done.
+  A one-off task without ``due`` gets no deadline reminders (events still apply).
+* recurring / metric task: ``periodic`` progress requests on ``periodic_weekday`` (weekly; biweekly
+  counted from the task start; monthly = the first such weekday of each month), rolled forward to the next
+  working day when that day is off, dropped if the rolled day is after the task's end.
+* any task with ``has_quota``: ``checkpoint`` on the last working day of each quarter (or month),
+  ``ref_date`` the period's last calendar day.
+* any task with ``events``: ``event_ahead`` ``N`` working days before each yearly occurrence inside
+  [start, end] for each N in ``event_lead_workdays``.
+
+Every fire time is ``send_time`` on the computed day, then moved by ``WorkCalendar.next_send_time`` out of
+quiet hours and non-working days. Nothing fires on a day before the task's ``start`` (the task did not
+exist yet). Two reminders of the same kind landing on the same fire time collapse into one (keeping the
+later ``ref_date``; differing details are joined with 、).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from coordbot.scheduling.calendar import QuietHours, WorkCalendar, ensure_aware, get_zone
+
+__all__ = [
+    "REMINDER_KINDS",
+    "TASK_KINDS",
+    "PlannedReminder",
+    "ReminderPolicy",
+    "TaskSchedule",
+    "plan_reminders",
+]
+
+TASK_KINDS = ("one-off", "recurring", "metric")
+REMINDER_KINDS = ("before_due", "due_today", "overdue", "periodic", "checkpoint", "event_ahead")
+
+# ---- value parsers ---------------------------------------------------------------------------------
+# Each parser takes either the typed value or its YAML spelling and returns the normalised typed value,
+# raising ValueError("expected ..., got ..."). __post_init__ runs them too, so a policy built in code is
+# checked exactly like one read from a plan file.
+
+_WEEKDAYS: dict[str, int] = {}
+for _i, _names in enumerate(
+    (
+        ("monday", "mon", "周一", "星期一"),
+        ("tuesday", "tue", "周二", "星期二"),
+        ("wednesday", "wed", "周三", "星期三"),
+        ("thursday", "thu", "周四", "星期四"),
+        ("friday", "fri", "周五", "星期五"),
+        ("saturday", "sat", "周六", "星期六"),
+        ("sunday", "sun", "周日", "周天", "星期日", "星期天"),
+    )
+):
+    for _n in _names:
+        _WEEKDAYS[_n] = _i
+
+_PERIODIC = {
+    "weekly": "weekly",
+    "每周": "weekly",
+    "biweekly": "biweekly",
+    "每两周": "biweekly",
+    "双周": "biweekly",
+    "monthly": "monthly",
+    "每月": "monthly",
+    "off": "off",
+    "关闭": "off",
+}
+_CHECKPOINTS = {
+    "quarterly": "quarterly",
+    "每季度": "quarterly",
+    "monthly": "monthly",
+    "每月": "monthly",
+    "off": "off",
+    "关闭": "off",
+}
+_TIME_RE = re.compile(r"(\d{1,2}):(\d{2})\Z")
+_DURATION_RE = re.compile(
+    r"(?:(?P<d>\d+)\s*(?:d|天|日))?\s*(?:(?P<h>\d+)\s*(?:h|小时|时))?\s*(?:(?P<m>\d+)\s*(?:m|min|分钟|分))?\Z"
+)
+_MMDD_RE = re.compile(r"(\d{2})-(\d{2})\Z")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # YAML `yes` must not count as 1
+
+
+def _workday_offsets(v: Any) -> tuple[int, ...]:
+    expected = "a list of whole numbers of working days between 1 and 366, e.g. [10, 5, 1]"
+    items = [v] if _is_int(v) else v
+    if not isinstance(items, list | tuple) or not all(_is_int(x) and 1 <= x <= 366 for x in items):
+        raise ValueError(f"expected {expected}, got {v!r}")
+    return tuple(sorted(set(items), reverse=True))
+
+
+def _boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _int_at_least(minimum: int) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        if not _is_int(v) or v < minimum:
+            raise ValueError(f"expected a whole number ≥ {minimum}, got {v!r}")
+        return v
+
+    return parse
+
+
+def _choice(table: dict[str, str]) -> Callable[[Any], str]:
+    names = sorted(set(table.values()))
+
+    def parse(v: Any) -> str:
+        if v is False:  # YAML 1.1 reads an unquoted `off` as false
+            return "off"
+        if isinstance(v, str) and v.strip().lower() in table:
+            return table[v.strip().lower()]
+        raise ValueError(f"expected one of {', '.join(names)}, got {v!r}")
+
+    return parse
+
+
+def _weekday(v: Any) -> int:
+    if _is_int(v) and 0 <= v <= 6:
+        return v
+    if isinstance(v, str) and v.strip().lower() in _WEEKDAYS:
+        return _WEEKDAYS[v.strip().lower()]
+    raise ValueError(f"expected a weekday: 0-6 (0 = Monday), monday..sunday or 周一..周日, got {v!r}")
+
+
+def _time_of_day(v: Any) -> time:
+    if isinstance(v, time):
+        if v.tzinfo is not None:
+            raise ValueError(f"expected a local wall-clock time without timezone, got {v!r}")
+        return v
+    if _is_int(v):
+        # PyYAML reads unquoted 9:30 / 18:00 as base-60 integers (570 / 1080). Say so instead of guessing.
+        raise ValueError(f'expected a time "HH:MM", got the number {v}; quote the time in YAML, e.g. "09:30"')
+    m = _TIME_RE.match(v.strip()) if isinstance(v, str) else None
+    if m is None or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ValueError(f'expected a time "HH:MM" such as "09:30", got {v!r}')
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def _quiet(v: Any) -> QuietHours:
+    expected = 'a sending window "09:00-18:00" or {start: "09:00", end: "18:00"}'
+    if isinstance(v, QuietHours):
+        return v
+    if isinstance(v, str):
+        parts = re.split(r"\s*(?:-|–|~|～|至)\s*", v.strip())
+        if len(parts) != 2:
+            raise ValueError(f"expected {expected}, got {v!r}")
+        start, end = parts
+    elif isinstance(v, Mapping) and set(v) == {"start", "end"}:
+        start, end = v["start"], v["end"]
+    else:
+        raise ValueError(f"expected {expected}, got {v!r}")
+    start_t, end_t = _time_of_day(start), _time_of_day(end)
+    if not start_t < end_t:
+        raise ValueError(f"expected the window start before its end, got {v!r}")
+    return QuietHours(start_t, end_t)
+
+
+def _grace(v: Any) -> timedelta:
+    expected = 'a duration such as "24h", "3d", "90m" or "1d12h"'
+    if isinstance(v, timedelta):
+        if v < timedelta(0):
+            raise ValueError(f"expected a duration of zero or more, got {v!r}")
+        return v
+    if isinstance(v, str) and v.strip() == "0":
+        return timedelta(0)
+    m = _DURATION_RE.match(v.strip().lower()) if isinstance(v, str) and v.strip() else None
+    if m is None or not any(m.groupdict().values()):
+        raise ValueError(f"expected {expected}, got {v!r}")
+    d, h, mins = (int(m.group(g) or 0) for g in ("d", "h", "m"))
+    return timedelta(days=d, hours=h, minutes=mins)
+
+
+DEFAULT_QUIET = QuietHours(time(9), time(18))  # a module constant: frozen, safe to share as a default
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "before_workdays": _workday_offsets,
+    "on_due_day": _boolean,
+    "overdue_every_workdays": _int_at_least(1),
+    "overdue_max": _int_at_least(0),
+    "periodic": _choice(_PERIODIC),
+    "periodic_weekday": _weekday,
+    "send_time": _time_of_day,
+    "checkpoints": _choice(_CHECKPOINTS),
+    "event_lead_workdays": _workday_offsets,
+    "quiet": _quiet,
+    "grace": _grace,
+    "escalate_after_unanswered": _int_at_least(1),
+}
+
+
+@dataclass(frozen=True)
+class ReminderPolicy:
+    """How often and when a task's contact is reminded. Defaults are the office's house rules.
+
+    Fields are validated and normalised on construction (offsets sorted descending and de-duplicated,
+    weekday names to 0..6, "24h" to a timedelta) so a bad value fails where it is written, not at 03:00
+    in the scheduler.
+    """
+
+    before_workdays: tuple[int, ...] = (10, 5, 1)  # one-off tasks: N working days before the deadline
+    on_due_day: bool = True
+    overdue_every_workdays: int = 2  # then every N working days while overdue
+    overdue_max: int = 10  # stop after that many overdue reminders (escalation takes over)
+    periodic: str = "weekly"  # weekly | biweekly | monthly | off   (recurring & metric tasks)
+    periodic_weekday: int = 0  # Monday
+    send_time: time = time(9, 30)
+    checkpoints: str = "quarterly"  # quota checkpoints: quarterly | monthly | off
+    event_lead_workdays: tuple[int, ...] = (10, 3)  # dated events (4.26, 3.15): working days ahead
+    quiet: QuietHours = DEFAULT_QUIET  # sending window 09:00-18:00 on working days
+    grace: timedelta = timedelta(hours=24)  # catch-up: missed reminders younger than this are still sent
+    escalate_after_unanswered: int = 2
+
+    def __post_init__(self) -> None:
+        for name, parse in _PARSERS.items():
+            value = getattr(self, name)
+            try:
+                normalised = parse(value)
+            except ValueError as exc:
+                raise ValueError(f"ReminderPolicy.{name}: {exc}") from None
+            object.__setattr__(self, name, normalised)  # frozen: normalise once, here
+        if not self.quiet.contains(self.send_time):
+            # Otherwise a due-day reminder at 19:00 would silently move to the next working morning,
+            # i.e. after the deadline.
+            raise ValueError(
+                f"ReminderPolicy.send_time: expected a time inside the sending window "
+                f"{self.quiet.start:%H:%M}-{self.quiet.end:%H:%M}, got {self.send_time:%H:%M}"
+            )
+
+    @classmethod
+    def from_mapping(
+        cls, data: Mapping[str, Any] | None, *, base: ReminderPolicy | None = None, where: str = ""
+    ) -> ReminderPolicy:
+        """Overlay the ``reminders:`` mapping of a plan file on ``base`` (default: the house rules).
+
+        Call it twice to merge levels: ``plan = ReminderPolicy.from_mapping(plan_map, where="plan
+        reminders")`` then ``ReminderPolicy.from_mapping(task_map, base=plan, where="task 2.1 reminders")``.
+        Keys are the field names; times are "HH:MM", ``grace`` like "24h"/"3d", ``periodic_weekday``
+        like "monday"/"周一"/0, ``quiet`` like "09:00-18:00". An empty/null mapping returns ``base``.
+        Raises ValueError naming ``where``, the key and what is expected.
+        """
+        base = base if base is not None else cls()
+        label = where or "reminder policy"
+        if data is None:
+            return base
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{label}: expected a mapping of reminder settings, got {data!r}")
+        changes: dict[str, Any] = {}
+        for key, value in data.items():
+            parse = _PARSERS.get(key) if isinstance(key, str) else None
+            if parse is None:
+                hint = difflib.get_close_matches(str(key), _PARSERS, n=1)
+                did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ValueError(f"{label}: unknown key {key!r}{did_you_mean}; expected one of {', '.join(_PARSERS)}")
+            try:
+                changes[key] = parse(value)
+            except ValueError as exc:
+                raise ValueError(f"{label}: {key}: {exc}") from None
+        try:
+            return dataclasses.replace(base, **changes)
+        except ValueError as exc:  # cross-field checks (send_time vs quiet)
+            raise ValueError(f"{label}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TaskSchedule:
+    """The scheduling view of a task, built by the caller from the database row.
+
+    ``events`` also accepts the plan format's ``{"name": ..., "day": "MM-DD"}`` dicts and lists (as read
+    from YAML/JSON); they are normalised to tuples. ``due`` is used for one-off tasks only.
+    """
+
+    code: str
+    kind: str  # "one-off" | "recurring" | "metric"
+    start: date  # task active period (plan period by default)
+    end: date
+    due: date | None  # one-off deadline
+    events: tuple[tuple[str, str], ...] = ()  # (name, "MM-DD") yearly events, e.g. ("世界知识产权日", "04-26")
+    has_quota: bool = False  # annual/cumulative quota → checkpoints
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"task {self.code}: kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
+        for name in ("start", "end", "due"):
+            value = getattr(self, name)
+            if value is None and name == "due":
+                continue
+            if not isinstance(value, date) or isinstance(value, datetime):
+                raise ValueError(f"task {self.code}: {name} must be a date, got {value!r}")
+        if self.end < self.start:
+            raise ValueError(f"task {self.code}: end {self.end} is before start {self.start}")
+        # Accept what the database stores ({name, day} dicts) and YAML lists; keep the field hashable.
+        events = tuple(
+            (e.get("name"), e.get("day")) if isinstance(e, Mapping) else tuple(e) if isinstance(e, list) else e
+            for e in self.events
+        )
+        object.__setattr__(self, "events", events)
+        try:
+            _parse_events(events)
+        except ValueError as exc:
+            raise ValueError(f"task {self.code}: {exc}") from None
+
+
+def _parse_events(events: tuple[tuple[str, str], ...]) -> tuple[tuple[str, int, int], ...]:
+    """(name, month, day) for each (name, "MM-DD") event; ValueError for a malformed one."""
+    parsed = []
+    for item in events:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):
+            raise ValueError(f"event must be (name, 'MM-DD'), got {item!r}")
+        name, mmdd = item
+        m = _MMDD_RE.match(mmdd) if isinstance(mmdd, str) else None
+        month, day = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        try:
+            date(2000, month, day)  # a leap year: 02-29 is allowed and simply skipped in common years
+        except ValueError:
+            raise ValueError(f"event {name!r} date must be 'MM-DD', got {mmdd!r}") from None
+        parsed.append((name, month, day))
+    return tuple(parsed)
+
+
+_event_days = functools.lru_cache(maxsize=1024)(_parse_events)  # planning re-reads the same tasks often
+
+
+@dataclass(frozen=True)
+class PlannedReminder:
+    """One reminder occurrence. (kind, fire_at) is unique per task."""
+
+    kind: str  # "before_due" | "due_today" | "overdue" | "periodic" | "checkpoint" | "event_ahead"
+    fire_at: datetime  # aware, already moved out of quiet hours / non-working days
+    ref_date: date  # the deadline / period / event date it is about (message text and unique key)
+    # before_due: working days before ("10"); overdue: working days after due ("4");
+    # periodic: the cadence ("weekly"); checkpoint: "Q2" or "M06"; event_ahead: the event name.
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in REMINDER_KINDS:
+            raise ValueError(f"unknown reminder kind {self.kind!r}")
+        ensure_aware(self.fire_at, "PlannedReminder.fire_at")
+
+    def sort_key(self) -> tuple[datetime, str, date, str]:
+        return (self.fire_at, self.kind, self.ref_date, self.detail)
+
+
+def plan_reminders(
+    task: TaskSchedule,
+    policy: ReminderPolicy,
+    cal: WorkCalendar,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    tz: str,
+) -> list[PlannedReminder]:
+    """Reminders for ``task`` with ``window_start <= fire_at < window_end``, sorted and de-duplicated.
+
+    The result depends only on the arguments (not on the window's position relative to the task), so
+    adjacent windows partition the full plan: planning [a, b) and [b, c) gives exactly the rows of [a, c).
+    ``tz`` is the plan's timezone: ``send_time`` and the quiet hours are wall-clock times there.
+    """
+    ensure_aware(window_start, "window_start")
+    ensure_aware(window_end, "window_end")
+    if window_end < window_start:
+        raise ValueError(f"window_end {window_end.isoformat()} is before window_start {window_start.isoformat()}")
+    zone = get_zone(tz)
+    found: dict[tuple[str, datetime], PlannedReminder] = {}
+    # Fire times only move later than send_time on their day, so a day whose send_time is already past
+    # the window end cannot contribute; periodic anchors stop there.
+    last_day = window_end.astimezone(zone).date()
+
+    def add(kind: str, day: date, ref: date, detail: str) -> None:
+        if day < task.start or day > last_day:
+            return
+        fire = cal.next_send_time(datetime.combine(day, policy.send_time, tzinfo=zone), policy.quiet, tz=zone)
+        if not window_start <= fire < window_end:
+            return
+        key = (kind, fire)
+        old = found.get(key)
+        if old is None:
+            found[key] = PlannedReminder(kind, fire, ref, detail)
+            return
+        details = list(dict.fromkeys(x for x in (*old.detail.split("、"), detail) if x))
+        found[key] = PlannedReminder(kind, fire, max(old.ref_date, ref), "、".join(details))
+
+    if task.kind == "one-off" and task.due is not None:
+        _plan_deadline(task.due, policy, cal, add)
+    if task.kind in ("recurring", "metric") and policy.periodic != "off":
+        for anchor in _periodic_anchors(task.start, min(task.end, last_day), policy):
+            day = cal.next_workday(anchor)
+            if day <= task.end:
+                add("periodic", day, anchor, policy.periodic)
+    if task.has_quota and policy.checkpoints != "off":
+        for period_end, label in _period_ends(task.start, task.end, policy.checkpoints):
+            add("checkpoint", cal.previous_workday(period_end), period_end, label)
+    for name, month, day_of_month in _event_days(task.events):
+        for year in range(task.start.year, task.end.year + 1):
+            try:
+                occurrence = date(year, month, day_of_month)
+            except ValueError:  # 02-29 in a common year
+                continue
+            if task.start <= occurrence <= task.end:
+                for n in policy.event_lead_workdays:
+                    add("event_ahead", cal.add_workdays(occurrence, -n), occurrence, name)
+    return sorted(found.values(), key=PlannedReminder.sort_key)
+
+
+def _plan_deadline(
+    due: date, policy: ReminderPolicy, cal: WorkCalendar, add: Callable[[str, date, date, str], None]
+) -> None:
+    working_due = cal.previous_workday(due)  # deadline on a holiday: act on the last working day before it
+    for n in policy.before_workdays:
+        add("before_due", cal.add_workdays(working_due, -n), due, str(n))
+    if policy.on_due_day:
+        add("due_today", working_due, due, "")
+    day = due
+    for k in range(1, policy.overdue_max + 1):
+        day = cal.add_workdays(day, policy.overdue_every_workdays)  # incremental: O(total), not O(k²)
+        add("overdue", day, due, str(k * policy.overdue_every_workdays))
+
+
+def _periodic_anchors(start: date, end: date, policy: ReminderPolicy) -> Iterator[date]:
+    """Nominal days of the periodic request in [start, end], before rolling off holidays."""
+    wd = policy.periodic_weekday
+    if policy.periodic in ("weekly", "biweekly"):
+        step = timedelta(days=7 if policy.periodic == "weekly" else 14)
+        cur = start + timedelta(days=(wd - start.weekday()) % 7)
+        while cur <= end:
+            yield cur
+            cur += step
+    elif policy.periodic == "monthly":
+        year, month = start.year, start.month
+        while date(year, month, 1) <= end:
+            first = date(year, month, 1)
+            anchor = first + timedelta(days=(wd - first.weekday()) % 7)
+            if start <= anchor <= end:
+                yield anchor
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def _period_ends(start: date, end: date, cadence: str) -> Iterator[tuple[date, str]]:
+    """(last calendar day of the period, label) for quarter/month ends inside [start, end]."""
+    year, month = start.year, start.month
+    while date(year, month, 1) <= end:
+        next_first = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+        last = next_first - timedelta(days=1)
+        if start <= last <= end:
+            if cadence == "monthly":
+                yield last, f"M{month:02d}"
+            elif month % 3 == 0:
+                yield last, f"Q{month // 3}"
+        year, month = next_first.year, next_first.month
