@@ -50,7 +50,24 @@ def environment(locale: str = DEFAULT_LOCALE, root: Path = TEMPLATES_DIR) -> Env
     )
     env.filters["num"] = _number
     env.filters["date"] = _date
+    env.globals["L"] = labels(locale, root)
     return env
+
+
+@lru_cache(maxsize=8)
+def labels(locale: str = DEFAULT_LOCALE, root: Path = TEMPLATES_DIR) -> dict[str, Any]:
+    """Short words (buttons, status names) from ``templates/<locale>/labels.yaml``, Chinese as fallback."""
+    import yaml
+
+    if locale not in LOCALES:
+        locale = DEFAULT_LOCALE
+    merged: dict[str, Any] = {}
+    for loc in dict.fromkeys((DEFAULT_LOCALE, locale)):
+        path = root / loc / "labels.yaml"
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+        for section, words in (data or {}).items():
+            merged.setdefault(section, {}).update(words)
+    return merged
 
 
 def render(name: str, *, locale: str = DEFAULT_LOCALE, root: Path | None = None, **context: Any) -> str:

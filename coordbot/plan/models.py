@@ -84,6 +84,9 @@ class Plan(SQLModel, table=True):
     source_file: str = ""
     source_sha256: str = Field(default="", max_length=64)
     reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Occurrences exist up to this time; a restart generates only the gap after it, so reminders that fell
+    # due while coordbot was down are caught up, and those from before it ever ran are not invented.
+    reminders_synced_until: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

@@ -1,0 +1,108 @@
+"""The one small interface every channel adapter implements, and the messages that cross it.
+
+Core code talks to channels only through these types; it never imports a channel library (Telegram,
+e-mail, WeCom …). A channel sends a rendered message to an address and returns a delivery reference, and
+hands inbound messages to the core as :class:`Inbound` values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    action: str  # done | on_track | at_risk | blocked | report | undo | pick | approve | reject …
+    ref: str = ""  # what the action is about: an occurrence id, a task code, a report id
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    address: str
+    text: str  # HTML subset (b, i, u, s, code, pre, a): Telegram's, and what e-mail renders
+    buttons: tuple[tuple[Button, ...], ...] = ()  # rows of buttons
+    ask_reply: bool = False  # invite a plain reply attached to this message (Telegram ForceReply)
+    document: tuple[str, bytes] | None = None  # (file name, content)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    channel: str
+    ref: str  # the channel's id of the (first) message, e.g. "<chat_id>:<message_id>"
+
+
+class ChannelError(Exception):
+    """Delivery failed. ``permanent`` failures (bot blocked, chat not found) are never retried."""
+
+    permanent = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TransientChannelError(ChannelError):
+    permanent = False
+
+
+class PermanentChannelError(ChannelError):
+    permanent = True
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, message: Outbound) -> Delivery:
+        """Deliver one message; raise a ChannelError subclass when it cannot."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A normalised inbound message or button press."""
+
+    channel: str
+    external_id: str  # unique per channel: update id
+    chat_id: str
+    sender_id: str
+    sender_name: str = ""
+    language: str = ""
+    kind: str = "message"  # message | edited | callback | command
+    text: str = ""
+    command: str = ""  # "tasks" for "/tasks@bot"
+    args: str = ""
+    reply_to_ref: str = ""  # the delivery ref of the message this one answers
+    message_ref: str = ""  # this message's own ref ("chat:message"), for edits and undo
+    callback_action: str = ""
+    callback_ref: str = ""
+    is_group: bool = False
+    start_code: str = ""  # deep-link /start payload
+
+
+@dataclass
+class Reply:
+    """What the core answers to an inbound message (sent back on the same chat)."""
+
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    ask_reply: bool = False
+    alert: str = ""  # for button presses: the short toast text
+    extra: list[Outbound] = field(default_factory=list)  # messages to other people (e.g. the office)
+
+
+InboundHandler = Callable[[Inbound], Awaitable[Reply | None]]
+
+
+class MemoryChannel:
+    """A channel that keeps what it is given: for the demo, the benchmarks and tests of the core."""
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self.sent: list[Outbound] = []
+
+    async def send(self, message: Outbound) -> Delivery:
+        self.sent.append(message)
+        return Delivery(self.name, f"{message.address}:{len(self.sent)}")

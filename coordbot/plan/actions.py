@@ -1,0 +1,119 @@
+"""Changes to a task's state that people ask for: extensions (延期), closing (销号), acknowledging (签收).
+
+Keyword-only functions over a session; each writes its event in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlmodel import Session, col, select
+
+from coordbot.core import events
+from coordbot.core.clock import utcnow
+from coordbot.plan.models import Contact, Extension, Task, TaskStatus
+
+
+class ActionError(ValueError):
+    """The action is not allowed or makes no sense; the message says why, for the person who asked."""
+
+
+def request_extension(
+    *, session: Session, task: Task, new_due: date, reason: str, contact: Contact | None, now: datetime | None = None
+) -> Extension:
+    now = now or utcnow()
+    if not reason.strip():
+        raise ActionError("an extension request needs a reason")
+    if task.due_date is not None and new_due <= task.due_date:
+        raise ActionError(f"the new deadline {new_due} must be later than the current one {task.due_date}")
+    pending = session.exec(
+        select(Extension).where(Extension.task_id == task.id, Extension.status == "requested")
+    ).first()
+    if pending is not None:
+        raise ActionError(f"an extension to {pending.new_due} is already waiting for the office's decision")
+    ext = Extension(
+        task_id=task.id,
+        requested_by_id=contact.id if contact else None,
+        requested_at=now,  # type: ignore[arg-type]
+        old_due=task.due_date,
+        new_due=new_due,
+        reason=reason.strip(),
+    )
+    session.add(ext)
+    session.flush()
+    task.status = TaskStatus.EXTENSION_REQUESTED
+    task.updated_at = now
+    events.record(
+        session,
+        "extension.requested",
+        at=now,
+        plan_id=task.plan_id,
+        task_id=task.id,
+        department_id=task.lead_department_id,
+        contact_id=contact.id if contact else None,
+        extension=ext.id,
+        old_due=task.due_date,
+        new_due=new_due,
+        reason=ext.reason,
+    )
+    return ext
+
+
+def decide_extension(
+    *, session: Session, extension: Extension, approve: bool, decided_by: str, now: datetime | None = None
+) -> Extension:
+    """Only the office decides. Approval moves the deadline; the original deadline stays on the task."""
+    now = now or utcnow()
+    if extension.status != "requested":
+        raise ActionError(f"this extension was already {extension.status}")
+    task = session.get(Task, extension.task_id)
+    assert task is not None
+    extension.status = "approved" if approve else "rejected"
+    extension.decided_by = decided_by
+    extension.decided_at = now
+    if approve:
+        if task.original_due_date is None:
+            task.original_due_date = task.due_date
+        task.due_date = extension.new_due
+    if task.status == TaskStatus.EXTENSION_REQUESTED:
+        task.status = TaskStatus.IN_PROGRESS
+    task.updated_at = now
+    events.record(
+        session,
+        f"extension.{extension.status}",
+        at=now,
+        plan_id=task.plan_id,
+        task_id=task.id,
+        department_id=task.lead_department_id,
+        actor=decided_by,
+        extension=extension.id,
+        old_due=extension.old_due,
+        new_due=extension.new_due,
+        original_due=task.original_due_date,
+    )
+    return extension
+
+
+def close_task(*, session: Session, task: Task, actor: str, now: datetime | None = None) -> None:
+    """销号: the office confirms a task reported done."""
+    now = now or utcnow()
+    if task.status == TaskStatus.CLOSED:
+        raise ActionError(f"task {task.code} is already closed")
+    if task.status != TaskStatus.REPORTED_DONE:
+        raise ActionError(f"task {task.code} has not been reported done yet (status: {task.status})")
+    task.status = TaskStatus.CLOSED
+    task.progress = 100
+    task.updated_at = now
+    events.record(
+        session,
+        "task.closed",
+        at=now,
+        plan_id=task.plan_id,
+        task_id=task.id,
+        department_id=task.lead_department_id,
+        actor=actor,
+    )
+
+
+def pending_extensions(*, session: Session) -> list[Extension]:
+    return list(session.exec(select(Extension).where(Extension.status == "requested").order_by(col(Extension.id))))

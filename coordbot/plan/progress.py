@@ -1,0 +1,117 @@
+"""Where a task stands: quota progress against its trajectory, colour (RAG) with its reason, deadlines.
+
+Pure functions over rows already loaded, so the reminder engine, chat commands and reports share one
+definition of "behind", "at risk" and "overdue".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from coordbot.plan.models import Colour, Observation, Target, Task, TaskStatus
+
+# A quota counts as behind when it is below this share of where the straight-line trajectory says it
+# should be by now: small dips early in a year are normal.
+BEHIND_TOLERANCE = 0.85
+AT_RISK_WORKDAYS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaProgress:
+    metric: str
+    name: str
+    unit: str
+    period: str
+    actual: float
+    goal: float | None
+    expected: float | None  # where the trajectory says it should be on the date
+    period_start: date | None
+    period_end: date | None
+
+    @property
+    def behind(self) -> bool:
+        return self.expected is not None and self.actual < self.expected * BEHIND_TOLERANCE
+
+    @property
+    def reached(self) -> bool:
+        return self.goal is not None and self.actual >= self.goal
+
+
+def period_bounds(target: Target, on: date, plan_start: date, plan_end: date) -> tuple[date, date]:
+    """The counting window of a target on a date: the calendar year, the whole plan period, or up to due."""
+    if target.period == "annual":
+        return date(on.year, 1, 1), date(on.year, 12, 31)
+    start = target.start_date or plan_start
+    end = target.due_date or plan_end
+    return start, end
+
+
+def actual_value(observations: Iterable[Observation], start: date, end: date, baseline: float = 0.0) -> float:
+    """Counted value in [start, end]: the last reported total, plus the increments reported after it."""
+    rows = sorted(
+        (o for o in observations if not o.voided and start <= o.observed_on <= end),
+        key=lambda o: (o.observed_on, o.recorded_at, o.id or 0),
+    )
+    value = baseline
+    for o in rows:
+        value = o.value if o.mode == "total" else value + o.value
+    return value
+
+
+def quota_progress(
+    target: Target, observations: Iterable[Observation], *, on: date, plan_start: date, plan_end: date
+) -> QuotaProgress:
+    start, end = period_bounds(target, on, plan_start, plan_end)
+    baseline = (target.baseline or 0.0) if target.period == "at-date" else 0.0
+    actual = actual_value(observations, start, min(end, on), baseline)
+    expected = None
+    if target.value is not None and target.comparator == ">=" and end > start:
+        elapsed = max(0, min((on - start).days + 1, (end - start).days + 1))
+        share = elapsed / ((end - start).days + 1)
+        expected = baseline + (target.value - baseline) * share
+    return QuotaProgress(
+        metric=target.metric,
+        name=target.name,
+        unit=target.unit,
+        period=target.period,
+        actual=actual,
+        goal=target.value,
+        expected=expected,
+        period_start=start,
+        period_end=end,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    colour: Colour
+    reason: str  # overdue | blocked | due_soon | reported_at_risk | behind_quota | "" (on track)
+    overdue: bool
+
+
+def assess(
+    task: Task,
+    quotas: Sequence[QuotaProgress],
+    *,
+    today: date,
+    workdays_until_due: int | None,
+    last_report_status: str | None = None,
+) -> Assessment:
+    """Colour by the office's rules: red overdue or blocked; yellow due within 3 working days and not done,
+    or behind a quota's trajectory; green otherwise. Closed and reported-done tasks are green."""
+    if task.status in (TaskStatus.CLOSED, TaskStatus.REPORTED_DONE, TaskStatus.SUSPENDED):
+        return Assessment(Colour.GREEN, "", False)
+    overdue = task.due_date is not None and task.due_date < today
+    if overdue:
+        return Assessment(Colour.RED, "overdue", True)
+    if task.status == TaskStatus.BLOCKED:
+        return Assessment(Colour.RED, "blocked", False)
+    if workdays_until_due is not None and workdays_until_due <= AT_RISK_WORKDAYS:
+        return Assessment(Colour.YELLOW, "due_soon", False)
+    if last_report_status == "at_risk":
+        return Assessment(Colour.YELLOW, "reported_at_risk", False)
+    if any(q.behind for q in quotas):
+        return Assessment(Colour.YELLOW, "behind_quota", False)
+    return Assessment(Colour.GREEN, "", False)

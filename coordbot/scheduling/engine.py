@@ -1,0 +1,615 @@
+"""The reminder engine: occurrences generated from the policy, claimed under a lease, sent, escalated.
+
+The database is the source of truth and APScheduler only the clock (DESIGN decision 1). Each tick:
+
+1. ``claim``: one transaction takes due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one
+   writer because every transaction begins IMMEDIATE), marks them ``claimed`` by this worker with a lease,
+   and folds rows older than the catch-up grace into one message per contact;
+2. ``dispatch``: renders and sends each claimed row through its channel (tenacity retries transient errors,
+   honouring ``retry_after``), then marks it ``sent`` with the channel's reference, or ``failed``.
+
+A claim whose worker died is taken over after its lease. ``delivery = "at-least-once"`` (default) sends it
+again — a message may then arrive twice if the worker died between sending and recording; with
+``"at-most-once"`` it is marked failed instead and the office is told, so nothing is ever sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from coordbot.channels.base import Channel, ChannelError, Outbound
+from coordbot.core import events
+from coordbot.core.clock import Clock, SystemClock
+from coordbot.core.db import is_postgres, session_scope
+from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Role, Target, Task, TaskStatus
+from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
+from coordbot.scheduling.policy import ReminderPolicy, TaskSchedule, plan_reminders
+
+log = logging.getLogger("coordbot.scheduling")
+
+POLICY_KINDS = ("before_due", "due_today", "overdue", "periodic", "checkpoint", "event_ahead")
+MAX_ATTEMPTS = 3  # ticks in a row a transient failure may last before the occurrence is marked failed
+SEND_TRIES = 4  # tries within one tick (tenacity)
+RETRY_BACKOFF = timedelta(minutes=1)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def plan_policy(plan: Plan) -> ReminderPolicy:
+    return ReminderPolicy.from_mapping(plan.reminder_policy or {}, where=f"plan {plan.code} reminders")
+
+
+def task_policy(task: Task, base: ReminderPolicy) -> ReminderPolicy:
+    if not task.reminder_policy:
+        return base
+    return ReminderPolicy.from_mapping(task.reminder_policy, base=base, where=f"task {task.code} reminders")
+
+
+def task_schedule(task: Task, plan: Plan, targets: Sequence[Target]) -> TaskSchedule:
+    has_quota = any(t.period in ("annual", "cumulative") and t.value is not None for t in targets)
+    return TaskSchedule(
+        code=task.code,
+        kind=task.kind,
+        start=task.start_date or plan.start_date,
+        end=plan.end_date,
+        due=task.due_date if task.kind == "one-off" else None,
+        events=tuple((e["name"], e["day"]) for e in task.dated_events),
+        has_quota=has_quota,
+    )
+
+
+def _insert(engine_or_session: Any):  # type: ignore[no-untyped-def]
+    dialect = engine_or_session.get_bind().dialect.name
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
+# ---- generation ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncReport:
+    created: int = 0
+    cancelled: int = 0
+    tasks: int = 0
+
+
+def sync_reminders(
+    *,
+    session: Session,
+    calendar: WorkCalendar,
+    now: datetime,
+    horizon: timedelta = timedelta(days=14),
+    lookback: timedelta = timedelta(days=7),
+    plan_ids: Sequence[int] | None = None,
+) -> SyncReport:
+    """Make the pending occurrences in [now - lookback, now + horizon) match the policy. Idempotent.
+
+    New rows are inserted with ON CONFLICT DO NOTHING on the occurrence key, so two processes syncing at
+    once agree; pending rows the policy no longer wants (deadline moved, task done or archived) are
+    cancelled. Rows already sent or failed are history and never touched.
+    """
+    report = SyncReport()
+    window_start, window_end = now - lookback, now + horizon
+    plans = session.exec(select(Plan).where(col(Plan.id).in_(plan_ids)) if plan_ids else select(Plan)).all()
+    for plan in plans:
+        # New rows only from where the last sync stopped (never before now on a first sync); the whole
+        # window is still planned so that pending rows the policy still wants are not cancelled.
+        synced = plan.reminders_synced_until
+        insert_from = now if synced is None else max(window_start, min(now, synced))
+        base = plan_policy(plan)
+        tasks = session.exec(select(Task).where(Task.plan_id == plan.id)).all()
+        targets: dict[int, list[Target]] = defaultdict(list)
+        for t in session.exec(select(Target).where(Target.plan_id == plan.id, col(Target.archived_at).is_(None))):
+            if t.task_id is not None:
+                targets[t.task_id].append(t)
+        recipients: dict[int, list[int]] = defaultdict(list)
+        for c in session.exec(
+            select(Contact).where(
+                Contact.role == Role.CONTACT,
+                Contact.active,
+                col(Contact.address).is_not(None),
+                ~col(Contact.unreachable),
+            )
+        ):
+            recipients[c.department_id].append(c.id)  # type: ignore[arg-type]
+        existing: dict[int, dict[tuple[int, str, datetime], ReminderOccurrence]] = defaultdict(dict)
+        for occ in session.exec(
+            select(ReminderOccurrence).where(
+                ReminderOccurrence.plan_id == plan.id,
+                ReminderOccurrence.status == OccurrenceStatus.PENDING,
+                col(ReminderOccurrence.kind).in_(POLICY_KINDS),
+                ReminderOccurrence.fire_at >= window_start,
+                ReminderOccurrence.fire_at < window_end,
+            )
+        ):
+            existing[occ.task_id][(occ.contact_id, occ.kind, occ.fire_at)] = occ  # type: ignore[index]
+
+        rows: list[dict[str, Any]] = []
+        for task in tasks:
+            wanted: set[tuple[int, str, datetime]] = set()
+            active = (
+                task.archived_at is None
+                and task.status in OPEN_STATUSES
+                and task.status not in (TaskStatus.REPORTED_DONE,)
+            )
+            if active:
+                report.tasks += 1
+                policy = task_policy(task, base)
+                planned = plan_reminders(
+                    task_schedule(task, plan, targets[task.id]),
+                    policy,
+                    calendar,  # type: ignore[index]
+                    window_start=window_start,
+                    window_end=window_end,
+                    tz=plan.timezone,
+                )
+                for p in planned:
+                    for contact_id in recipients[task.lead_department_id]:
+                        key = (contact_id, p.kind, p.fire_at)
+                        wanted.add(key)
+                        if key not in existing[task.id] and p.fire_at >= insert_from:  # type: ignore[index]
+                            rows.append(
+                                {
+                                    "plan_id": plan.id,
+                                    "task_id": task.id,
+                                    "contact_id": contact_id,
+                                    "kind": p.kind,
+                                    "fire_at": p.fire_at,
+                                    "ref_date": p.ref_date,
+                                    "detail": p.detail,
+                                    "status": OccurrenceStatus.PENDING,
+                                    "attempts": 0,
+                                    "body": "",
+                                    "error": "",
+                                    "created_at": now,
+                                }
+                            )
+            for key, occ in existing[task.id].items():  # type: ignore[index]
+                if key not in wanted:
+                    occ.status = OccurrenceStatus.CANCELLED
+                    occ.error = "no longer wanted by the policy (deadline moved, task done or archived)"
+                    report.cancelled += 1
+        if rows:
+            report.created += _insert_occurrences(session, rows)
+        plan.reminders_synced_until = max(window_end, synced) if synced else window_end
+        if report.cancelled:
+            events.record(session, "reminder.cancelled", at=now, plan_id=plan.id, count=report.cancelled)
+        if rows:
+            events.record(
+                session,
+                "reminder.scheduled",
+                at=now,
+                plan_id=plan.id,
+                count=len(rows),
+                window=[window_start, window_end],
+            )
+    session.flush()
+    return report
+
+
+def _insert_occurrences(session: Session, rows: list[dict[str, Any]]) -> int:
+    insert = _insert(session)
+    created = 0
+    for i in range(0, len(rows), 500):
+        stmt = (
+            insert(ReminderOccurrence)
+            .values(rows[i : i + 500])
+            .on_conflict_do_nothing(index_elements=["task_id", "contact_id", "kind", "fire_at"])
+            .returning(ReminderOccurrence.id)
+        )
+        created += len(session.execute(stmt).all())  # rowcount is not reliable for multi-row inserts
+    return created
+
+
+def add_occurrence(
+    *,
+    session: Session,
+    contact_id: int,
+    kind: ReminderKind,
+    fire_at: datetime,
+    task_id: int | None = None,
+    plan_id: int | None = None,
+    body: str = "",
+    detail: str = "",
+    ref_date: date | None = None,
+) -> None:
+    """Queue one message outside the policy (escalation, notice, cross-department request); idempotent."""
+    row = {
+        "plan_id": plan_id,
+        "task_id": task_id,
+        "contact_id": contact_id,
+        "kind": str(kind),
+        "fire_at": fire_at,
+        "ref_date": ref_date,
+        "detail": detail,
+        "body": body,
+        "status": OccurrenceStatus.PENDING,
+        "attempts": 0,
+        "error": "",
+        "created_at": fire_at,
+    }
+    _insert_occurrences(session, [row])
+
+
+# ---- claiming --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    kind: str
+    contact_id: int
+    task_id: int | None
+    fire_at: datetime
+    attempts: int
+    folded: tuple[int, ...] = ()  # for a catch-up message: the occurrences it stands for
+
+
+def claim_due(
+    *,
+    engine: Engine,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+    grace: timedelta,
+    limit: int = 200,
+    at_most_once: bool = False,
+) -> list[Claimed]:
+    """Claim up to ``limit`` due occurrences for ``worker`` in one transaction."""
+    with session_scope(engine) as session:
+        if at_most_once:
+            _fail_expired_claims(session, now)
+        due = or_(
+            and_(
+                ReminderOccurrence.status == OccurrenceStatus.PENDING,
+                ReminderOccurrence.fire_at <= now,
+                # a released row waits for its back-off (lease_until) before it is tried again
+                or_(col(ReminderOccurrence.lease_until).is_(None), ReminderOccurrence.lease_until <= now),
+            ),
+            and_(ReminderOccurrence.status == OccurrenceStatus.CLAIMED, ReminderOccurrence.lease_until < now),
+        )
+        query = select(ReminderOccurrence).where(due).order_by(ReminderOccurrence.fire_at, ReminderOccurrence.id)
+        query = query.limit(limit)
+        if is_postgres(engine):
+            query = query.with_for_update(skip_locked=True)
+        rows = session.exec(query).all()
+        if not rows:
+            return []
+        claimed: list[Claimed] = []
+        stale: dict[int, list[ReminderOccurrence]] = defaultdict(list)
+        for occ in rows:
+            if occ.status == OccurrenceStatus.CLAIMED:
+                events.record(
+                    session,
+                    "reminder.lease_expired",
+                    at=now,
+                    task_id=occ.task_id,
+                    contact_id=occ.contact_id,
+                    occurrence=occ.id,
+                    previous_worker=occ.claimed_by,
+                )
+            if occ.fire_at < now - grace and occ.kind in POLICY_KINDS:
+                stale[occ.contact_id].append(occ)
+                continue
+            occ.status = OccurrenceStatus.CLAIMED
+            occ.claimed_by = worker
+            occ.lease_until = now + lease
+            occ.attempts += 1
+            claimed.append(Claimed(occ.id, occ.kind, occ.contact_id, occ.task_id, occ.fire_at, occ.attempts))  # type: ignore[arg-type]
+        for contact_id, old in stale.items():
+            claimed.append(_fold(session, contact_id, old, now=now, worker=worker, lease=lease))
+        session.flush()
+        return claimed
+
+
+def _fold(
+    session: Session, contact_id: int, old: list[ReminderOccurrence], *, now: datetime, worker: str, lease: timedelta
+) -> Claimed:
+    """Reminders missed by more than the grace window become one catch-up message: no flood after downtime."""
+    catch_up = ReminderOccurrence(
+        plan_id=old[0].plan_id,
+        contact_id=contact_id,
+        kind=ReminderKind.CATCH_UP,
+        fire_at=now,
+        status=OccurrenceStatus.CLAIMED,
+        claimed_by=worker,
+        lease_until=now + lease,
+        attempts=1,
+        detail=str(len(old)),
+    )
+    session.add(catch_up)
+    session.flush()
+    for occ in old:
+        occ.status = OccurrenceStatus.CANCELLED
+        occ.folded_into_id = catch_up.id
+        occ.error = "missed while coordbot was down; folded into a catch-up message"
+    events.record(
+        session, "reminder.folded", at=now, contact_id=contact_id, occurrence=catch_up.id, folded=[o.id for o in old]
+    )
+    return Claimed(catch_up.id, catch_up.kind, contact_id, None, now, 1, tuple(o.id for o in old))  # type: ignore[arg-type]
+
+
+def _fail_expired_claims(session: Session, now: datetime) -> None:
+    expired = session.exec(
+        select(ReminderOccurrence).where(
+            ReminderOccurrence.status == OccurrenceStatus.CLAIMED, ReminderOccurrence.lease_until < now
+        )
+    ).all()
+    for occ in expired:
+        occ.status = OccurrenceStatus.FAILED
+        occ.error = "its worker stopped while sending; not sent again (delivery: at-most-once)"
+        events.record(
+            session,
+            "reminder.failed",
+            at=now,
+            task_id=occ.task_id,
+            contact_id=occ.contact_id,
+            occurrence=occ.id,
+            reason="lease_expired",
+            permanent=True,
+        )
+        _notify_office(session, now, f"reminder {occ.id} may not have been delivered: {occ.error}", task_id=occ.task_id)
+
+
+def _notify_office(session: Session, now: datetime, body: str, *, task_id: int | None = None) -> None:
+    office = session.exec(
+        select(Contact).where(Contact.role == Role.OFFICE, Contact.active, col(Contact.address).is_not(None))
+    ).all()
+    for c in office:
+        add_occurrence(
+            session=session,
+            contact_id=c.id,
+            kind=ReminderKind.NOTICE,
+            fire_at=now,
+            body=body,  # type: ignore[arg-type]
+            task_id=task_id,
+        )
+
+
+# ---- sending ---------------------------------------------------------------------------------------
+
+
+def _wait(retry_state: Any) -> float:
+    """Exponential backoff, but never shorter than the server's retry_after."""
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    backoff = wait_exponential(multiplier=0.2, max=10)(retry_state)
+    retry_after = getattr(exc, "retry_after", None) or 0
+    return max(float(retry_after), backoff)
+
+
+async def send_with_retry(channel: Channel, message: Outbound, *, tries: int = SEND_TRIES):
+    """Send, retrying transient errors; a permanent error or the last failure is raised."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(lambda e: isinstance(e, ChannelError) and not e.permanent),
+        stop=stop_after_attempt(tries),
+        wait=_wait,
+        reraise=True,
+    ):
+        with attempt:
+            return await channel.send(message)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass
+class TickReport:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    released: int = 0
+    folded: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class ReminderEngine:
+    """Claims due occurrences and sends them; one per process, several processes per database."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        channels: Mapping[str, Channel],
+        calendar: WorkCalendar,
+        clock: Clock | None = None,
+        lease: timedelta = timedelta(minutes=5),
+        at_most_once: bool = False,
+        batch_size: int = 200,
+        concurrency: int = 32,
+        send_tries: int = SEND_TRIES,
+        locale: str = "zh",
+        worker: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.channels = dict(channels)
+        self.calendar = calendar
+        self.clock = clock or SystemClock()
+        self.lease = lease
+        self.at_most_once = at_most_once
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.send_tries = send_tries
+        self.locale = locale
+        self.worker = worker or worker_id()
+        self._lock = asyncio.Lock()
+
+    def grace(self) -> timedelta:
+        with Session(self.engine) as session:
+            plan = session.exec(select(Plan)).first()
+        return plan_policy(plan).grace if plan else ReminderPolicy().grace
+
+    def sync(self, now: datetime | None = None) -> SyncReport:
+        with session_scope(self.engine) as session:
+            return sync_reminders(session=session, calendar=self.calendar, now=now or self.clock.now())
+
+    async def tick(self) -> TickReport:
+        """One clock tick: claim what is due and send it, until nothing due is left."""
+        report = TickReport()
+        async with self._lock:  # APScheduler may fire again while a long tick still runs
+            grace = await asyncio.to_thread(self.grace)
+            while True:
+                now = self.clock.now()
+                claimed = await asyncio.to_thread(
+                    claim_due,
+                    engine=self.engine,
+                    worker=self.worker,
+                    now=now,
+                    lease=self.lease,
+                    grace=grace,
+                    limit=self.batch_size,
+                    at_most_once=self.at_most_once,
+                )
+                if not claimed:
+                    return report
+                report.claimed += len(claimed)
+                report.folded += sum(len(c.folded) for c in claimed)
+                await self.dispatch(claimed, report)
+
+    async def dispatch(self, claimed: Sequence[Claimed], report: TickReport) -> None:
+        from coordbot.scheduling.messages import build_messages
+
+        messages = await asyncio.to_thread(
+            build_messages,
+            self.engine,
+            claimed,
+            now=self.clock.now(),
+            calendar=self.calendar,
+            default_locale=self.locale,
+        )
+        semaphore = asyncio.Semaphore(self.concurrency)
+        results: list[tuple[Claimed, str, str | None, ChannelError | None]] = []
+
+        async def one(c: Claimed) -> None:
+            channel_name, outbound = messages[c.id]
+            channel = self.channels.get(channel_name)
+            async with semaphore:
+                if channel is None:
+                    err = ChannelError(f"no channel '{channel_name}' is configured")
+                    err.permanent = True
+                    results.append((c, channel_name, None, err))
+                    return
+                try:
+                    delivery = await send_with_retry(channel, outbound, tries=self.send_tries)
+                except ChannelError as exc:
+                    results.append((c, channel_name, None, exc))
+                else:
+                    results.append((c, channel_name, delivery.ref, None))
+
+        await asyncio.gather(*(one(c) for c in claimed if c.id in messages))
+        missing = [c for c in claimed if c.id not in messages]
+        await asyncio.to_thread(self._record, results, missing, report)
+
+    def _record(
+        self,
+        results: list[tuple[Claimed, str, str | None, ChannelError | None]],
+        missing: list[Claimed],
+        report: TickReport,
+    ) -> None:
+        now = self.clock.now()
+        with session_scope(self.engine) as session:
+            for c, channel_name, ref, exc in results:
+                mine = and_(ReminderOccurrence.id == c.id, ReminderOccurrence.claimed_by == self.worker)
+                if exc is None:
+                    session.execute(
+                        update(ReminderOccurrence)
+                        .where(mine)
+                        .values(
+                            status=OccurrenceStatus.SENT,
+                            sent_at=now,
+                            channel=channel_name,
+                            message_ref=ref,
+                            error="",
+                            lease_until=None,
+                        )
+                    )
+                    events.record(
+                        session,
+                        "reminder.sent",
+                        at=now,
+                        task_id=c.task_id,
+                        contact_id=c.contact_id,
+                        occurrence=c.id,
+                        kind=c.kind,
+                        ref=ref,
+                    )
+                    report.sent += 1
+                    continue
+                permanent = exc.permanent or c.attempts >= MAX_ATTEMPTS
+                status = OccurrenceStatus.FAILED if permanent else OccurrenceStatus.PENDING
+                session.execute(
+                    update(ReminderOccurrence)
+                    .where(mine)
+                    .values(
+                        status=status,
+                        channel=channel_name,
+                        error=str(exc)[:500],
+                        # released: back off before the next try (a minute per attempt so far)
+                        lease_until=None if permanent else now + RETRY_BACKOFF * c.attempts,
+                        claimed_by=None if not permanent else self.worker,
+                    )
+                )
+                if not permanent:
+                    report.released += 1
+                    continue
+                report.failed += 1
+                report.errors.append(str(exc))
+                events.record(
+                    session,
+                    "reminder.failed",
+                    at=now,
+                    task_id=c.task_id,
+                    contact_id=c.contact_id,
+                    occurrence=c.id,
+                    kind=c.kind,
+                    error=str(exc)[:500],
+                    permanent=exc.permanent,
+                )
+                contact = session.get(Contact, c.contact_id)
+                if exc.permanent and contact is not None and contact.role != Role.OFFICE and not contact.unreachable:
+                    contact.unreachable = True
+                    session.execute(  # no point queueing more for an address that can never receive
+                        update(ReminderOccurrence)
+                        .where(
+                            ReminderOccurrence.contact_id == contact.id,
+                            ReminderOccurrence.status == OccurrenceStatus.PENDING,
+                        )
+                        .values(status=OccurrenceStatus.CANCELLED, error="contact unreachable")
+                    )
+                    events.record(
+                        session,
+                        "contact.unreachable",
+                        at=now,
+                        contact_id=contact.id,
+                        department_id=contact.department_id,
+                        error=str(exc)[:200],
+                    )
+                    _notify_office(
+                        session,
+                        now,
+                        f"无法向{contact.name}发送提醒（{exc}）。请核实联络员绑定。 / "
+                        f"Cannot deliver to {contact.name} ({exc}); please check the contact's binding.",
+                        task_id=c.task_id,
+                    )
+            for c in missing:  # contact gone, or the task was done or archived after the row was made
+                session.execute(
+                    update(ReminderOccurrence)
+                    .where(ReminderOccurrence.id == c.id)
+                    .values(status=OccurrenceStatus.CANCELLED, error="not sent: task done or archived, or contact gone")
+                )

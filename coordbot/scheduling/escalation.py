@@ -1,0 +1,186 @@
+"""督办: keep every open task's colour current and escalate silence or red up the ladder.
+
+Level 1 is the lead department's leader, level 2 the office. A task escalates when its contact has let
+``escalate_after_unanswered`` reminders pass without a report (level 1; twice that: level 2), or when it
+turns red (level 1 at once). A progress report resets the ladder.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from coordbot.core import events
+from coordbot.core.text import render
+from coordbot.plan.models import OPEN_STATUSES, Contact, Department, Observation, Plan, Role, Target, Task
+from coordbot.plan.progress import assess, quota_progress
+from coordbot.replies.models import ProgressReport
+from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.engine import POLICY_KINDS, add_occurrence, plan_policy, task_policy
+from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
+
+
+@dataclass
+class ReviewReport:
+    recoloured: int = 0
+    overdue: int = 0
+    escalated: int = 0
+
+
+def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> ReviewReport:
+    """Recolour open tasks and escalate where the ladder says so; events in the same transaction."""
+    report = ReviewReport()
+    for plan in session.exec(select(Plan)).all():
+        base = plan_policy(plan)
+        today = now.astimezone(calendar.tz).date()
+        tasks = session.exec(
+            select(Task).where(
+                Task.plan_id == plan.id, col(Task.archived_at).is_(None), col(Task.status).in_(OPEN_STATUSES)
+            )
+        ).all()
+        if not tasks:
+            continue
+        task_ids = [t.id for t in tasks]
+        targets = session.exec(
+            select(Target).where(col(Target.task_id).in_(task_ids), col(Target.archived_at).is_(None))
+        ).all()
+        obs: dict[int, list[Observation]] = defaultdict(list)
+        for o in session.exec(
+            select(Observation).where(col(Observation.target_id).in_([t.id for t in targets]), ~col(Observation.voided))
+        ):
+            obs[o.target_id].append(o)
+        by_task: dict[int, list[Target]] = defaultdict(list)
+        for t in targets:
+            if t.value is not None and t.comparator == ">=":
+                by_task[t.task_id].append(t)  # type: ignore[index]
+        latest_ids = (
+            select(func.max(ProgressReport.id))
+            .where(
+                col(ProgressReport.task_id).in_(task_ids),
+                ~col(ProgressReport.voided),
+                col(ProgressReport.superseded_by_id).is_(None),
+            )
+            .group_by(ProgressReport.task_id)
+        )
+        last_status = {
+            r.task_id: r.status
+            for r in session.exec(select(ProgressReport).where(col(ProgressReport.id).in_(latest_ids)))
+        }
+        contacts = session.exec(select(Contact).where(Contact.active, col(Contact.address).is_not(None))).all()
+        by_role: dict[tuple[int, str], list[Contact]] = defaultdict(list)
+        for c in contacts:
+            by_role[(c.department_id, c.role)].append(c)
+        office = [c for c in contacts if c.role == Role.OFFICE]
+        sent_counts = _unanswered_counts(session, tasks)
+        departments = {d.id: d for d in session.exec(select(Department))}
+
+        for task in tasks:
+            quotas = [
+                quota_progress(t, obs[t.id], on=today, plan_start=plan.start_date, plan_end=plan.end_date)  # type: ignore[index]
+                for t in by_task[task.id]  # type: ignore[index]
+            ]
+            until_due = calendar.workdays_between(today, task.due_date) if task.due_date else None
+            a = assess(
+                task, quotas, today=today, workdays_until_due=until_due, last_report_status=last_status.get(task.id)
+            )
+            if (a.colour, a.reason) != (task.colour, task.colour_reason):
+                events.record(
+                    session,
+                    "task.colour_changed",
+                    at=now,
+                    plan_id=plan.id,
+                    task_id=task.id,
+                    department_id=task.lead_department_id,
+                    old=task.colour,
+                    new=a.colour,
+                    reason=a.reason,
+                )
+                if a.overdue and task.colour_reason != "overdue":
+                    events.record(
+                        session,
+                        "task.overdue",
+                        at=now,
+                        plan_id=plan.id,
+                        task_id=task.id,
+                        department_id=task.lead_department_id,
+                        due=task.due_date,
+                    )
+                    report.overdue += 1
+                task.colour, task.colour_reason = a.colour, a.reason
+                report.recoloured += 1
+
+            n = task_policy(task, base).escalate_after_unanswered
+            unanswered = sent_counts.get(task.id, 0)  # type: ignore[arg-type]
+            level = 2 if unanswered >= 2 * n else 1 if unanswered >= n else 0
+            reason = "unanswered" if level else ""
+            if task.colour == "red" and level < 1:
+                level, reason = 1, "red"
+            if level <= task.escalation_level:
+                continue
+            dept = departments[task.lead_department_id]
+            for step in range(task.escalation_level + 1, level + 1):
+                recipients = by_role[(task.lead_department_id, Role.LEADER)] if step == 1 else office
+                if step == 1 and not recipients:
+                    recipients = office  # no leader bound yet: the office hears of it instead
+                for c in recipients:
+                    body = render(
+                        "escalation.txt.j2",
+                        locale=c.language,
+                        department=dept.short_name or dept.name,
+                        task=task,
+                        reason=reason,
+                        count=unanswered,
+                        colour_reason=task.colour_reason,
+                        level=step,
+                    )
+                    add_occurrence(
+                        session=session,
+                        contact_id=c.id,
+                        kind=ReminderKind.ESCALATION,  # type: ignore[arg-type]
+                        fire_at=calendar.next_send_time(now),
+                        task_id=task.id,
+                        plan_id=plan.id,
+                        body=body,
+                        detail=str(step),
+                    )
+                events.record(
+                    session,
+                    "task.escalated",
+                    at=now,
+                    plan_id=plan.id,
+                    task_id=task.id,
+                    department_id=task.lead_department_id,
+                    level=step,
+                    reason=reason,
+                    unanswered=unanswered,
+                    recipients=[c.id for c in recipients],
+                )
+                report.escalated += 1
+            task.escalation_level = level
+    session.flush()
+    return report
+
+
+def _unanswered_counts(session: Session, tasks: list[Task]) -> dict[int, int]:
+    """Reminders sent to a task's lead contacts since its last report (or since it was assigned)."""
+    since = {t.id: t.last_report_at for t in tasks}
+    rows = session.exec(
+        select(ReminderOccurrence.task_id, ReminderOccurrence.sent_at)
+        .join(Contact, col(Contact.id) == ReminderOccurrence.contact_id)
+        .where(
+            col(ReminderOccurrence.task_id).in_(list(since)),
+            ReminderOccurrence.status == OccurrenceStatus.SENT,
+            col(ReminderOccurrence.kind).in_(POLICY_KINDS),
+            Contact.role == Role.CONTACT,
+        )
+    ).all()
+    counts: dict[int, int] = defaultdict(int)
+    for task_id, sent_at in rows:
+        last = since.get(task_id)
+        if last is None or (sent_at is not None and sent_at > last):
+            counts[task_id] += 1  # type: ignore[index]
+    return counts

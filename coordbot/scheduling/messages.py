@@ -1,0 +1,132 @@
+"""Turn claimed occurrences into channel messages, rendered from templates/ in each contact's language."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from coordbot.channels.base import Button, Outbound
+from coordbot.core.text import labels, render
+from coordbot.plan.models import OPEN_STATUSES, Contact, Observation, Plan, Target, Task, TaskStatus
+from coordbot.plan.progress import quota_progress
+from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
+
+TASK_ACTIONS = (("done", "on_track"), ("at_risk", "blocked", "report"))
+
+
+def status_buttons(ref: str, locale: str) -> tuple[tuple[Button, ...], ...]:
+    words = labels(locale)["buttons"]
+    return tuple(tuple(Button(words[a], a, ref) for a in row) for row in TASK_ACTIONS)
+
+
+def _still_wanted(task: Task) -> bool:
+    """A reminder claimed after its task was done or archived is not sent (the engine cancels it)."""
+    return task.archived_at is None and task.status in OPEN_STATUSES and task.status != TaskStatus.REPORTED_DONE
+
+
+def build_messages(
+    engine: Engine,
+    claimed: Sequence,  # Sequence[Claimed]; typed loosely to avoid an import cycle with the engine
+    *,
+    now: datetime,
+    calendar: WorkCalendar,
+    default_locale: str = "zh",
+) -> dict[int, tuple[str, Outbound]]:
+    """{occurrence id: (channel name, message)}; rows whose contact is gone are left out."""
+    ids = [c.id for c in claimed]
+    folded_ids = [f for c in claimed for f in c.folded]
+    with Session(engine) as session:
+        occs = {o.id: o for o in session.exec(select(ReminderOccurrence).where(col(ReminderOccurrence.id).in_(ids)))}
+        folded = (
+            session.exec(select(ReminderOccurrence).where(col(ReminderOccurrence.id).in_(folded_ids))).all()
+            if folded_ids
+            else []
+        )
+        task_ids = {o.task_id for o in (*occs.values(), *folded) if o.task_id}
+        tasks = {t.id: t for t in session.exec(select(Task).where(col(Task.id).in_(task_ids)))}
+        contacts = {
+            c.id: c
+            for c in session.exec(select(Contact).where(col(Contact.id).in_({o.contact_id for o in occs.values()})))
+        }
+        plans = {p.id: p for p in session.exec(select(Plan))}
+        targets = session.exec(
+            select(Target).where(col(Target.task_id).in_(task_ids), col(Target.archived_at).is_(None))
+        ).all()
+        observations = (
+            session.exec(
+                select(Observation).where(
+                    col(Observation.target_id).in_([t.id for t in targets]), ~col(Observation.voided)
+                )
+            ).all()
+            if targets
+            else []
+        )
+
+    obs_by_target: dict[int, list[Observation]] = defaultdict(list)
+    for o in observations:
+        obs_by_target[o.target_id].append(o)
+    targets_by_task: dict[int, list[Target]] = defaultdict(list)
+    for t in targets:
+        if t.value is not None and t.comparator != "qualitative":
+            targets_by_task[t.task_id].append(t)  # type: ignore[index]
+    folded_by_parent: dict[int, list[ReminderOccurrence]] = defaultdict(list)
+    for o in folded:
+        folded_by_parent[o.folded_into_id].append(o)  # type: ignore[index]
+
+    out: dict[int, tuple[str, Outbound]] = {}
+    for occ_id, occ in occs.items():
+        contact = contacts.get(occ.contact_id)
+        if contact is None or not contact.address:
+            continue
+        locale = contact.language or default_locale
+        task = tasks.get(occ.task_id) if occ.task_id else None
+        plan = plans.get(occ.plan_id) if occ.plan_id else (plans.get(task.plan_id) if task else None)
+        tz = plan.timezone if plan else calendar.tz.key
+        if occ.kind == ReminderKind.CATCH_UP:
+            items = [
+                {"code": tasks[o.task_id].code, "title": tasks[o.task_id].title, "when": o.fire_at}
+                for o in sorted(folded_by_parent[occ_id], key=lambda o: o.fire_at)
+                if o.task_id in tasks
+            ]
+            text = render("catch_up.html", locale=locale, items=items, tz=tz)
+            out[occ_id] = (contact.channel, Outbound(contact.address, text))
+        elif occ.kind in (ReminderKind.NOTICE, ReminderKind.ESCALATION, ReminderKind.CROSS_REQUEST):
+            text = render("notice.html", locale=locale, body=occ.body)
+            buttons = ()
+            if occ.kind == ReminderKind.CROSS_REQUEST and task is not None:
+                buttons = status_buttons(f"o{occ_id}", locale)[1:]  # report / at risk / blocked
+            out[occ_id] = (
+                contact.channel,
+                Outbound(contact.address, text, buttons=buttons, ask_reply=task is not None),
+            )
+        elif task is not None and plan is not None and _still_wanted(task):
+            today = now.astimezone(calendar.tz).date()
+            quotas = [
+                quota_progress(t, obs_by_target[t.id], on=today, plan_start=plan.start_date, plan_end=plan.end_date)  # type: ignore[index]
+                for t in targets_by_task[task.id]  # type: ignore[index]
+            ]
+            days_to_event = (
+                calendar.workdays_between(occ.fire_at.astimezone(calendar.tz).date(), occ.ref_date)
+                if occ.ref_date
+                else 0
+            )
+            text = render(
+                "reminder.html",
+                locale=locale,
+                task=task,
+                kind=occ.kind,
+                detail=occ.detail,
+                ref_date=occ.ref_date,
+                quotas=quotas,
+                days_to_event=days_to_event,
+            )
+            out[occ_id] = (
+                contact.channel,
+                Outbound(contact.address, text, buttons=status_buttons(f"o{occ_id}", locale), ask_reply=True),
+            )
+    return out
