@@ -162,9 +162,15 @@ def plan_show(ctx: Ctx, code: str | None, lang: str | None, archived: bool) -> N
     targets = sum(len(t.targets) for g in view.groups for t in g.tasks) + len(view.goals)
     click.echo(
         render(
-            "plan_show.txt.j2", locale=lang or ctx.settings.locale, plan=view.plan, groups=view.groups,
-            goals=view.goals, departments=view.departments, archived=view.archived,
-            task_count=tasks, target_count=targets,
+            "plan_show.txt.j2",
+            locale=lang or ctx.settings.locale,
+            plan=view.plan,
+            groups=view.groups,
+            goals=view.goals,
+            departments=view.departments,
+            archived=view.archived,
+            task_count=tasks,
+            target_count=targets,
         ),
         nl=False,
     )
@@ -190,6 +196,201 @@ def departments_list(ctx: Ctx) -> None:
     for d in rows:
         short = f"（{d.short_name}）" if d.short_name and d.short_name != d.name else ""
         click.echo(f"{d.code:<{width}}  {d.name}{short}")
+
+
+# ---- the bot and its reminders ----------------------------------------------------------------------
+
+
+def _runtime(ctx: Ctx):  # type: ignore[no-untyped-def]
+    from coordbot.app import make_runtime
+
+    return make_runtime(ctx.settings, ctx.engine())
+
+
+def _import_configured_plan(ctx: Ctx) -> None:
+    if ctx.settings.plan_file:
+        loaded = _load(ctx.settings.plan_file)
+        with session_scope(ctx.engine()) as session:
+            report = service.import_plan(session=session, loaded=loaded, actor="run")
+        if report.changed:
+            click.echo(f"plan {report.plan_code}: {len(report.changes)} change(s) from {ctx.settings.plan_file}")
+
+
+@main.command("run")
+@pass_ctx
+def run_bot(ctx: Ctx) -> None:
+    """Run the bot: migrate, import the configured plan, start the reminder clock and the channels."""
+    import asyncio
+
+    from coordbot.app import serve
+
+    _import_configured_plan(ctx)
+    asyncio.run(serve(_runtime(ctx)))
+
+
+@main.group()
+def reminders() -> None:
+    """Reminder occurrences: what is scheduled, what was sent."""
+
+
+@reminders.command("list")
+@click.option("--due-before", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="Local date or time.")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "claimed", "sent", "failed", "cancelled", "all"]),
+    default="pending",
+    show_default=True,
+)
+@click.option("--task", "task_code", help="Only this task code.")
+@click.option("--limit", default=50, show_default=True)
+@pass_ctx
+def reminders_list(ctx: Ctx, due_before, status: str, task_code: str | None, limit: int) -> None:  # type: ignore[no-untyped-def]
+    """List reminder occurrences, soonest first (times in the plan's time zone)."""
+    from coordbot.scheduling import views
+
+    tz = ctx.settings.tz
+    before = due_before.replace(tzinfo=tz) if due_before else None
+    with session_scope(ctx.engine()) as session:
+        items = views.list_occurrences(
+            session=session, status=status, due_before=before, task_code=task_code, limit=limit
+        )
+    if not items:
+        click.echo("no reminders match")
+    for i in items:
+        click.echo(
+            f"{i.fire_at.astimezone(tz):%Y-%m-%d %H:%M}  {i.status:<9} {i.kind:<12} "
+            f"{i.task_code or '-':<5} → {i.contact}  {i.detail}"
+        )
+
+
+@reminders.command("preview")
+@click.argument("task_code")
+@click.option("--days", default=60, show_default=True, help="How far ahead.")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@pass_ctx
+def reminders_preview(ctx: Ctx, task_code: str, days: int, lang: str | None) -> None:
+    """Show what will be sent for TASK_CODE, and when, from the policy (nothing is stored)."""
+    from datetime import timedelta
+
+    from coordbot.scheduling import views
+
+    rt = _runtime(ctx)
+    with session_scope(ctx.engine()) as session:
+        try:
+            preview = views.preview_task(
+                session=session,
+                calendar=rt.calendar,
+                now=rt.clock.now(),
+                task_code=task_code,
+                horizon=timedelta(days=days),
+                locale=lang or ctx.settings.locale,
+            )
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from exc
+    tz = ctx.settings.tz
+    click.echo(f"task {task_code}: {len(preview)} reminder(s) in the next {days} days")
+    for p in preview:
+        who = ", ".join(p.recipients) or "(no bound contact yet)"
+        click.echo(f"\n{p.fire_at.astimezone(tz):%Y-%m-%d %a %H:%M}  {p.kind}  → {who}")
+        click.echo("    " + p.text.strip().replace("\n", "\n    "))
+
+
+@reminders.command("dispatch")
+@pass_ctx
+def reminders_dispatch(ctx: Ctx) -> None:
+    """Send what is due now, once, and exit (for cron-style deployments; `run` does this continuously)."""
+    import asyncio
+
+    from coordbot.app import build_channels
+
+    rt = _runtime(ctx)
+
+    async def once() -> None:
+        async with build_channels(rt):
+            report = await rt.build_reminders().tick()
+        click.echo(
+            f"claimed {report.claimed}, sent {report.sent}, failed {report.failed}, "
+            f"retry later {report.released}, folded {report.folded}"
+        )
+
+    asyncio.run(once())
+
+
+# ---- contacts ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def contacts() -> None:
+    """Contacts, leaders and office members, and their invite links."""
+
+
+@contacts.command("invite")
+@click.argument("department")
+@click.option("--name", required=True, help="The person's name.")
+@click.option("--role", type=click.Choice(["contact", "leader", "office"]), default="contact", show_default=True)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
+@click.option("--days", default=7, show_default=True, help="Days until the link expires.")
+@click.option("--bot", "bot_username", default="", help="Bot username for the link (default: asked from Telegram).")
+@pass_ctx
+def contacts_invite(ctx: Ctx, department: str, name: str, role: str, lang: str, days: int, bot_username: str) -> None:
+    """Create a one-time invite link for DEPARTMENT (code); the link is shown once, only its hash is kept."""
+    from datetime import timedelta
+
+    from coordbot.plan.contacts import create_invite
+
+    username = bot_username or _bot_username(ctx)
+    with session_scope(ctx.engine()) as session:
+        try:
+            new = create_invite(
+                session=session,
+                department_code=department,
+                name=name,
+                role=role,
+                language=lang,
+                created_by="cli",
+                ttl=timedelta(days=days),
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        expires = new.invite.expires_at.astimezone(ctx.settings.tz)
+    click.echo(f"invite for {name} ({role}, {department}), valid until {expires:%Y-%m-%d %H:%M}:")
+    click.echo(new.link(username) if username else f"/start {new.code}   (no bot username known: use --bot)")
+
+
+def _bot_username(ctx: Ctx) -> str:
+    if not ctx.settings.telegram_token:
+        return ""
+    import asyncio
+
+    from telegram import Bot
+
+    async def ask() -> str:
+        async with Bot(ctx.settings.telegram_token.get(), base_url=ctx.settings.telegram_base_url) as bot:
+            return bot.username or ""
+
+    try:
+        return asyncio.run(ask())
+    except Exception as exc:  # the link can still be built by hand from the code
+        click.echo(f"warning: could not ask Telegram for the bot's name ({type(exc).__name__})", err=True)
+        return ""
+
+
+@contacts.command("list")
+@pass_ctx
+def contacts_list(ctx: Ctx) -> None:
+    """Every contact with department, role and whether a chat is bound."""
+    from sqlmodel import select
+
+    from coordbot.plan.models import Contact, Department
+
+    with session_scope(ctx.engine()) as session:
+        depts = {d.id: d.code for d in session.exec(select(Department))}
+        rows = session.exec(select(Contact).order_by(Contact.department_id, Contact.role, Contact.name)).all()
+        for c in rows:
+            state = "unreachable" if c.unreachable else ("bound" if c.address else "not bound")
+            click.echo(f"{depts[c.department_id]:<16} {c.role:<8} {c.name:<12} {c.channel:<9} {state}")
+    if not rows:
+        click.echo("no contacts yet: create invite links with 'coordbot contacts invite DEPT --name NAME'")
 
 
 def run() -> None:

@@ -75,6 +75,7 @@ class Inbound:
     command: str = ""  # "tasks" for "/tasks@bot"
     args: str = ""
     reply_to_ref: str = ""  # the delivery ref of the message this one answers
+    reply_to_text: str = ""  # and its text (a bot prompt names the task it asks about)
     message_ref: str = ""  # this message's own ref ("chat:message"), for edits and undo
     callback_action: str = ""
     callback_ref: str = ""

@@ -24,12 +24,31 @@ class _PlanLoader(yaml.SafeLoader):
     true/false are booleans (YAML 1.1 turns ``on``/``no`` into booleans, a classic surprise)."""
 
 
+_REPLACED = (
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+)
 _PlanLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _PlanLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# Integers and floats without YAML 1.1's base-60 forms, so a time like 09:30 or 18:00 stays text.
+_PlanLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_PlanLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
 )
 
 
@@ -71,9 +90,7 @@ def _line_index(node: yaml.Node, path: Path_, out: dict[Path_, int], dupes: list
         for key_node, value_node in node.value:
             key = key_node.value
             if key in seen:
-                dupes.append(
-                    Problem(key_node.start_mark.line + 1, _dotted((*path, key)), f"key '{key}' appears twice")
-                )
+                dupes.append(Problem(key_node.start_mark.line + 1, _dotted((*path, key)), f"key '{key}' appears twice"))
             seen.add(key)
             out[(*path, key)] = key_node.start_mark.line + 1
             _line_index(value_node, (*path, key), out, dupes)

@@ -1,0 +1,167 @@
+"""The running bot: the database, the reminder clock, the channels and the web endpoint, wired together.
+
+``main()``-style wiring only; the behaviour lives in the packages. APScheduler is the clock and nothing
+else: its jobs are in memory and each tick reads the durable occurrences from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import Engine
+
+from coordbot.channels.base import Channel
+from coordbot.core.clock import Clock, SystemClock
+from coordbot.core.config import Settings
+from coordbot.core.db import session_scope
+from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.engine import ReminderEngine
+from coordbot.scheduling.escalation import review_tasks
+
+log = logging.getLogger("coordbot.app")
+
+SYNC_EVERY = timedelta(hours=1)
+REVIEW_EVERY = timedelta(minutes=15)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    calendar: WorkCalendar
+    clock: Clock
+    channels: dict[str, Channel] = field(default_factory=dict)
+    reminders: ReminderEngine | None = None
+
+    def build_reminders(self) -> ReminderEngine:
+        self.reminders = ReminderEngine(
+            engine=self.engine,
+            channels=self.channels,
+            calendar=self.calendar,
+            clock=self.clock,
+            lease=timedelta(seconds=self.settings.lease_seconds),
+            at_most_once=self.settings.delivery == "at-most-once",
+            locale=self.settings.locale,
+        )
+        return self.reminders
+
+    def review(self) -> None:
+        with session_scope(self.engine) as session:
+            review_tasks(session=session, calendar=self.calendar, now=self.clock.now())
+
+    async def housekeeping(self) -> None:
+        """Generate occurrences for the coming days and recolour / escalate tasks."""
+        assert self.reminders is not None
+        report = await asyncio.to_thread(self.reminders.sync)
+        await asyncio.to_thread(self.review)
+        if report.created or report.cancelled:
+            log.info("reminders: %d scheduled, %d cancelled", report.created, report.cancelled)
+
+    async def tick(self) -> None:
+        assert self.reminders is not None
+        try:
+            report = await self.reminders.tick()
+        except Exception:  # a bad tick must not stop the clock; the rows stay and the next tick retries
+            log.exception("reminder tick failed")
+            return
+        if report.claimed:
+            log.info(
+                "tick: %d claimed, %d sent, %d failed, %d retried later, %d folded",
+                report.claimed,
+                report.sent,
+                report.failed,
+                report.released,
+                report.folded,
+            )
+
+
+@contextlib.asynccontextmanager
+async def build_channels(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """Send-only channels (no update receiving), for one-shot commands such as ``reminders dispatch``."""
+    bot = None
+    if runtime.settings.telegram_token:
+        from telegram.ext import ExtBot
+
+        from coordbot.channels.ratelimit import TelegramRateLimiter
+        from coordbot.channels.telegram import TelegramChannel
+
+        s = runtime.settings
+        bot = ExtBot(s.telegram_token.get(), base_url=s.telegram_base_url, rate_limiter=TelegramRateLimiter())
+        await bot.initialize()
+        runtime.channels["telegram"] = TelegramChannel(bot)
+    try:
+        yield runtime
+    finally:
+        if bot is not None:
+            await bot.shutdown()
+
+
+def make_runtime(settings: Settings, engine: Engine, *, clock: Clock | None = None) -> Runtime:
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        calendar=WorkCalendar(settings.holidays_dir, tz=settings.timezone),
+        clock=clock or SystemClock(),
+    )
+
+
+async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
+    """Run until stopped (SIGINT/SIGTERM or ``stop``): the clock, and every channel's front end."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    runtime.build_reminders()
+    frontends = []
+    if runtime.settings.telegram_token:
+        from coordbot.channels.telegram import TelegramFrontend
+
+        frontend = TelegramFrontend(runtime)
+        runtime.channels["telegram"] = frontend.channel
+        frontends.append(frontend)
+    else:
+        log.warning("no Telegram token set (COORDBOT_TELEGRAM_TOKEN): reminders have no channel to go out on")
+
+    for f in frontends:
+        await f.start()
+    web_runner = None
+    if runtime.settings.telegram_mode == "webhook" and frontends:
+        from coordbot.web.app import make_web_app, start_site
+
+        routes = [r for f in frontends for r in f.webhook_routes()]
+        web_runner = await start_site(make_web_app(routes), runtime.settings.web_host, runtime.settings.web_port)
+        log.info("webhook listening on %s:%s", runtime.settings.web_host, runtime.settings.web_port)
+    await runtime.housekeeping()
+    scheduler = AsyncIOScheduler(timezone=runtime.settings.timezone)
+    scheduler.add_job(
+        runtime.tick, "interval", seconds=runtime.settings.tick_seconds, id="tick", max_instances=1, coalesce=True
+    )
+    scheduler.add_job(
+        runtime.housekeeping,
+        "interval",
+        seconds=REVIEW_EVERY.total_seconds(),
+        id="housekeeping",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    log.info("coordbot running: tick every %ss", runtime.settings.tick_seconds)
+    try:
+        await runtime.tick()
+        await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)
+        if web_runner is not None:
+            await web_runner.cleanup()
+        for f in reversed(frontends):
+            await f.stop()
+        log.info("coordbot stopped")

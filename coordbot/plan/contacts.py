@@ -1,0 +1,143 @@
+"""Contacts and how they bind their chat: one-time invite codes, stored only as hashes.
+
+The office creates an invite for a department and role; the person opens the deep link
+``https://t.me/<bot>?start=<code>``; the code is checked (exists, unused, not expired) and the chat is bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from coordbot.core import events
+from coordbot.core.clock import utcnow
+from coordbot.plan.models import Contact, Department, Invite, Role
+
+INVITE_TTL = timedelta(days=7)
+CODE_BYTES = 18  # 24 URL-safe characters: fits Telegram's 64-character start parameter
+
+
+class BindError(ValueError):
+    """Why a code cannot bind; ``reason`` is one of unknown, used, expired (for the chat's message)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def hash_code(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewInvite:
+    code: str  # shown once, never stored
+    invite: Invite
+
+    def link(self, bot_username: str) -> str:
+        return f"https://t.me/{bot_username}?start={self.code}"
+
+
+def create_invite(
+    *,
+    session: Session,
+    department_code: str,
+    name: str,
+    role: str = Role.CONTACT,
+    language: str = "zh",
+    created_by: str = "office",
+    ttl: timedelta = INVITE_TTL,
+    now: datetime | None = None,
+) -> NewInvite:
+    now = now or utcnow()
+    if role not in {r.value for r in Role}:
+        raise ValueError(f"role must be one of contact, leader, office; got {role!r}")
+    dept = session.exec(select(Department).where(Department.code == department_code)).first()
+    if dept is None:
+        known = ", ".join(d.code for d in session.exec(select(Department).order_by(Department.code)))
+        raise ValueError(f"unknown department {department_code!r} (known: {known})")
+    if not name.strip():
+        raise ValueError("an invite needs the person's name")
+    code = secrets.token_urlsafe(CODE_BYTES)
+    invite = Invite(
+        code_hash=hash_code(code),
+        department_id=dept.id,
+        role=role,
+        name=name.strip(),
+        language=language,  # type: ignore[arg-type]
+        created_by=created_by,
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    session.add(invite)
+    session.flush()
+    events.record(
+        session,
+        "invite.created",
+        at=now,
+        department_id=dept.id,
+        actor=created_by,
+        invite=invite.id,
+        role=role,
+        name=invite.name,
+        expires_at=invite.expires_at,
+    )
+    return NewInvite(code, invite)
+
+
+def redeem_invite(*, session: Session, code: str, channel: str, address: str, now: datetime | None = None) -> Contact:
+    """Bind ``address`` on ``channel`` with a code; single use; the contact is created or re-bound."""
+    now = now or utcnow()
+    digest = hash_code(code.strip())
+    invite = session.exec(select(Invite).where(Invite.code_hash == digest)).first()
+    # compare_digest keeps the check constant-time even though the lookup is by hash.
+    if invite is None or not hmac.compare_digest(invite.code_hash, digest):
+        raise BindError("unknown")
+    if invite.used_at is not None:
+        raise BindError("used")
+    if invite.expires_at <= now:
+        raise BindError("expired")
+    contact = session.exec(
+        select(Contact).where(
+            Contact.department_id == invite.department_id, Contact.role == invite.role, Contact.name == invite.name
+        )
+    ).first()
+    if contact is None:
+        contact = Contact(department_id=invite.department_id, name=invite.name, role=invite.role)
+        session.add(contact)
+    contact.channel = channel
+    contact.address = address
+    contact.language = invite.language
+    contact.active = True
+    contact.unreachable = False
+    contact.bound_at = now
+    session.flush()
+    invite.used_at = now
+    invite.contact_id = contact.id
+    events.record(
+        session,
+        "contact.bound",
+        at=now,
+        department_id=invite.department_id,
+        contact_id=contact.id,
+        actor=f"{channel}:{address}",
+        role=invite.role,
+        invite=invite.id,
+    )
+    return contact
+
+
+def contacts_for_address(*, session: Session, channel: str, address: str) -> list[Contact]:
+    """Every active binding of a chat (a person may be a contact of one department and leader of none)."""
+    return list(
+        session.exec(
+            select(Contact)
+            .where(Contact.channel == channel, Contact.address == address, Contact.active)
+            .order_by(col(Contact.id))
+        )
+    )

@@ -1,0 +1,444 @@
+"""Apply a progress report to the plan: status, progress, colour, metric observations, requests for help.
+
+Everything a report changes is remembered on the report (``previous``), so undo restores the task exactly
+and voids what the report added. Only the office closes a task (销号); a "done" report sets 已报结.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from coordbot.core import events
+from coordbot.core.text import render
+from coordbot.plan.models import Contact, Department, Observation, Plan, Role, Target, Task, TaskStatus
+from coordbot.plan.progress import assess, quota_progress
+from coordbot.replies.models import CrossRequest, ProgressReport
+from coordbot.replies.parser import DepartmentRef, ParsedReply, Quantity, Status, TargetRef, parse_reply
+from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.models import ReminderKind
+
+STATUS_OF_REPORT = {
+    Status.DONE: TaskStatus.REPORTED_DONE,
+    Status.ON_TRACK: TaskStatus.IN_PROGRESS,
+    Status.AT_RISK: TaskStatus.IN_PROGRESS,  # the colour carries the risk
+    Status.BLOCKED: TaskStatus.BLOCKED,
+    Status.NOT_STARTED: TaskStatus.ACCEPTED,
+}
+SNAPSHOT_FIELDS = ("status", "progress", "colour", "colour_reason", "last_report_at", "escalation_level")
+
+
+def target_refs(targets: Sequence[Target]) -> list[TargetRef]:
+    return [
+        TargetRef(metric=t.metric, name=t.name, unit=t.unit, aliases=tuple(t.aliases), period=t.period)
+        for t in targets
+        if t.value is not None and t.comparator != "qualitative"
+    ]
+
+
+def department_refs(departments: Sequence[Department]) -> list[DepartmentRef]:
+    return [
+        DepartmentRef(code=d.code, name=d.name, aliases=tuple(a for a in (d.short_name, *d.aliases) if a))
+        for d in departments
+    ]
+
+
+def _snapshot(task: Task) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in SNAPSHOT_FIELDS:
+        value = getattr(task, name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def _restore(task: Task, snap: dict[str, Any]) -> None:
+    for name in SNAPSHOT_FIELDS:
+        value = snap.get(name)
+        if name == "last_report_at" and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        setattr(task, name, value)
+
+
+@dataclass
+class Applied:
+    report: ProgressReport
+    task: Task
+    quantities: list[tuple[Target, float, str]] = field(default_factory=list)  # (target, value, mode)
+    quota_lines: list[str] = field(default_factory=list)
+    help_departments: list[Department] = field(default_factory=list)
+    unmatched: list[Quantity] = field(default_factory=list)  # numbers the office should look at
+    ambiguities: tuple[str, ...] = ()
+
+
+def apply_report(
+    *,
+    session: Session,
+    task: Task,
+    contact: Contact | None,
+    text: str,
+    now: datetime,
+    calendar: WorkCalendar,
+    source: str = "chat",
+    source_ref: str | None = None,
+    reminder_id: int | None = None,
+    status: Status | None = None,
+    report: ProgressReport | None = None,
+) -> Applied:
+    """Parse ``text`` (or take ``status`` from a button), store the report and change the task."""
+    plan = session.get(Plan, task.plan_id)
+    assert plan is not None
+    today = now.astimezone(calendar.tz).date()
+    targets = list(session.exec(select(Target).where(Target.task_id == task.id, col(Target.archived_at).is_(None))))
+    departments = list(session.exec(select(Department)))
+    parsed: ParsedReply | None = None
+    if text.strip():
+        parsed = parse_reply(
+            text,
+            today=today,
+            targets=target_refs(targets),
+            departments=department_refs(departments),
+            task_codes=[task.code],
+        )
+    said_status = status or (parsed.status if parsed else None)
+    ambiguities = parsed.ambiguities if parsed and status is None else ()
+    if "conflicting_status" in ambiguities:
+        said_status = None  # ask, do not guess
+
+    if report is None:
+        report = ProgressReport(
+            task_id=task.id, department_id=contact.department_id if contact else task.lead_department_id
+        )  # type: ignore[arg-type]
+        session.add(report)
+    report.contact_id = contact.id if contact else None
+    report.received_at = now
+    report.text = text
+    report.source = source
+    report.source_ref = source_ref
+    report.reminder_id = reminder_id
+    report.status = said_status.value if said_status else None
+    report.percent = parsed.percent if parsed else None
+    report.expected_date = parsed.expected_date if parsed else None
+    report.parsed = _parsed_json(parsed)
+    report.previous = _snapshot(task)
+    session.flush()
+
+    applied = Applied(report=report, task=task, ambiguities=ambiguities)
+    # Task state: a report from the lead department moves the task; a co-department's report is recorded.
+    is_lead = contact is None or contact.department_id == task.lead_department_id
+    if is_lead:
+        if said_status is not None:
+            task.status = STATUS_OF_REPORT[said_status]
+        elif task.status in (TaskStatus.ASSIGNED, TaskStatus.ACCEPTED, TaskStatus.BLOCKED):
+            task.status = TaskStatus.IN_PROGRESS  # a report without a status word still shows work going on
+        if parsed and parsed.percent is not None:
+            task.progress = parsed.percent
+        if said_status == Status.DONE:
+            task.progress = 100
+    task.last_report_at = now
+    task.escalation_level = 0
+    task.updated_at = now
+
+    by_metric = {t.metric: t for t in targets}
+    observation_ids: list[int] = []
+    for q in parsed.quantities if parsed else ():
+        target = by_metric.get(q.metric) if q.metric else None
+        if target is None:
+            applied.unmatched.append(q)
+            continue
+        obs = Observation(
+            target_id=target.id,
+            value=float(q.value),
+            mode=q.mode,
+            observed_on=today,  # type: ignore[arg-type]
+            source="report",
+            report_id=report.id,
+            contact_id=contact.id if contact else None,
+            recorded_at=now,
+        )
+        session.add(obs)
+        session.flush()
+        observation_ids.append(obs.id)  # type: ignore[arg-type]
+        applied.quantities.append((target, float(q.value), q.mode))
+        events.record(
+            session,
+            "observation.recorded",
+            at=now,
+            plan_id=task.plan_id,
+            task_id=task.id,
+            contact_id=report.contact_id,
+            metric=target.metric,
+            value=float(q.value),
+            mode=q.mode,
+            report=report.id,
+        )
+
+    request_ids: list[int] = []
+    if parsed:
+        own = contact.department_id if contact else task.lead_department_id
+        by_code = {d.code: d for d in departments}
+        for code in parsed.help_departments:
+            dept = by_code.get(code)
+            if dept is None or dept.id == own:
+                continue
+            req = CrossRequest(
+                task_id=task.id,
+                from_department_id=own,
+                to_department_id=dept.id,  # type: ignore[arg-type]
+                report_id=report.id,
+                text=text,
+                created_at=now,
+            )
+            session.add(req)
+            session.flush()
+            request_ids.append(req.id)  # type: ignore[arg-type]
+            applied.help_departments.append(dept)
+            _queue_cross_request(
+                session, req, task, dept, by_id={d.id: d for d in departments}, now=now, calendar=calendar
+            )
+    report.previous = {**report.previous, "observations": observation_ids, "requests": request_ids}
+
+    # Colour now, not at the next review: the contact's confirmation shows it.
+    quotas = _quotas(session, targets, today=today, plan=plan)
+    until_due = calendar.workdays_between(today, task.due_date) if task.due_date else None
+    a = assess(task, quotas, today=today, workdays_until_due=until_due, last_report_status=report.status)
+    if (a.colour, a.reason) != (task.colour, task.colour_reason):
+        events.record(
+            session,
+            "task.colour_changed",
+            at=now,
+            plan_id=task.plan_id,
+            task_id=task.id,
+            department_id=task.lead_department_id,
+            old=task.colour,
+            new=a.colour,
+            reason=a.reason,
+        )
+        task.colour, task.colour_reason = a.colour, a.reason
+    applied.quota_lines = [q.metric for q in quotas]
+    events.record(
+        session,
+        "progress.reported",
+        at=now,
+        plan_id=task.plan_id,
+        task_id=task.id,
+        department_id=report.department_id,
+        contact_id=report.contact_id,
+        report=report.id,
+        status=report.status,
+        percent=report.percent,
+        source=source,
+        quantities=[[t.metric, v, m] for t, v, m in applied.quantities],
+        help=[d.code for d in applied.help_departments],
+    )
+    if said_status == Status.DONE and is_lead:
+        events.record(
+            session,
+            "task.reported_done",
+            at=now,
+            plan_id=task.plan_id,
+            task_id=task.id,
+            department_id=task.lead_department_id,
+            report=report.id,
+        )
+    if said_status == Status.BLOCKED and is_lead:
+        events.record(
+            session,
+            "task.blocked",
+            at=now,
+            plan_id=task.plan_id,
+            task_id=task.id,
+            department_id=task.lead_department_id,
+            report=report.id,
+        )
+    session.flush()
+    return applied
+
+
+def _quotas(session: Session, targets: Sequence[Target], *, today: date, plan: Plan):  # type: ignore[no-untyped-def]
+    numeric = [t for t in targets if t.value is not None and t.comparator == ">="]
+    if not numeric:
+        return []
+    obs = list(
+        session.exec(
+            select(Observation).where(col(Observation.target_id).in_([t.id for t in numeric]), ~col(Observation.voided))
+        )
+    )
+    return [
+        quota_progress(
+            t, [o for o in obs if o.target_id == t.id], on=today, plan_start=plan.start_date, plan_end=plan.end_date
+        )
+        for t in numeric
+    ]
+
+
+def quota_lines_for(session: Session, task: Task, *, today: date):  # type: ignore[no-untyped-def]
+    plan = session.get(Plan, task.plan_id)
+    targets = list(session.exec(select(Target).where(Target.task_id == task.id, col(Target.archived_at).is_(None))))
+    return _quotas(session, targets, today=today, plan=plan)  # type: ignore[arg-type]
+
+
+def _queue_cross_request(
+    session: Session,
+    req: CrossRequest,
+    task: Task,
+    dept: Department,
+    *,
+    by_id: dict,
+    now: datetime,
+    calendar: WorkCalendar,
+) -> None:
+    from coordbot.scheduling.engine import add_occurrence
+
+    requester = by_id[req.from_department_id]
+    contacts = session.exec(
+        select(Contact).where(
+            Contact.department_id == dept.id,
+            Contact.role == Role.CONTACT,
+            Contact.active,
+            col(Contact.address).is_not(None),
+        )
+    ).all()
+    for c in contacts:
+        body = render(
+            "cross_request.txt.j2",
+            locale=c.language,
+            requester=requester.short_name or requester.name,
+            task=task,
+            text=req.text,
+        )
+        add_occurrence(
+            session=session,
+            contact_id=c.id,
+            kind=ReminderKind.CROSS_REQUEST,
+            task_id=task.id,  # type: ignore[arg-type]
+            plan_id=task.plan_id,
+            fire_at=calendar.next_send_time(now),
+            body=body,
+            detail=str(req.id),
+        )
+    events.record(
+        session,
+        "crossrequest.opened",
+        at=now,
+        plan_id=task.plan_id,
+        task_id=task.id,
+        department_id=dept.id,
+        request=req.id,
+        from_department=requester.code,
+        recipients=len(contacts),
+    )
+
+
+def undo_report(*, session: Session, report: ProgressReport, now: datetime, actor: str) -> Task:
+    """Restore the task as it was before the report and void what the report added."""
+    task = session.get(Task, report.task_id)
+    assert task is not None
+    if report.voided:
+        raise ValueError("already undone")
+    later = session.exec(
+        select(ProgressReport).where(
+            ProgressReport.task_id == task.id,
+            ProgressReport.id > report.id,  # type: ignore[operator]
+            ~col(ProgressReport.voided),
+        )
+    ).first()
+    if later is not None:
+        raise ValueError("a later report exists; correct it instead")
+    _restore(task, report.previous)
+    for obs_id in report.previous.get("observations", []):
+        obs = session.get(Observation, obs_id)
+        if obs is not None:
+            obs.voided = True
+    for req_id in report.previous.get("requests", []):
+        req = session.get(CrossRequest, req_id)
+        if req is not None and req.status == "open":
+            req.status = "withdrawn"
+            req.closed_at = now
+    report.voided = True
+    events.record(
+        session,
+        "progress.undone",
+        at=now,
+        plan_id=task.plan_id,
+        task_id=task.id,
+        contact_id=report.contact_id,
+        actor=actor,
+        report=report.id,
+    )
+    session.flush()
+    return task
+
+
+def revise_report(
+    *,
+    session: Session,
+    report: ProgressReport,
+    text: str,
+    now: datetime,
+    calendar: WorkCalendar,
+    status: Status | None = None,
+) -> Applied:
+    """An edited message or a correction replaces what the report said, in place (no second report)."""
+    task = session.get(Task, report.task_id)
+    contact = session.get(Contact, report.contact_id) if report.contact_id else None
+    assert task is not None
+    original_time = report.received_at
+    _restore(task, report.previous)
+    for obs_id in report.previous.get("observations", []):
+        obs = session.get(Observation, obs_id)
+        if obs is not None:
+            obs.voided = True
+    applied = apply_report(
+        session=session,
+        task=task,
+        contact=contact,
+        text=text,
+        now=now,
+        calendar=calendar,
+        source=report.source,
+        source_ref=report.source_ref,
+        reminder_id=report.reminder_id,
+        report=report,
+        status=status,
+    )
+    report.received_at = original_time
+    events.record(
+        session,
+        "progress.revised",
+        at=now,
+        plan_id=task.plan_id,
+        task_id=task.id,
+        contact_id=report.contact_id,
+        report=report.id,
+    )
+    return applied
+
+
+def _parsed_json(parsed: ParsedReply | None) -> dict[str, Any]:
+    if parsed is None:
+        return {}
+    return {
+        "status": parsed.status.value if parsed.status else None,
+        "percent": parsed.percent,
+        "quantities": [
+            {
+                "metric": q.metric,
+                "value": str(q.value) if isinstance(q.value, Decimal) else q.value,
+                "unit": q.unit,
+                "mode": q.mode,
+            }
+            for q in parsed.quantities
+        ],
+        "expected_date": parsed.expected_date.isoformat() if parsed.expected_date else None,
+        "help_departments": list(parsed.help_departments),
+        "task_code": parsed.task_code,
+        "is_correction": parsed.is_correction,
+        "language": parsed.language,
+        "ambiguities": list(parsed.ambiguities),
+        "confidence": parsed.confidence,
+    }

@@ -1,0 +1,585 @@
+"""What coordbot says back in chat: binding, commands, replies to reminders, button presses.
+
+Channel-independent: a channel adapter turns its updates into :class:`Inbound` values and sends the
+:class:`Reply` it gets back. Each inbound message is processed once (unique on channel + external id) in the
+same transaction as everything it changes, so a crash means redelivery, never a half-applied message.
+
+Who may do what: only bound contacts act, and only for their own department (lead or co-department of the
+task); leaders read; the office administers (extensions, closing, digests). An unbound chat gets a short,
+polite refusal and no data at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from coordbot.channels.base import Button, Inbound, Outbound, Reply
+from coordbot.core.clock import Clock, SystemClock
+from coordbot.core.db import session_scope
+from coordbot.core.text import labels, render
+from coordbot.plan import actions
+from coordbot.plan.contacts import BindError, contacts_for_address, redeem_invite
+from coordbot.plan.models import (
+    OPEN_STATUSES,
+    Contact,
+    Department,
+    Extension,
+    Role,
+    Task,
+    TaskDepartment,
+)
+from coordbot.replies.apply import Applied, apply_report, quota_lines_for, revise_report, undo_report
+from coordbot.replies.models import InboundMessage, ProgressReport
+from coordbot.replies.parser import Status
+from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.engine import _insert
+from coordbot.scheduling.models import ReminderOccurrence
+
+log = logging.getLogger("coordbot.replies")
+
+TASK_CODE = re.compile(r"^\s*(?:任务|task\s*)?[【\[]?([A-Za-z]?\d+(?:\.\d+)*|[A-Za-z]\.\d+)[】\]]?[\s:：,，、]*", re.I)
+REPLY_TASK = re.compile(
+    r"任务\s*([A-Za-z]?\d+(?:\.\d+)*|[A-Za-z]\.\d+)|[Tt]ask\s+([A-Za-z]?\d+(?:\.\d+)*|[A-Za-z]\.\d+)"
+)
+STATUS_ACTIONS = {
+    "done": Status.DONE,
+    "on_track": Status.ON_TRACK,
+    "at_risk": Status.AT_RISK,
+    "blocked": Status.BLOCKED,
+}
+CONTACT_COMMANDS = {"report", "done", "blocked", "extend"}
+OFFICE_COMMANDS = {"overdue", "digest", "approve", "reject", "close"}
+READER_COMMANDS = {"summary"}
+
+
+@dataclass
+class Who:
+    """The person behind an inbound message, with every binding they hold."""
+
+    bindings: list[Contact]
+    locale: str
+
+    @property
+    def contact(self) -> Contact | None:
+        return next((c for c in self.bindings if c.role == Role.CONTACT), None)
+
+    @property
+    def office(self) -> Contact | None:
+        return next((c for c in self.bindings if c.role == Role.OFFICE), None)
+
+    @property
+    def leader(self) -> Contact | None:
+        return next((c for c in self.bindings if c.role == Role.LEADER), None)
+
+    @property
+    def primary(self) -> Contact:
+        return self.contact or self.office or self.leader or self.bindings[0]
+
+
+def _locale(language: str) -> str:
+    return "en" if language.lower().startswith("en") else "zh"
+
+
+class Conversation:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        calendar: WorkCalendar,
+        clock: Clock | None = None,
+        channel: str = "telegram",
+        default_locale: str = "zh",
+        reports: object | None = None,  # a callable (session, who, command) -> str for /digest and /summary
+    ) -> None:
+        self.engine = engine
+        self.calendar = calendar
+        self.clock = clock or SystemClock()
+        self.channel = channel
+        self.default_locale = default_locale
+        self.reports = reports
+
+    # ---- entry point ---------------------------------------------------------------------------
+
+    def handle(self, msg: Inbound) -> Reply | None:
+        """Process one inbound message; ``None`` when it was processed before (or needs no answer)."""
+        with session_scope(self.engine) as s:
+            inbound_id = self._record_inbound(s, msg)
+            if inbound_id is None:
+                return None
+            return self._route(s, msg, inbound_id)
+
+    def _record_inbound(self, s: Session, msg: Inbound) -> int | None:
+        insert = _insert(s)
+        stmt = (
+            insert(InboundMessage)
+            .values(
+                channel=msg.channel,
+                external_id=msg.external_id,
+                received_at=self.clock.now(),
+                chat_id=msg.chat_id,
+                sender_id=msg.sender_id,
+                kind=msg.kind,
+                text=msg.text[:4000],
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+            .returning(InboundMessage.id)
+        )
+        row = s.execute(stmt).first()
+        return row[0] if row else None
+
+    def _route(self, s: Session, msg: Inbound, inbound_id: int) -> Reply | None:
+        now = self.clock.now()
+        if msg.kind == "command" and msg.command == "start" and msg.start_code:
+            return self._bind(s, msg, now)
+        bindings = contacts_for_address(session=s, channel=self.channel, address=msg.sender_id)
+        if not bindings:
+            if msg.is_group and msg.kind != "command":
+                return None  # people talking in a bound group who are not contacts: stay quiet
+            return Reply(render("chat/not_bound.html", locale=_locale(msg.language)), alert="not bound")
+        who = Who(bindings, bindings[0].language or self.default_locale)
+        if msg.kind == "callback":
+            return self._button(s, msg, who, now, inbound_id)
+        if msg.kind == "edited":
+            return self._edited(s, msg, who, now)
+        if msg.kind == "command":
+            return self._command(s, msg, who, now)
+        return self._free_text(s, msg, who, now, inbound_id)
+
+    # ---- binding -------------------------------------------------------------------------------
+
+    def _bind(self, s: Session, msg: Inbound, now: datetime) -> Reply:
+        # A group binds with the group chat as the address; a person with their own user id.
+        address = msg.chat_id if msg.is_group else msg.sender_id
+        try:
+            with s.begin_nested():
+                contact = redeem_invite(session=s, code=msg.start_code, channel=self.channel, address=address, now=now)
+        except BindError as exc:
+            log.info("binding refused (%s) for a chat", exc.reason)  # no code, no chat id: nothing secret logged
+            return Reply(render("chat/bind_failed.html", locale=_locale(msg.language), reason=exc.reason))
+        dept = s.get(Department, contact.department_id)
+        return Reply(
+            render(
+                "chat/welcome.html",
+                locale=contact.language,
+                contact=contact,
+                department=dept.name if dept else "",
+                role=contact.role,
+            )
+        )
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    def _error(self, who: Who, code: str, arg: str = "") -> Reply:
+        return Reply(render("chat/error.html", locale=who.locale, code=code, arg=arg), alert=code)
+
+    def _command(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        cmd, args = msg.command, msg.args.strip()
+        if cmd in CONTACT_COMMANDS and who.contact is None:
+            return self._error(who, "contacts_only")
+        if cmd in OFFICE_COMMANDS and who.office is None:
+            return self._error(who, "office_only")
+        if cmd in READER_COMMANDS and who.office is None and who.leader is None:
+            return self._error(who, "readers_only")
+        if cmd in ("start", "help"):
+            return Reply(render("chat/help.html", locale=who.locale, role=who.primary.role))
+        if cmd == "whoami":
+            depts = {d.id: d for d in s.exec(select(Department))}
+            bindings = [
+                {"name": c.name, "role": c.role, "department": depts[c.department_id].name} for c in who.bindings
+            ]
+            return Reply(render("chat/whoami.html", locale=who.locale, bindings=bindings))
+        if cmd == "tasks":
+            return self._tasks(s, who, now)
+        if cmd == "report":
+            code, _, text = args.partition(" ")
+            if not code or not text.strip():
+                return self._error(who, "usage_report")
+            return self._report_on_code(s, who, code, text.strip(), now, source="command", ref=msg.message_ref)
+        if cmd in ("done", "blocked"):
+            code, _, reason = args.partition(" ")
+            if not code or (cmd == "blocked" and not reason.strip()):
+                return self._error(who, f"usage_{cmd}")
+            status = Status.DONE if cmd == "done" else Status.BLOCKED
+            return self._report_on_code(
+                s, who, code, reason.strip(), now, source="command", status=status, ref=msg.message_ref
+            )
+        if cmd == "extend":
+            return self._extend(s, who, args, now)
+        if cmd == "overdue":
+            return self._overdue(s, who)
+        if cmd in ("approve", "reject"):
+            return self._decide(s, who, args.lstrip("#"), approve=cmd == "approve", now=now)
+        if cmd == "close":
+            task = self._find_task(s, args)
+            if task is None:
+                return self._error(who, "no_task", args)
+            try:
+                actions.close_task(session=s, task=task, actor=f"office:{who.office.id}", now=now)  # type: ignore[union-attr]
+            except actions.ActionError as exc:
+                return self._error(who, "not_allowed", str(exc))
+            return Reply(render("chat/closed.html", locale=who.locale, task=task))
+        if cmd in ("digest", "summary") and callable(self.reports):
+            return Reply(self.reports(s, who, cmd, now))  # type: ignore[misc]
+        return self._error(who, "unknown_command")
+
+    def _find_task(self, s: Session, code: str) -> Task | None:
+        code = code.strip().strip("【】[]").removeprefix("任务")
+        if not code:
+            return None
+        return s.exec(select(Task).where(Task.code == code, col(Task.archived_at).is_(None))).first()
+
+    def _may_report(self, s: Session, contact: Contact, task: Task) -> bool:
+        if task.lead_department_id == contact.department_id:
+            return True
+        return s.get(TaskDepartment, (task.id, contact.department_id)) is not None
+
+    def _open_tasks(self, s: Session, department_id: int) -> list[Task]:
+        co = select(TaskDepartment.task_id).where(TaskDepartment.department_id == department_id)
+        return list(
+            s.exec(
+                select(Task)
+                .where(
+                    col(Task.archived_at).is_(None),
+                    col(Task.status).in_(OPEN_STATUSES),
+                    (Task.lead_department_id == department_id) | col(Task.id).in_(co),
+                )
+                .order_by(Task.position)
+            )
+        )
+
+    def _tasks(self, s: Session, who: Who, now: datetime) -> Reply:
+        today = now.astimezone(self.calendar.tz).date()
+        if who.office is not None:
+            tasks = list(s.exec(select(Task).where(col(Task.archived_at).is_(None)).order_by(Task.position)))
+            title = "全部任务" if who.locale == "zh" else "All tasks"
+        else:
+            me = who.contact or who.leader
+            tasks = self._open_tasks(s, me.department_id)  # type: ignore[union-attr]
+            dept = s.get(Department, me.department_id)  # type: ignore[union-attr]
+            title = (dept.short_name or dept.name) if dept else ""
+        last = {}
+        if tasks:
+            for r in s.exec(
+                select(ProgressReport)
+                .where(col(ProgressReport.task_id).in_([t.id for t in tasks]), ~col(ProgressReport.voided))
+                .order_by(col(ProgressReport.received_at))
+            ):
+                last[r.task_id] = r
+        rows = [
+            {
+                "code": t.code,
+                "title": t.title,
+                "colour": t.colour,
+                "status": t.status,
+                "progress": t.progress,
+                "due_date": t.due_date,
+                "quotas": quota_lines_for(s, t, today=today),
+                "last_report": last[t.id].text if t.id in last else "",
+                "last_report_at": last[t.id].received_at if t.id in last else None,
+            }
+            for t in tasks
+        ]
+        return Reply(render("chat/tasks.html", locale=who.locale, title=title, tasks=rows, tz=self.calendar.tz.key))
+
+    def _overdue(self, s: Session, who: Who) -> Reply:
+        depts = {d.id: d for d in s.exec(select(Department))}
+        tasks = s.exec(
+            select(Task)
+            .where(
+                col(Task.archived_at).is_(None),
+                col(Task.colour).in_(["red", "yellow"]),
+                col(Task.status).in_(OPEN_STATUSES),
+            )
+            .order_by(col(Task.colour).desc(), Task.position)
+        ).all()
+        rows = [
+            {
+                "code": t.code,
+                "title": t.title,
+                "colour": t.colour,
+                "colour_reason": t.colour_reason,
+                "due_date": t.due_date,
+                "department": depts[t.lead_department_id].short_name or depts[t.lead_department_id].name,
+            }
+            for t in tasks
+        ]
+        return Reply(render("chat/overdue.html", locale=who.locale, tasks=rows))
+
+    def _extend(self, s: Session, who: Who, args: str, now: datetime) -> Reply:
+        parts = args.split(None, 2)
+        if len(parts) < 3:
+            return self._error(who, "usage_extend")
+        code, when, reason = parts
+        task = self._find_task(s, code)
+        if task is None:
+            return self._error(who, "no_task", code)
+        if not self._may_report(s, who.contact, task) or task.lead_department_id != who.contact.department_id:  # type: ignore[arg-type,union-attr]
+            return self._error(who, "not_yours", code)
+        try:
+            new_due = date.fromisoformat(when)
+        except ValueError:
+            return self._error(who, "bad_date", when)
+        try:
+            with s.begin_nested():
+                ext = actions.request_extension(
+                    session=s, task=task, new_due=new_due, reason=reason, contact=who.contact, now=now
+                )
+        except actions.ActionError as exc:
+            return self._error(who, "not_allowed", str(exc))
+        reply = Reply(
+            render(
+                "chat/extension_requested.html", locale=who.locale, task=task, old_due=ext.old_due, new_due=ext.new_due
+            )
+        )
+        dept = s.get(Department, task.lead_department_id)
+        for office in s.exec(
+            select(Contact).where(Contact.role == Role.OFFICE, Contact.active, col(Contact.address).is_not(None))
+        ):
+            words = labels(office.language)["buttons"]
+            text = render(
+                "chat/extension_notice.txt.j2",
+                locale=office.language,
+                ext=ext,
+                task=task,
+                department=dept.short_name or dept.name if dept else "",
+            )
+            reply.extra.append(
+                Outbound(
+                    office.address,
+                    text,
+                    buttons=(  # type: ignore[arg-type]
+                        (
+                            Button(words["approve"], "approve", f"e{ext.id}"),
+                            Button(words["reject"], "reject", f"e{ext.id}"),
+                        ),
+                    ),
+                )
+            )
+        return reply
+
+    def _decide(self, s: Session, who: Who, ext_ref: str, *, approve: bool, now: datetime) -> Reply:
+        ext_id = ext_ref.lstrip("e")
+        ext = s.get(Extension, int(ext_id)) if ext_id.isdigit() else None
+        if ext is None:
+            return self._error(who, "gone")
+        try:
+            actions.decide_extension(
+                session=s,
+                extension=ext,
+                approve=approve,
+                decided_by=f"office:{who.office.id}",  # type: ignore[union-attr]
+                now=now,
+            )
+        except actions.ActionError as exc:
+            return self._error(who, "not_allowed", str(exc))
+        task = s.get(Task, ext.task_id)
+        reply = Reply(render("chat/extension_decided.html", locale=who.locale, ext=ext, task=task))
+        requester = s.get(Contact, ext.requested_by_id) if ext.requested_by_id else None
+        if requester is not None and requester.address:
+            reply.extra.append(
+                Outbound(
+                    requester.address,
+                    render("chat/extension_decided.html", locale=requester.language, ext=ext, task=task),
+                )
+            )
+        return reply
+
+    # ---- progress reports ----------------------------------------------------------------------
+
+    def _report_on_code(
+        self,
+        s: Session,
+        who: Who,
+        code: str,
+        text: str,
+        now: datetime,
+        *,
+        source: str,
+        status: Status | None = None,
+        ref: str = "",
+    ) -> Reply:
+        task = self._find_task(s, code)
+        if task is None:
+            return self._error(who, "no_task", code)
+        return self._report(s, who, task, text, now, source=source, status=status, ref=ref)
+
+    def _report(
+        self,
+        s: Session,
+        who: Who,
+        task: Task,
+        text: str,
+        now: datetime,
+        *,
+        source: str,
+        status: Status | None = None,
+        ref: str = "",
+        reminder_id: int | None = None,
+    ) -> Reply:
+        contact = who.contact
+        if contact is None:
+            return self._error(who, "contacts_only")
+        if not self._may_report(s, contact, task):
+            return self._error(who, "not_yours", task.code)
+        applied = apply_report(
+            session=s,
+            task=task,
+            contact=contact,
+            text=text,
+            now=now,
+            calendar=self.calendar,
+            source=source,
+            source_ref=ref or None,
+            reminder_id=reminder_id,
+            status=status,
+        )
+        return self._confirm(s, who, applied, now)
+
+    def _confirm(self, s: Session, who: Who, applied: Applied, now: datetime) -> Reply:
+        task, report = applied.task, applied.report
+        today = now.astimezone(self.calendar.tz).date()
+        progress = {q.metric: q for q in quota_lines_for(s, task, today=today)}
+        quantities = [
+            {
+                "name": t.name,
+                "value": v,
+                "mode": m,
+                "period": t.period,
+                "actual": progress[t.metric].actual if t.metric in progress else None,
+                "goal": progress[t.metric].goal if t.metric in progress else None,
+            }
+            for t, v, m in applied.quantities
+        ]
+        text = render(
+            "chat/report_confirm.html",
+            locale=who.locale,
+            task=task,
+            status=report.status,
+            percent=report.percent,
+            quantities=quantities,
+            expected_date=report.expected_date,
+            help=[d.short_name or d.name for d in applied.help_departments],
+            unmatched=[f"{q.value.normalize():f}{q.unit}" for q in applied.unmatched],
+            colour=task.colour,
+            task_status=task.status,
+        )
+        words = labels(who.locale)["buttons"]
+        buttons: tuple[tuple[Button, ...], ...] = ((Button(words["undo"], "undo", f"p{report.id}"),),)
+        if "conflicting_status" in applied.ambiguities:
+            text += "\n" + render("chat/ask_status.html", locale=who.locale, code=task.code)
+            buttons = (
+                tuple(Button(words[a], "setstatus", f"p{report.id}:{a}") for a in ("done", "on_track")),
+                tuple(Button(words[a], "setstatus", f"p{report.id}:{a}") for a in ("at_risk", "blocked")),
+                *buttons,
+            )
+        return Reply(text, buttons=buttons)
+
+    def _task_for_reply(self, s: Session, msg: Inbound) -> tuple[Task | None, int | None]:
+        """The task a reply is about: the reminder it answers, or the task named in the message it answers."""
+        if msg.reply_to_ref:
+            occ = s.exec(select(ReminderOccurrence).where(ReminderOccurrence.message_ref == msg.reply_to_ref)).first()
+            if occ is not None and occ.task_id is not None:
+                return s.get(Task, occ.task_id), occ.id
+        if msg.reply_to_text:
+            m = REPLY_TASK.search(msg.reply_to_text)
+            if m:
+                return self._find_task(s, m.group(1) or m.group(2)), None
+        return None, None
+
+    def _free_text(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply | None:
+        if who.contact is None:
+            if msg.is_group:
+                return None
+            return Reply(render("chat/help.html", locale=who.locale, role=who.primary.role))
+        text = msg.text.strip()
+        if not text:
+            return None
+        task, reminder_id = self._task_for_reply(s, msg)
+        if task is None:
+            m = TASK_CODE.match(text)
+            if m:
+                task = self._find_task(s, m.group(1))
+                if task is not None:
+                    text = text[m.end() :].strip() or text
+        if task is None:
+            if msg.is_group and not msg.reply_to_ref:
+                return None  # ordinary group chatter is not a report
+            mine = self._open_tasks(s, who.contact.department_id)
+            if not mine:
+                return self._error(who, "no_open_task")
+            if len(mine) == 1:
+                task = mine[0]
+            else:
+                buttons = tuple(
+                    (Button(f"{t.code} {t.title}"[:40], "pick", f"i{inbound_id}:{t.code}"),) for t in mine[:12]
+                )
+                return Reply(render("chat/ask_task.html", locale=who.locale), buttons=buttons)
+        return self._report(s, who, task, text, now, source="chat", ref=msg.message_ref, reminder_id=reminder_id)
+
+    def _edited(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply | None:
+        report = s.exec(
+            select(ProgressReport).where(ProgressReport.source_ref == msg.message_ref, ~col(ProgressReport.voided))
+        ).first()
+        if report is None:
+            return self._free_text(s, msg, who, now, inbound_id=0) if msg.message_ref else None
+        if who.contact is None or report.contact_id != who.contact.id:
+            return self._error(who, "gone")
+        applied = revise_report(session=s, report=report, text=msg.text, now=now, calendar=self.calendar)
+        return self._confirm(s, who, applied, now)
+
+    # ---- buttons -------------------------------------------------------------------------------
+
+    def _button(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
+        action, ref = msg.callback_action, msg.callback_ref
+        if action in STATUS_ACTIONS or action == "report":
+            occ = s.get(ReminderOccurrence, int(ref[1:])) if ref.startswith("o") and ref[1:].isdigit() else None
+            task = s.get(Task, occ.task_id) if occ and occ.task_id else None
+            if task is None or who.contact is None or occ.contact_id not in {c.id for c in who.bindings}:  # type: ignore[union-attr]
+                return self._error(who, "gone")
+            if action == "report":
+                return Reply(render("chat/ask_report.html", locale=who.locale, code=task.code), ask_reply=True)
+            return self._report(
+                s, who, task, "", now, source="button", status=STATUS_ACTIONS[action], reminder_id=occ.id
+            )  # type: ignore[union-attr]
+        if action == "undo" or action == "setstatus":
+            report_id, _, value = ref[1:].partition(":")
+            report = s.get(ProgressReport, int(report_id)) if report_id.isdigit() else None
+            if report is None or who.contact is None or report.contact_id != who.contact.id or report.voided:
+                return self._error(who, "gone")
+            if action == "undo":
+                try:
+                    task = undo_report(session=s, report=report, now=now, actor=f"contact:{who.contact.id}")
+                except ValueError as exc:
+                    return self._error(who, "not_allowed", str(exc))
+                return Reply(render("chat/undone.html", locale=who.locale, task=task), alert="undone")
+            if value not in STATUS_ACTIONS:
+                return self._error(who, "gone")
+            task = s.get(Task, report.task_id)
+            assert task is not None
+            applied = revise_report(
+                session=s,
+                report=report,
+                text=report.text,
+                now=now,
+                calendar=self.calendar,
+                status=STATUS_ACTIONS[value],
+            )
+            return self._confirm(s, who, applied, now)
+        if action == "pick":
+            inbound_ref, _, code = ref[1:].partition(":")
+            original = s.get(InboundMessage, int(inbound_ref)) if inbound_ref.isdigit() else None
+            task = self._find_task(s, code)
+            if original is None or task is None or original.sender_id != msg.sender_id:
+                return self._error(who, "gone")
+            return self._report(s, who, task, original.text, now, source="chat", ref="")
+        if action in ("approve", "reject"):
+            if who.office is None:
+                return self._error(who, "office_only")
+            return self._decide(s, who, ref, approve=action == "approve", now=now)
+        return self._error(who, "gone")
