@@ -1,0 +1,1111 @@
+"""Progress-reply parser: one contact message → structured fields (pure, no I/O).
+
+Rules the parser follows (tests/data/replies.yaml is the executable specification):
+- Status is what the contact *said*; trajectory colours are the core's job. A percent, quantity or date
+  alone does not imply a status, except 100% → done and 0% → not started (weak).
+- "完成了3项 / completed 3 inspections" reports a quantity, not that the task is done; "预计月底完成" is a
+  plan (weak on-track); "尚未完成" cancels done without choosing a status; a finished sub-step (初稿已完成,
+  第一批…已完成, our part is done) is on-track, not done.
+- Help requests (需区财政局配合 / waiting for the Finance Bureau) name departments and are a weak blocked
+  signal; waiting for a party or an approval is a strong one. Strong signals beat weak ones; among strong
+  ones the most severe wins (blocked > at risk > not started > on track), and done against anything but
+  on-track is a conflict ("conflicting_status").
+- Quantities: a number + measure word (or English noun) is matched to a target by unit fit and the nearest
+  alias word; 个 and bare numbers need the alias. Targets (目标10项), plans (预计…), remainders (剩余3项),
+  items a problem affects (两个卡在…) and values being corrected (7项有误) are not observations.
+  Mode: the nearest marker before the number decides (累计/共/今年/截至/已达 → total, 本周/本月 → increment);
+  then markers after it; then a sentence-leading 截至目前/今年; then 已 → total; else increment.
+  At-date targets (a level such as 每万人口…拥有量) are totals.
+- An expected date needs a future marker (预计/计划/争取/前/内/by/expected/…) or is a specific future date in
+  a clause without past markers (so planned dates of activities count); dates of things that happened
+  (昨天召开了…), as-of dates (截至6月底) and dates the contact says they will miss (6月底完不成) do not.
+  With several, the latest wins (the last milestone); 原计划/originally marks a superseded one.
+- When signals conflict the parser does not guess: it fills ``ambiguities`` so the bot asks one question.
+- Work is linear in the input: same-length normalisation in C, bounded quantifiers only, capped matches per
+  pattern, context windows clamped to ±160 characters, and only the first ``MAX_CHARS`` characters are
+  analysed (a Telegram message is at most 4096).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from functools import lru_cache
+
+from ._dates import DateHit, find_dates
+from ._numbers import CN_CHARS, EN_WORDS, parse_number
+from ._text import Clauses, detect_language, normalise
+
+MAX_CHARS = 4096  # Telegram caps a message at 4096 characters
+MAX_NUMBERS = 128  # numeric tokens examined per reply
+MAX_HITS = 64  # matches examined per keyword pattern
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    """A metric target of the task the reply belongs to."""
+
+    metric: str
+    name: str
+    unit: str
+    aliases: tuple[str, ...] = ()
+    period: str = "annual"  # annual | cumulative | at-date
+
+
+@dataclass(frozen=True, slots=True)
+class DepartmentRef:
+    code: str
+    name: str
+    aliases: tuple[str, ...] = ()
+
+
+class Status(StrEnum):
+    DONE = "done"
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    BLOCKED = "blocked"
+    NOT_STARTED = "not_started"
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    metric: str | None
+    value: Decimal
+    unit: str
+    mode: str  # "increment" | "total"
+    span: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedReply:
+    status: Status | None
+    percent: int | None
+    quantities: tuple[Quantity, ...]
+    expected_date: date | None
+    help_departments: tuple[str, ...]
+    task_code: str | None
+    is_correction: bool
+    language: str
+    ambiguities: tuple[str, ...]
+    confidence: float
+
+
+# ---------------------------------------------------------------------------------------------- lexicon
+STRONG, WEAK = 2, 1
+_S = Status
+# (phrase, status or None for "neutral: swallow this so a shorter keyword inside it does not fire", strength)
+_ZH_WORDS: list[tuple[str, Status | None, int]] = [
+    *((w, _S.DONE, STRONG) for w in (
+        "完成", "办结", "落实完毕", "已落实", "已结束", "完工", "结项", "验收通过", "已验收", "报结", "销号",
+        "完结", "搞定", "做完", "完毕", "完程", "完城", "全部结束", "已全部结束",
+    )),
+    *((w, None, 0) for w in (
+        "完成率", "完成情况", "完成时间", "完成时限", "完成进度", "完成度", "完成节点", "完成后", "能否完成",
+        "是否完成", "推进会", "风险排查", "风险防控", "风险防范", "防范风险", "困难企业", "不少于", "不断",
+        "正常上班", "完成值", "任务完成", "确保完成", "督促完成", "按要求完成", "推进情况",
+    )),
+    *((w, _S.ON_TRACK, STRONG) for w in (
+        "推进中", "正在推进", "正常推进", "有序推进", "稳步推进", "积极推进", "持续推进", "扎实推进", "加快推进",
+        "按计划推进", "按计划", "按期推进", "按进度", "顺利", "进展顺利", "正常", "进展正常", "进行中", "正在进行",
+        "在推进", "推进顺利", "有序开展", "正在开展", "开展中", "实施中", "正在实施", "办理中", "正在办理", "筹备中",
+        "正在筹备", "进展良好", "符合预期", "按节点", "处理中", "正在做", "如期推进", "如期", "按期", "按时",
+        "进度正常", "推进正常", "基本完成", "即将完成", "接近完成", "快完成", "差不多完成", "接近尾声", "收尾阶段",
+        "大部分完成", "部分完成", "完成一部分", "完成了一部分", "推近中", "推进着", "在办", "正推进", "还在推进",
+        "审核中", "评审中", "推进当中", "正在审核", "组建中",
+        "建设中", "筹建中", "招募中", "对接中", "洽谈中", "编制中",
+        "起草中", "修订中", "整改中", "征求意见中",
+    )),
+    *((w, _S.ON_TRACK, WEAK) for w in (
+        "已启动", "已经启动", "启动了", "走流程", "已开始", "已经开始", "开始了", "没有困难", "无困难", "暂无困难",
+        "没有问题", "没问题", "无问题", "暂无问题", "没有风险", "无风险", "暂无风险", "没有滞后", "无滞后",
+        "不会延期", "不会滞后", "没有延期", "不延期", "无需协调", "不需要协调", "不需协调", "已解决", "已经解决",
+        "已协调好", "已协调解决", "已疏通", "收尾",
+    )),
+    *((w, _S.AT_RISK, STRONG) for w in (
+        "滞后", "有风险", "存在风险", "风险", "进度慢", "进度较慢", "进度偏慢", "进展缓慢", "进展较慢", "推进缓慢",
+        "缓慢", "较慢", "偏慢", "有点慢", "比较慢", "可能延期", "延期", "推迟", "延迟", "延后", "来不及", "赶不上",
+        "完不成", "难以完成", "无法按期", "无法按时", "不能按时", "不能按期", "难以按期", "无法完成", "不能完成",
+        "恐难", "跟不上", "落后", "拖延", "有难度", "难度较大", "难度大", "压力较大", "压力大", "不理想",
+        "不及预期", "低于预期", "未达预期", "申请延期", "顺延", "进度满", "滞厚",
+    )),
+    *((w, _S.BLOCKED, STRONG) for w in (
+        "受阻", "阻碍", "障碍", "困难", "暂缓", "难题", "卡住", "卡在", "卡壳", "无法推进", "无法开展", "不能推进",
+        "推不动", "推进不动", "停滞", "暂停", "搁置", "中止", "需协调", "需要协调", "亟需协调", "急需协调",
+        "瓶颈", "遇到问题", "存在问题", "有问题", "无法落实", "僵持", "受限", "阻滞", "受租",
+    )),
+    *((w, _S.NOT_STARTED, STRONG) for w in (
+        "未启动", "尚未启动", "还未启动", "还没启动", "没启动", "没有启动", "暂未启动", "未开始", "尚未开始",
+        "还没开始", "还没有开始", "没开始", "没有开始", "暂未开始", "未开展", "尚未开展", "还未开展", "暂未开展",
+        "还没开展", "没有开展", "没开展", "未动工", "还没动", "尚未着手", "还没着手", "未着手",
+    )),
+]  # fmt: skip
+_EN_WORDS: list[tuple[str, Status | None, int]] = [
+    *((w, _S.DONE, STRONG) for w in (
+        "done", "finished", "completed", "complete", "accomplished", "wrapped up", "closed out", "all done",
+        "finsihed", "compelted", "completd", "finshed",
+    )),
+    *((w, None, 0) for w in ("half done", "halfway done", "completion rate", "completion date", "if completed")),
+    *((w, _S.ON_TRACK, STRONG) for w in (
+        "on track", "in progress", "ongoing", "underway", "under way", "going well", "going fine",
+        "going smoothly", "smoothly", "on schedule", "as planned", "according to plan", "progressing",
+        "proceeding", "in hand", "working on it", "moving forward", "on trak", "ontrack", "almost done",
+        "nearly done", "nearly finished", "almost finished", "almost complete", "nearly complete",
+        "close to done", "close to completion", "wrapping up", "all good", "in progess", "on-track",
+        "ahead of plan", "ahead of schedule",
+    )),
+    *((w, _S.ON_TRACK, WEAK) for w in (
+        "started", "kicked off", "no issues", "no problems", "no problem", "no blockers", "no delays", "no delay",
+        "no risk", "resolved", "unblocked", "sorted out",
+    )),
+    *((w, _S.AT_RISK, STRONG) for w in (
+        "at risk", "behind", "behind schedule", "delayed", "delay", "delays", "slipping", "slipped", "running late",
+        "slow", "slower", "postponed", "postpone", "pushed back", "may slip", "might slip", "may miss",
+        "might miss", "will miss", "won't make", "not going to make", "can't finish", "cannot finish",
+        "won't finish", "need more time", "need an extension", "extension", "lagging", "risky", "a risk",
+    )),
+    *((w, _S.BLOCKED, STRONG) for w in (
+        "blocked", "stuck", "blocker", "blockers", "on hold", "halted", "stalled", "can't proceed",
+        "cannot proceed", "impediment", "roadblock", "bottleneck", "blocking",
+    )),
+    *((w, _S.NOT_STARTED, STRONG) for w in (
+        "not started", "not yet started", "haven't started", "hasn't started", "have not started",
+        "has not started", "yet to start", "not begun", "hasn't begun", "not kicked off", "not start yet",
+    )),
+]  # fmt: skip
+
+
+def _alternation(words: Sequence[str], english: bool) -> str:
+    parts = sorted({re.escape(w) for w in words}, key=len, reverse=True)
+    body = "|".join(parts)
+    return rf"\b(?:{body})\b" if english else f"(?:{body})"
+
+
+_ZH_MAP = {w: (s, k) for w, s, k in _ZH_WORDS}
+_EN_MAP = {w: (s, k) for w, s, k in _EN_WORDS}
+# Two patterns, not one: a plain alternation of literals lets the regex engine skip ahead by first character,
+# which a combined pattern with named groups or a leading \b defeats (≈100× slower on long input).
+_ZH_STATUS_RE = re.compile(_alternation(list(_ZH_MAP), False))
+_EN_STATUS_RE = re.compile(_alternation(list(_EN_MAP), False) + r"\b")
+_NEGATOR = re.compile(
+    r"(?:(?:尚未|还未|仍未|并未|暂未|未能|没能|未|还没有|还没|没有|没|并非|非|毫无|暂无|无(?!论|需)|难以|恐难|可能无法|"
+    r"不一定|不(?![过少断仅但久同足]))"
+    r"[^，,。；;！!？?\s但]{0,3}"
+    r"|\b(?:not|no|never|without|isn't|aren't|hasn't|haven't|wasn't|didn't|don't|doesn't|won't|cannot|can't)\b"
+    r"(?:\s{1,3}(?!but\b)[a-z']+){0,2}\s{0,3})$"
+)
+_CONTRAST = re.compile(r"但|但是|不过|然而|\bbut\b|\bhowever\b")
+_RESOLVED = re.compile(r"已解决|已经解决|已协调好|已协调解决|已疏通|\bresolved\b|\bunblocked\b|\bsorted out\b")
+_QTY_AFTER_DONE = re.compile(
+    r"\s{0,3}(?:了|的|约|近|共|累计|总计|合计|各类|全年任务的|任务的)?\s{0,3}(?:[0-9]|[零〇一二两三四五六七八九十百千]|半|大半|过半|"
+    r"大部分|百分之|about\s|around\s|approximately\s|an?\s)"
+)
+_PAST_DONE = re.compile(r"已|已经|均已|都已|\bhas\b|\bhave\b|\bhad\b|\bwas\b|\bwere\b|\bis\b|\bare\b|\bbeen\b|\ball\b")
+_FUTURE_DONE = re.compile(
+    r"预计|计划|争取|力争|拟|将|准备|打算|有望|保证|能够|能|可以|可|会|要|需要|需|应|尽快|(?<![提目])前|底|内|月|周|日|号|天|年"
+    r"|\b(?:will|to|should|would|expect|expected|plan|planned|aim|hope|going|can|could|must|need|be|by|eta|soon)\b"
+)
+_NUM_SOON = re.compile(
+    r"[^，,。；;]{0,8}?(?:[0-9]|[一二两三四五六七八九十]+\s{0,3}(?:项|家|次|件|个|场|期|批|笔|名|人))"
+)
+_SUBSTEP = re.compile(
+    r"我们这边|我方|我局这边|本单位这边|\bour part\b|\bour side\b|"
+    r"初稿|阶段|前期|一期|初步|首批|部分|立项|选址|招标|摸底|征求意见|"
+    r"第[0-9一二三四五六七八九十]+(?:次|场|批|轮|期|阶段|项)|#\s{0,3}[0-9]|\bno\.\s{0,3}[0-9]|"
+    r"\bdraft\b|\bfirst phase\b|\bphase (?:1|one)\b|\bpartly\b"
+)
+_EN_FUTURE_POST = re.compile(r"\s{0,3}(?:by|before|within|in|next|soon|until|on time)\b")
+_PERIOD_FRAME = re.compile(r"本周|这周|上周|本月|这个月|这两天|今天|\bthis week\b|\blast week\b|\btoday\b")
+_WHOLE = re.compile(r"全部|全面|\ball\b")
+
+# ------------------------------------------------------------------------------------------- quantities
+_NUM_RE = re.compile(
+    rf"(?<![0-9a-z.])([0-9]+(?:,[0-9]{{3}})*(?:\.[0-9]+)?)|([{CN_CHARS}]+)"
+    r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b"
+)
+_CN_ORDINAL_BEFORE = re.compile(r"[下上每前后头]$")
+_LIST_MARKER = re.compile(r"\s{0,3}(?:、|\)|）|\.(?![0-9])|:|：)")
+_PEOPLE = {"人", "名", "位", "人次"}
+_BARE_MODE_AFTER = re.compile(r"\s{0,3}(?:in total|total|so far|to date|in all|altogether|累计|共)")
+_EN_FILLER = {"more", "new", "additional", "so", "in", "this", "to", "total", "now", "already", "yet", "each", "last",
+              "done", "completed", "finished", "held", "of", "and", "or", "the"}  # fmt: skip
+_OTHER_OBJECT_BEFORE = re.compile(
+    r"(?:走访|调研|慰问|帮扶|参训|参会|覆盖|服务了|剩余|还剩|剩下|还差|尚余|还有|申报|报名|推荐|进行中|在研|在建|推进中|"
+    r"remaining|left|ongoing|in progress)\S{0,4}$"
+)
+# "两个卡在评审环节 / 1项受阻": the items a problem affects, not progress
+_STUCK_AFTER = re.compile(
+    r"[^，,。；;]{0,6}?(?:卡在|卡住|受阻|滞后|延期|推迟|未完成|没完成|\bstuck\b|\bblocked\b|\bdelayed\b)"
+)
+_BARE_MODE_BEFORE = re.compile(r"累计|共计|总计|合计|目前|达到|已达|\btotal\b|\bso far\b|\bnow\b|\bto date\b")
+_GENERIC_MW_BEFORE = re.compile(r"(?:新增|增加|完成|开展|累计|共计|共|了|达到|已达|为|是|:|：|\s)\s{0,3}$")
+_LEVEL_CHANGE = re.compile(r"提高|增加|上升|增长|新增|\bup\b|\bincrease")
+_TOTAL_AFTER = re.compile(
+    r"\b(?:so far|to date|in total|total|ytd|this year|cumulative)\b|^[^，,。；;0-9]{0,8}?(?:已全部|均已|全部|已)"
+)
+_INCR_AFTER = re.compile(r"\b(?:this week|this month|more|new)\b")
+_LEAD_TOTAL = re.compile(r"\s{0,3}(?:截至|截止|到目前|目前|今年|至今|已完成|已开展|so far|to date|this year)")
+_MEASURE = (
+    "亿元|万元|千元|元|场次|人次|项|家|次|件|个|场|期|批|户|所|笔|篇|名|人|位|天|年|月|周|日|号|点|小时|分钟|岁|倍|套|部|"
+    "条|份|类|轮|本|张|台|处|届|万人|亿人"
+)
+_SUFFIX = re.compile(
+    r"(?P<frac>\s{0,3}/\s{0,3}[0-9]{1,5}|\s{1,3}of\s{1,3}[0-9]{1,5}\b)?\s{0,3}(?P<approx>多|余|来)?\s{0,3}"
+    r"(?P<mult>万|亿|千|百万|千万|k\b|thousand\b|m\b|mn\b|million\b|bn\b|billion\b)?\s{0,3}"
+    r"(?P<cur>yuan\b|rmb\b|cny\b)?\s{0,3}"
+    rf"(?P<approx2>多|余)?(?P<mw>{_MEASURE})?(?P<mw_tail>性)?"
+)
+_MONEY_UNITS = {"元": Decimal(1), "千元": Decimal(1000), "万元": Decimal(10_000), "亿元": Decimal(100_000_000)}
+_MULT = {
+    "万": Decimal(10_000), "亿": Decimal(100_000_000), "千": Decimal(1000), "百万": Decimal(1_000_000),
+    "千万": Decimal(10_000_000), "k": Decimal(1000), "thousand": Decimal(1000), "m": Decimal(1_000_000),
+    "mn": Decimal(1_000_000), "million": Decimal(1_000_000), "bn": Decimal(10**9), "billion": Decimal(10**9),
+}  # fmt: skip
+_COUNT_FAMILIES = (
+    {"项", "次", "场", "场次", "期", "轮"},
+    {"家", "户", "所"},
+    {"件", "篇", "笔"},
+    {"人", "名", "位", "人次"},
+)
+_NON_TARGET_MW = {"天", "年", "月", "周", "日", "号", "点", "小时", "分钟", "岁", "倍", "届", "万人", "亿人"}
+_EN_NOUNS = {
+    **dict.fromkeys(("item", "items", "project", "projects", "action", "actions", "campaign", "campaigns",
+                     "inspection", "inspections", "check", "checks", "operation", "operations"), "项"),
+    **dict.fromkeys(("company", "companies", "firm", "firms", "enterprise", "enterprises", "unit", "units",
+                     "pilot", "pilots", "entity", "entities", "site", "sites", "business", "businesses",
+                     "organisation", "organisations", "organization", "organizations"), "家"),
+    **dict.fromkeys(("event", "events", "session", "sessions", "time", "times", "activity", "activities",
+                     "training", "trainings", "workshop", "workshops", "round", "rounds", "meeting", "meetings",
+                     "seminar", "seminars", "visit", "visits", "course", "courses"), "次"),
+    **dict.fromkeys(("patent", "patents", "case", "cases", "application", "applications", "dispute", "disputes"),
+                    "件"),
+    **dict.fromkeys(("day", "days", "week", "weeks", "month", "months", "year", "years", "hour", "hours",
+                     "people", "persons", "participants", "am", "pm"), "_skip"),
+}  # fmt: skip
+_EN_TAIL = re.compile(
+    r"(?:\s{1,3}(?:more\s{1,3}|new\s{1,3}|additional\s{1,3}|of\s{1,3}the\s{1,3}|of\s{1,3})?([a-z][a-z\-']*)){1,3}"
+)
+_CURRENCY_BEFORE = re.compile(r"(?:rmb|cny|¥|\$)\s{0,3}$")
+_ORDINAL_BEFORE = re.compile(r"(?:第|no\.|#|top)\s{0,3}$")
+_ALREADY = re.compile(r"已|已经|\bhave\b|\bhas\b")
+# nearest marker before the number decides; compound words first so 累计新增 reads as a total
+_MODE_MARK = re.compile(
+    r"(?P<t>累计新增|今年新增|今年以来新增|三年新增|年内新增|累计|累积|共计|总计|合计|总共|一共|(?<!公)共(?![同享建])|已达|达到|"
+    r"今年|本年|年内|截至|截止|至今|迄今|目前|现已|全年|三年|"
+    r"\b(?:so far|to date|in total|total|cumulative|cumulatively|altogether|year to date|ytd|this year|overall|"
+    r"now at|reached|up to now)\b)"
+    r"|(?P<p>本周|这周|本月|这个月|本次|上周|本季度|近期|\b(?:this week|this month|last week)\b)"
+    r"|(?P<i>新增|又|再|增加|提高了|提高|新开展|新举办|新认定|\b(?:new|added|another|more|additional)\b)"
+)
+# a number that is a target, a plan or the wrong value being corrected is not an observation
+_SKIP_BEFORE = re.compile(
+    r"(?:目标|指标|任务数|不少于|要求|全年|每年|年度|参训|参会|参加|参与|到场|走访|调研|不是|而非|并非|"
+    r"\btarget(?: of)?|\bgoal(?: of)?|\bnot)"
+    r"\s{0,3}(?:为|是|了|约|近|:)?\s{0,3}$"
+)
+_SKIP_AFTER = re.compile(
+    r"\s{0,3}(?:的?目标|的?任务|应为|改为|更正为|->|→|\bshould be\b|\btarget\b|"
+    r"(?:more\s{1,3})?(?:scheduled|planned|to go|remaining|left)\b|有误|错了|不对|\bwrong\b|\bincorrect\b)"
+)
+_PLAN_BEFORE = re.compile(
+    r"预计|(?<!按)计划|争取|力争|拟|将|目标|有望|安排|准备|打算|"
+    r"\bexpect|\bplan|\baim|\btarget|\bwill\b|\bgoing to\b|\bhope"
+)
+
+# -------------------------------------------------------------------------------------------- percents
+_PCT_RE = re.compile(
+    r"(?<![0-9.])(?P<num>[0-9]{1,3}(?:\.[0-9]{1,2})?)\s{0,3}(?:%|percent\b|per\s{0,3}cent\b|pct\b)"
+    r"|百分之\s{0,3}(?P<cn>[0-9]{1,3}(?:\.[0-9]+)?|[零〇一二两三四五六七八九十百]{1,6})"
+    r"|(?<![0-9])(?P<cheng>10|[1-9]|十|[一二三四五六七八九])\s{0,3}成(?![员立果本功为效绩交熟型品都长不])"
+    r"|(?P<word>过半|一半|半数|大半|halfway|half-way|half way|\bhalf\b)"
+    r"|(?<![0-9/.])(?P<fa>[0-9]{1,3})\s{0,3}/\s{0,3}(?P<fb>[0-9]{1,3})(?![0-9/.])"
+    r"|(?P<cb>[一二三四五六七八九十]|[0-9]{1,3})\s{0,3}分之\s{0,3}(?P<ca>[一二三四五六七八九十]|[0-9]{1,3})"
+)
+_PCT_WORDS = {"过半": 50, "一半": 50, "半数": 50, "大半": 70, "halfway": 50, "half-way": 50, "half way": 50,
+              "half": 50}  # fmt: skip
+_NOT_PROGRESS = re.compile(
+    r"(?:超额|超出|超过|\bexceed|\bover\b|增长|增幅|同比|环比|下降|提高|提升|降低|占比|比重|占|增加|减少|利率|费率|贴息|比例|增速|满意度|覆盖率|"
+    r"\bgrowth\b|\bincrease\b|\bdecrease\b|\brate\b|\bup\b|\bdown\b|\byoy\b|\bshare\b)[^到至达]{0,4}$"
+)
+_PROGRESS_CTX = re.compile(r"进度|完成|进展|\bprogress\b|\bdone\b|\bcomplete\b|\bcompleted\b|\bfinished\b")
+_FROM_BEFORE = re.compile(r"(?:从|由|\bfrom\b)\s{0,3}$")
+
+# ------------------------------------------------------------------------------------------- task codes
+_CODE = r"[0-9]{1,2}(?:\.[0-9]{1,2}){1,2}"
+_NOT_CODE_AFTER = r"(?![0-9.%]|\s{0,3}(?:亿|万|项|家|次|件|个|元|%|percent|倍|天|月|日|号|年|成|前|之前|以前))"
+_NOT_CODE_AFTER_RE = re.compile(_NOT_CODE_AFTER)
+_CODE_EXPLICIT = re.compile(rf"(?:任务|\btask\b|\bitem\b|#|\bno\.)\s{{0,3}}#?\s{{0,3}}({_CODE}){_NOT_CODE_AFTER}")
+_CODE_BRACKET = re.compile(rf"[【\[(（]\s{{0,3}}(?:任务|task)?\s{{0,3}}({_CODE})\s{{0,3}}[】\])）]")
+_CODE_START = re.compile(rf"^[^0-9a-z\u4e00-\u9fff]{{0,6}}({_CODE}){_NOT_CODE_AFTER}")
+
+# ---------------------------------------------------------------------------------------------- dates
+_FUT_ZH = re.compile(
+    r"预计|计划|拟|争取|力争|将于|将在|将|准备|打算|有望|确保|保证|最迟|最晚|期限|截止日期|截止时间|延期至|延期到|延至|"
+    r"推迟至|推迟到|推迟|顺延|延期|调整至|调整到|改至|改到|完成时间|时限|节点|目标|能够|能在|能于|可在|可于|会在|会于|"
+    r"要在|要于|须在|应于|应在|需在|需于|请于|预期|估计|\bby\b|\bbefore\b|\buntil\b|\btill\b|\bdue\b|\bdeadline\b|"
+    r"\bexpect|\beta\b|\bplan|\baim|\btarget|\bwill\b|\bgoing to\b|\bshould\b|\bscheduled\b|\bpostpone|\bpushed\b|"
+    r"\bextend|\bextension\b|\bhope\b|\bwithin\b|\bwe'll\b|\bintend"
+)
+_FUT_SUFFIX = re.compile(
+    r"\s{0,3}(?:前|之前|以前|内|之内|以内|底前|左右完成|完成|办结|到位|完工|结束|上线)(?!\s{0,3}[0-9零一二两三四五六七八九十])"
+)
+_PAST = re.compile(
+    r"已|已经|昨天|昨日|前天|上周|上个?月|去年|了(?!解)|\byesterday\b|\blast\b|\bago\b|\bwas\b|\bwere\b|\bheld\b|"
+    r"\btook place\b|\bdid\b|\bhappened\b|\bmet\b|\bhad\b"
+)
+_ASOF = re.compile(r"(?:截至|截止|截止到|截至到|到目前|\bas of\b|\bas at\b|\bsince\b)\s{0,3}$")
+_NEAR_BEFORE = re.compile(r"[^，,。；;]{0,4}?(?:前|之前|以前|之内|以内|内)")
+_NEG_DEADLINE = re.compile(r"完不成|来不及|赶不上|无法完成|不能完成|难以完成|\bmiss\b|\bwon't make\b|\bcan't make\b")
+_SINCE_AFTER = re.compile(r"\s{0,3}(?:以来|起|开始|之后|以后|后)")
+_ORIGINAL = re.compile(r"原定|原计划|原来|原本|本来|\boriginally\b|\bwas due\b|\bpreviously\b|\binitially\b")
+_PERIOD_WORDS = {"本周", "这周", "本星期", "这个星期", "这星期", "本月", "这个月", "这月", "当月", "今年", "this week",
+                 "this month", "today", "今天", "今日"}  # fmt: skip
+_SPECIFIC_KINDS = re.compile(
+    r"[0-9]|月底|月末|月中|月初|旬|周[一二三四五六日天]|星期|礼拜|下|明|年底|年末|春节|端午|中秋|国庆|元旦|"
+    r"五一|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|next|friday|monday|tuesday|"
+    r"wednesday|thursday|end|q[1-4]|within|in "
+)
+
+# ----------------------------------------------------------------------------------------- help / misc
+_HELP_PRE_ZH = re.compile(
+    r"需|需要|亟需|急需|(?<!邀)请|恳请|商请|提请|希望|盼|建议|等待|正在等|在等|等|待|依赖|要求|还要|协调|对接"
+)
+_HELP_POST_ZH = re.compile(
+    r"^\s{0,3}(?:的)?\s{0,3}(?:配合|协调|协助|支持|帮助|帮忙|支援|批复|审批|审核|拨付|反馈|回复|确认|会签|给予|牵头协调)"
+)
+_HELP_EN = re.compile(
+    r"\b(?:need|needs|needed|require|requires|required|request|requesting|ask|asking|waiting|awaiting|pending|"
+    r"depends|depend|rely|relying|support|help|coordinate|coordination|approval|sign-off|input|cooperation|"
+    r"until|confirm|confirms|approve|approves|provide|provides|send|sends|release|releases)\b"
+)
+_WAIT = re.compile(r"等待|正在等|在等|等候|\bwaiting\b|\bawaiting\b|\bpending\b")
+_NO_HELP_PRE = re.compile(r"(?:在|经|由|感谢|谢谢|会同|联合|\bthanks to\b|\bwith the help of\b|\bwith\b)\s{0,3}$")
+_NO_HELP_POST = re.compile(
+    r"^\s{0,3}(?:已|已经|已于|均已|都已|牵头(?!协调)|\bhas\b|\bhave\b|\bapproved\b|\bprovided\b)"
+)
+_PAST_EN_HELP = re.compile(r"\b(?:received|got|thanks|approved|provided|helped|supported)\b")
+_WAIT_OBJECT = re.compile(
+    r"(?:等待|正在等|在等|等候|尚待|要等|需等|还在等|等着|待)[^，,。；;!！?？]{0,10}?"
+    r"(?:批复|审批|反馈|回复|确认|拨付|签字|审核|答复|意见|资金|企业|市局|上级|下发|通知|数据)"
+    r"|已(?:上)?报[^，,。；;]{0,12}?(?:审议|审批|审核)"
+    r"|\b(?:waiting|awaiting|pending)\b[^,.;!?]{0,30}?\b(?:approval|feedback|reply|response|funding|funds|sign-off|"
+    r"signoff|signature|confirmation|go-ahead|decision|budget|bureau|department|commission|office|city|company|"
+    r"companies|vendor|partner|them)\b"
+)
+_CORRECTION_ZH = re.compile(
+    r"更正|纠正|修正|订正|修改一下|改一下|更改一下|上条有误|上一条有误|刚才说错|说错了|写错了|报错了|填错了|有误|应为"
+)
+_CORRECTION_EN = re.compile(
+    r"(?:correction|corrected|typo|i meant|should read|amend|correct:|sorry,? (?:it|that) should)(?![a-z])"
+)
+
+
+# ------------------------------------------------------------------------------------------ internals
+@dataclass(slots=True)
+class _Ctx:
+    text: str
+    norm: str
+    cl: Clauses
+    today: date
+    blocked: list[tuple[int, int]]
+    amb: list[str]
+    date_spans: list[tuple[int, int]]
+
+
+def _is_latin(ch: str) -> bool:
+    # word boundaries for English words: a CJK character next to "done" is a boundary, a letter is not
+    return "a" <= ch <= "z"
+
+
+def _overlaps(spans: Sequence[tuple[int, int]], s: int, e: int) -> bool:
+    return any(s < b and a < e for a, b in spans)
+
+
+def _find_all(hay: str, needle: str, limit: int = MAX_HITS) -> list[int]:
+    out: list[int] = []
+    i = hay.find(needle)
+    while i >= 0 and len(out) < limit:
+        out.append(i)
+        i = hay.find(needle, i + len(needle))
+    return out
+
+
+def _norm_code(code: str) -> str:
+    return ".".join(str(int(p)) for p in code.split("."))
+
+
+@lru_cache(maxsize=64)
+def _known_codes(task_codes: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(normalised code, spellings to look for) for every well-formed code; cached per plan."""
+    spell: dict[str, set[str]] = {}
+    for c in task_codes:
+        c = normalise(c).strip()
+        if re.fullmatch(_CODE, c):
+            spell.setdefault(_norm_code(c), {_norm_code(c)}).add(c)
+    return tuple((k, tuple(sorted(v))) for k, v in sorted(spell.items()))
+
+
+def _task_code(ctx: _Ctx, task_codes: Sequence[str]) -> str | None:
+    codes = _known_codes(tuple(task_codes))
+    known = {k for k, _ in codes}
+    found: list[str] = []
+    norm = ctx.norm
+    for pat, explicit in ((_CODE_EXPLICIT, True), (_CODE_BRACKET, True), (_CODE_START, False)):
+        for i, m in enumerate(pat.finditer(norm)):
+            if i >= MAX_HITS:
+                break
+            code = _norm_code(m.group(1))
+            if known and code not in known:
+                if explicit:
+                    ctx.amb.append("unknown_task_code")
+                continue
+            ctx.blocked.append(m.span(1))
+            found.append(code)
+    # a known code written anywhere as its own token also counts (2.1和2.2均已完成)
+    for code, spellings in codes:
+        for raw in spellings:
+            if raw not in norm:
+                continue
+            for i in _find_all(norm, raw, 8):
+                e = i + len(raw)
+                if i > 0 and (norm[i - 1].isdigit() or norm[i - 1] == "."):
+                    continue
+                if _NOT_CODE_AFTER_RE.match(norm, e) is None:
+                    continue
+                if not _overlaps(ctx.blocked, i, e):
+                    ctx.blocked.append((i, e))
+                found.append(code)
+    distinct = sorted(set(found))
+    if len(distinct) > 1:
+        ctx.amb.append("several_task_codes")
+        return None
+    return distinct[0] if distinct else None
+
+
+def _is_progress_pct(ctx: _Ctx, s: int) -> bool:
+    cs, _ = ctx.cl.clause(s)
+    return _NOT_PROGRESS.search(ctx.norm[max(cs, s - 10) : s]) is None
+
+
+def _percents(
+    ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list[tuple[int, int]]]
+) -> tuple[int | None, list[Quantity]]:
+    norm = ctx.norm
+    found: list[tuple[int, int, int]] = []  # (start, end, value)
+    pct_qty: list[Quantity] = []
+    pct_targets = [t for t in targets if t.unit == "%"]
+    for i, m in enumerate(_PCT_RE.finditer(norm)):
+        if i >= MAX_HITS:
+            break
+        s, e = m.span()
+        if _overlaps(ctx.blocked, s, e):
+            continue
+        value: Decimal | None = None
+        if m.group("num") is not None:
+            value = Decimal(m.group("num"))
+        elif m.group("cn") is not None:
+            value = parse_number(m.group("cn"))
+        elif m.group("cheng") is not None:
+            n = parse_number(m.group("cheng"))
+            value = None if n is None or n > 10 else n * 10
+        elif m.group("word") is not None:
+            value = Decimal(_PCT_WORDS[m.group("word")])
+        else:
+            a_s, b_s = (m.group("fa"), m.group("fb")) if m.group("fa") else (m.group("ca"), m.group("cb"))
+            a, b = parse_number(a_s), parse_number(b_s)
+            cs, ce = ctx.cl.clause(s)
+            tail = norm[e : e + 4]
+            if a is None or not b or a > b or re.match(rf"\s{{0,3}}(?:{_MEASURE})", tail):
+                continue  # 8/10项 is a quantity, handled there
+            if not _PROGRESS_CTX.search(norm[cs:ce]):
+                continue
+            if any(cs <= a0 and a1 <= s for spans in aliases.values() for a0, a1 in spans):
+                continue  # "inspections: 7/10 done" counts items of that target; the quantity pass takes it
+            value = a * 100 / b
+        if value is None:
+            continue
+        cs, ce = ctx.cl.clause(s)
+        # a percent next to the alias of a %-target is that metric's value, not task progress
+        tgt = None
+        for t in pct_targets:
+            if any(cs <= a0 and a1 <= ce for a0, a1 in aliases.get(t.metric, ())):
+                tgt = t
+                break
+        if tgt is not None:
+            pct_qty.append(Quantity(tgt.metric, value, "%", "total", (s, e)))
+            ctx.blocked.append((s, e))
+            continue
+        ctx.blocked.append((s, e))
+        if not _is_progress_pct(ctx, s):
+            continue
+        found.append((s, e, int(min(value, Decimal(100)).quantize(Decimal(1), rounding=ROUND_HALF_UP))))
+    if not found:
+        return None, pct_qty
+    if len({v for _, _, v in found}) > 1:
+        # "从40%提高到60%": drop the starting point
+        keep = [f for f in found if not _FROM_BEFORE.search(norm[max(0, f[0] - 5) : f[0]])]
+        if keep:
+            found = keep
+    values = {v for _, _, v in found}
+    if len(values) > 1:
+        ctx.amb.append("conflicting_percent")
+        return None, pct_qty
+    return found[0][2], pct_qty
+
+
+@lru_cache(maxsize=512)
+def _target_words(targets: tuple[TargetRef, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Normalised alias words per metric; cached because the same task's targets come with every reply."""
+    out = []
+    for t in targets:
+        words = {normalise(a).strip() for a in (t.name, *t.aliases)}
+        out.append((t.metric, tuple(sorted(w for w in words if len(w) >= 2))))
+    return tuple(out)
+
+
+def _alias_index(norm: str, targets: Sequence[TargetRef]) -> dict[str, list[tuple[int, int]]]:
+    out: dict[str, list[tuple[int, int]]] = {}
+    for metric, words in _target_words(tuple(targets)):
+        spans: list[tuple[int, int]] = []
+        for na in words:
+            for i in _find_all(norm, na):
+                e = i + len(na)
+                if na.isascii() and (
+                    (i > 0 and _is_latin(norm[i - 1])) or (e < len(norm) and _is_latin(norm[e]) and norm[e] != "s")
+                ):
+                    continue
+                spans.append((i, e))
+        out[metric] = spans
+    return out
+
+
+def _unit_score(target_unit: str, unit: str | None, money: bool, mult: bool) -> int:
+    if target_unit in _MONEY_UNITS:
+        return 3 if money else (1 if mult else 0)
+    if money or unit is None:
+        return 0
+    if unit == target_unit:
+        return 3
+    if unit == "个":
+        return 1
+    if any(unit in fam and target_unit in fam for fam in _COUNT_FAMILIES):
+        return 1
+    return 0
+
+
+def _target_scores(
+    ctx: _Ctx,
+    targets: Sequence[TargetRef],
+    aliases: dict[str, list[tuple[int, int]]],
+    s: int,
+    e: int,
+    end: int,
+    unit: str | None,
+    money: bool,
+    mult: bool,
+) -> list[tuple[float, TargetRef]]:
+    """Score each target for the number at [s, end): unit fit + the nearest alias word (before it in the
+    sentence, or right after it in the same clause)."""
+    norm = ctx.norm
+    cs, ce = ctx.cl.clause(s)
+    ss, _ = ctx.cl.sentence(s)
+    bare = unit is None and not money and not mult
+    out: list[tuple[float, TargetRef]] = []
+    for t in targets:
+        us = _unit_score(t.unit, unit, money, mult)
+        alias_score = 0.0
+        for a0, a1 in aliases.get(t.metric, ()):
+            ascii_alias = norm[a0:a1].isascii()
+            if a1 <= s and a0 >= ss:  # alias before the number
+                gap = s - a1
+                if gap > (32 if ascii_alias else 16):
+                    continue
+                sc = (4.0 if a0 >= cs else 2.0) - gap / (40 if ascii_alias else 20)
+            elif a0 >= e and a1 <= ce:  # alias after, same clause only
+                gap = max(a0 - end, 0)
+                if gap > (16 if ascii_alias else 8):
+                    continue
+                sc = 4.5 - gap / 20
+            else:
+                continue
+            alias_score = max(alias_score, sc)
+        if bare:
+            # a bare number needs the target's word right before it (检查：2 / pilot units: 12), or a
+            # sentence-level mention when the number is followed by a mode word (…, 8 in total so far)
+            if alias_score < 3.0 and not (alias_score > 0 and _BARE_MODE_AFTER.match(norm, end)):
+                continue
+            us = 2
+        elif us == 0:
+            continue
+        out.append((us + alias_score, t))
+    return out
+
+
+def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list[tuple[int, int]]]) -> list[Quantity]:
+    norm = ctx.norm
+    out: list[Quantity] = []
+    bare_unmatched = False
+    target_units = {t.unit for t in targets}
+    people_ok = any(u in _PEOPLE for u in target_units)
+    for i, m in enumerate(_NUM_RE.finditer(norm)):
+        if i >= MAX_NUMBERS:
+            ctx.amb.append("too_many_numbers")
+            break
+        s, e = m.span()
+        if _overlaps(ctx.blocked, s, e):
+            continue
+        tok = m.group()
+        arabic = m.group(1) is not None
+        word_num = m.group(3) is not None
+        if m.group(2) is not None and tok[0] not in "零〇一二两三四五六七八九十":
+            continue
+        value = Decimal(EN_WORDS[tok]) if word_num else parse_number(tok)
+        if value is None:
+            continue
+        before8 = norm[max(0, s - 8) : s]
+        if _ORDINAL_BEFORE.search(before8) or (not arabic and _CN_ORDINAL_BEFORE.search(before8)):
+            continue
+        if arabic and re.match(r"(?:st|nd|rd|th)\b", norm[e : e + 3]):
+            continue
+        cs, _ce = ctx.cl.clause(s)
+        if arabic and _LIST_MARKER.match(norm, e) and not norm[cs:s].strip(" \t*-•·"):
+            continue  # "1、专项行动…" / "2) …" numbering
+        suf = _SUFFIX.match(norm, e)
+        assert suf is not None  # every group is optional
+        mw = suf.group("mw")
+        if suf.group("mw_tail"):  # 一次性 is an adverb
+            continue
+        money = False
+        unit: str | None = None
+        mult = suf.group("mult")
+        if mult and word_num:
+            mult = None
+        if mult:
+            value *= _MULT[mult]
+        end = suf.end() if (mult or mw or suf.group("cur") or suf.group("frac")) else e
+        if mw in _MONEY_UNITS:
+            value *= _MONEY_UNITS[mw]
+            money = True
+            unit = "元"
+        elif suf.group("cur") or _CURRENCY_BEFORE.search(norm[max(0, s - 5) : s]):
+            money = True
+            unit = "元"
+        elif mw:
+            if mw in _NON_TARGET_MW and mw not in target_units:
+                continue  # 3天, 2024年, 6月: durations and dates, not quantities of a target
+            if mw in _PEOPLE and not people_ok:
+                continue
+            unit = mw
+        tail_words: list[tuple[str, int]] = []
+        if not mw and not money:
+            tail = _EN_TAIL.match(norm, end)
+            if tail is not None and not m.group(2):
+                tail_words = [
+                    (w.group(), end + w.end()) for w in re.finditer(r"[a-z][a-z\-']*", norm[end : tail.end()])
+                ]
+            for w, we in tail_words:
+                if w in ("more", "new", "additional", "of", "the"):
+                    continue
+                if w in _EN_NOUNS:  # the first real word after the number names what is counted
+                    unit = _EN_NOUNS[w]
+                    end = we
+                break
+            if unit == "_skip":
+                continue
+        if m.group(2) is not None and not mw and not mult:
+            continue  # a bare Chinese numeral (一是/一下/三年) is a word, not a count
+        # a target value, a plan, a remainder or the wrong value being corrected is not an observation
+        if (
+            _STUCK_AFTER.match(norm, end)
+            or _SKIP_BEFORE.search(norm[max(cs, s - 8) : s])
+            or _SKIP_AFTER.match(norm, end)
+            or _PLAN_BEFORE.search(norm[cs:s])
+            or _OTHER_OBJECT_BEFORE.search(norm[max(cs, s - 8) : s])
+        ):
+            ctx.blocked.append((s, end))
+            continue
+        bare = unit is None and not money and not mult
+        best = _target_scores(ctx, targets, aliases, s, e, end, unit, money, bool(mult))
+        if unit == "个" and best and max(sc for sc, _ in best) < 4:
+            # 个 is the generic classifier: without the target's word nearby it names nothing
+            best = []
+            if not _GENERIC_MW_BEFORE.search(norm[max(cs, s - 4) : s]):
+                continue  # 问题3个: counts something else
+            bare = True
+        if bare and not best and targets and _BARE_MODE_BEFORE.search(norm[cs:s]):
+            mentioned = [t for t in targets if aliases.get(t.metric)]
+            if len(mentioned) == 1 or len(targets) == 1:
+                best = [(2.0, mentioned[0] if mentioned else targets[0])]  # "total is now 47" about the one target
+        if bare and not best:
+            if word_num:
+                continue
+            if targets and arabic and len(tok) <= 6 and not 1900 <= value <= 2100:
+                first = tail_words[0][0] if tail_words else ""
+                if not tail_words or first in _EN_FILLER:
+                    bare_unmatched = True
+            continue
+        if mult and not money and unit is None and targets and not any(t.unit in _MONEY_UNITS for _, t in best):
+            continue  # 1万 of something that is not money and not a target
+        if not targets:
+            mode = _mode(ctx, s, end, bool(suf.group("frac")), False)
+            out.append(Quantity(None, value, unit or "", mode, (s, end)))
+            ctx.blocked.append((s, end))
+            continue
+        if not best:
+            continue
+        best.sort(key=lambda x: -x[0])
+        top = best[0][0]
+        tied = [t for sc, t in best if abs(sc - top) < 1e-9]
+        if len(tied) > 1:
+            ctx.amb.append("unit_fits_several_targets")
+            mode = _mode(ctx, s, end, bool(suf.group("frac")), False)
+            out.append(Quantity(None, value, unit or "", mode, (s, end)))
+        else:
+            t = tied[0]
+            at_date = t.period == "at-date"
+            mode = _mode(ctx, s, end, bool(suf.group("frac")), at_date)
+            if at_date and mode == "increment" and _LEVEL_CHANGE.search(norm[cs:s]):
+                ctx.amb.append("change_of_level")  # +1.5 on a level metric: the bot asks for the level
+            elif at_date:
+                mode = "total"
+            value = _to_target_unit(value, money or bool(mult and t.unit in _MONEY_UNITS), t.unit)
+            out.append(Quantity(t.metric, value, t.unit, mode, (s, end)))
+        ctx.blocked.append((s, end))
+    if bare_unmatched:
+        ctx.amb.append("number_without_unit")
+    return out
+
+
+def _to_target_unit(value: Decimal, money: bool, target_unit: str) -> Decimal:
+    if money and target_unit in _MONEY_UNITS:
+        return value / _MONEY_UNITS[target_unit]
+    return value
+
+
+def _mode(ctx: _Ctx, s: int, e: int, fraction: bool, at_date: bool) -> str:
+    if fraction:
+        return "total"
+    norm = ctx.norm
+    cs, ce = ctx.cl.clause(s)
+    ss, _ = ctx.cl.sentence(s)
+    before = norm[cs:s]
+    cut = max(before.rfind(d) for d in "0123456789")  # markers before an earlier number belong to it
+    if cut >= 0:
+        before = before[cut + 1 :]
+    after = norm[e : min(ce, e + 24)]
+    t_pos = p_pos = g_pos = -1
+    for m in _MODE_MARK.finditer(before):
+        if m.group("t"):
+            t_pos = m.start()
+        elif m.group("p"):
+            p_pos = m.start()
+        else:
+            g_pos = m.start()
+    if p_pos > t_pos:
+        return "increment"  # 本周/本月 after any scope word: a period figure
+    if t_pos >= 0:
+        return "total"
+    if g_pos >= 0:
+        return "increment"
+    if _TOTAL_AFTER.search(after):
+        return "total"
+    if _INCR_AFTER.search(after):
+        return "increment"
+    # a sentence-leading 截至目前/今年 ("截至目前，累计…") carries over its commas
+    if _LEAD_TOTAL.match(norm, ss):
+        return "total"
+    if at_date or _ALREADY.search(before):
+        return "total"
+    return "increment"
+
+
+def _status(
+    ctx: _Ctx, quantities: list[Quantity], percent: int | None, pct_spans: list[tuple[int, int]]
+) -> tuple[list[tuple[Status, int, int]], bool]:
+    """→ signals (status, strength, position), saw a negated 'done'."""
+    norm = ctx.norm
+    signals: list[tuple[Status, int, int]] = []
+    neg_done = False
+    qspans = [q.span for q in quantities] + pct_spans
+    matches: list[tuple[int, int, str, bool]] = []
+    for pat, zh in ((_ZH_STATUS_RE, True), (_EN_STATUS_RE, False)):
+        for i, m in enumerate(pat.finditer(norm)):
+            if i >= MAX_HITS * 2:
+                break
+            if not zh and m.start() > 0 and (_is_latin(norm[m.start() - 1]) or norm[m.start() - 1] in "0123456789'"):
+                continue  # inside a longer English word
+            matches.append((m.start(), m.end(), m.group(), zh))
+    matches.sort()
+    for ks, ke, word, zh in matches:
+        status, strength = (_ZH_MAP if zh else _EN_MAP)[word]
+        if status is None:
+            continue
+        cs, ce = ctx.cl.clause(ks)
+        pre = norm[max(cs, ks - 8) : ks]
+        contrast = _CONTRAST.search(pre)
+        if contrast:
+            pre = pre[contrast.end() :]
+        negated = bool(_NEGATOR.search(pre)) and not word.startswith(("未", "没", "尚未", "还", "暂", "无", "不"))
+        if word in (
+            "无法推进",
+            "无法开展",
+            "无法落实",
+            "无法完成",
+            "不能完成",
+            "不能推进",
+            "不能按时",
+            "不能按期",
+            "无法按期",
+            "无法按时",
+            "不理想",
+            "不及预期",
+            "不会延期",
+            "不会滞后",
+            "不延期",
+            "不需协调",
+            "不需要协调",
+            "无需协调",
+            "无困难",
+            "无问题",
+            "无风险",
+            "无滞后",
+            "没有困难",
+            "没有问题",
+            "没问题",
+            "没有风险",
+            "没有滞后",
+            "没有延期",
+        ):
+            negated = False
+        if status is Status.DONE:
+            if negated:
+                neg_done = True
+                continue
+            post = norm[ke : min(ce, ke + 12)]
+            soon = _NUM_SOON.match(post)
+            if soon and any(a <= ke + soon.end() - 1 < b for a, b in ctx.date_spans):
+                soon = None  # "done by 30/6": the number is the deadline, not a count
+            if _QTY_AFTER_DONE.match(post) or soon:
+                continue
+            if any(ke <= a and a - ke <= 12 and a < ce for a, _ in qspans):
+                continue  # 完成了全年任务的60% / completed 3 inspections
+            whole = _WHOLE.search(norm[max(cs, ks - 6) : ks])
+            if not whole and any(b <= ks and ks - b <= 10 and b > cs for _, b in qspans):
+                continue  # 3项已完成 / 3 inspections done
+            full_pre = norm[cs:ks]
+            if _SUBSTEP.search(norm[cs:ce]):
+                signals.append((Status.ON_TRACK, WEAK, ks))  # 初稿已完成 / first batch done: a step, not the task
+            elif _EN_FUTURE_POST.match(post):
+                signals.append((Status.ON_TRACK, WEAK, ks))
+            elif _PAST_DONE.search(full_pre) or norm[ke : ke + 1] == "了":
+                signals.append((Status.DONE, STRONG, ks))
+            elif _FUTURE_DONE.search(full_pre):
+                signals.append((Status.ON_TRACK, WEAK, ks))
+            else:
+                signals.append((Status.DONE, STRONG, ks))
+            continue
+        if negated:
+            if status is Status.ON_TRACK and strength == STRONG:
+                signals.append((Status.AT_RISK, STRONG, ks))
+            elif status in (Status.AT_RISK, Status.BLOCKED):
+                signals.append((Status.ON_TRACK, WEAK, ks))
+            continue
+        if status is Status.NOT_STARTED and _PERIOD_FRAME.search(norm[cs:ks]):
+            continue  # 这周没有开展检查: nothing this week, not a task that never started
+        signals.append((status, strength, ks))
+    for m in _RESOLVED.finditer(norm[:MAX_CHARS]):
+        signals = [s for s in signals if not (s[0] in (Status.BLOCKED, Status.AT_RISK) and s[2] < m.start())]
+        break
+    if percent == 100:
+        signals.append((Status.DONE, STRONG, 0))
+    elif percent == 0:
+        signals.append((Status.NOT_STARTED, WEAK, 0))
+    return signals, neg_done
+
+
+_SEVERITY = {Status.BLOCKED: 4, Status.AT_RISK: 3, Status.NOT_STARTED: 2, Status.ON_TRACK: 1, Status.DONE: 0}
+
+
+def _resolve_status(ctx: _Ctx, signals: list[tuple[Status, int, int]], neg_done: bool) -> Status | None:
+    strong = {s for s, k, _ in signals if k == STRONG}
+    weak = {s for s, k, _ in signals if k == WEAK}
+    if Status.DONE in strong:
+        if strong - {Status.DONE, Status.ON_TRACK} or neg_done:
+            ctx.amb.append("conflicting_status")
+            return None
+        return Status.DONE
+    pool = strong or weak
+    if not pool:
+        return None
+    return max(pool, key=lambda s: _SEVERITY[s])
+
+
+def _expected_date(ctx: _Ctx, hits: list[DateHit]) -> date | None:
+    norm = ctx.norm
+    chosen: list[tuple[DateHit, bool]] = []
+    for h in hits:
+        if h.past_word:
+            continue
+        cs, ce = ctx.cl.clause(h.start)
+        own = norm[h.start : h.end].strip()
+        before = norm[cs : h.start]
+        after = norm[h.end : ce]
+        if _SINCE_AFTER.match(after) or _NEG_DEADLINE.search(norm[cs:ce]):
+            continue  # 6月以来 / 6月底完不成: not a date anyone expects to finish by
+        own_future = re.search(r"前|内|\bby\b|\bbefore\b|\bwithin\b|\bin\b|\buntil\b|\btill\b", own) is not None
+        near_before = _NEAR_BEFORE.match(after) is not None
+        if _ASOF.search(before[-6:]) and not near_before:
+            continue
+        marker = bool(_FUT_ZH.search(before) or _FUT_ZH.search(after[:12])) or own_future or near_before
+        if own in _PERIOD_WORDS:
+            # 本周/本月/今年 usually frame what was done; only a marker makes them a deadline
+            if not marker:
+                continue
+        elif not marker and not (_FUT_SUFFIX.match(after) and not _PAST.search(before)):
+            if _PAST.search(before) or _PAST.search(after[:10]):
+                continue
+            if not _SPECIFIC_KINDS.search(own) or h.raw_past or h.value <= ctx.today:
+                continue
+        chosen.append((h, bool(_ORIGINAL.search(before))))
+    if not chosen:
+        return None
+    current = [h for h, orig in chosen if not orig] or [h for h, _ in chosen]
+    # several milestones (初稿6月底，全部9月底): the last one is when the task is expected to be done
+    return max(h.value for h in current)
+
+
+@lru_cache(maxsize=64)
+def _dept_index(departments: tuple[DepartmentRef, ...]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for d in departments:
+        names = {d.name, *d.aliases}
+        for n in list(names):
+            for prefix in ("上海市松江区", "松江区", "区"):
+                if n.startswith(prefix) and len(n) - len(prefix) >= 2:
+                    names.add(n[len(prefix) :])
+        for n in names:
+            nn = normalise(n).strip()
+            if len(nn) >= 2:
+                out.append((nn, d.code))
+    out.sort(key=lambda x: -len(x[0]))
+    return out
+
+
+def _help(ctx: _Ctx, departments: Sequence[DepartmentRef]) -> tuple[list[str], bool]:
+    norm = ctx.norm
+    taken: list[tuple[int, int]] = []
+    codes: list[str] = []
+    waiting = False
+    for alias, code in _dept_index(tuple(departments)):
+        for i in _find_all(norm, alias, 16):
+            e = i + len(alias)
+            if alias.isascii() and ((i > 0 and _is_latin(norm[i - 1])) or (e < len(norm) and _is_latin(norm[e]))):
+                continue
+            if _overlaps(taken, i, e):
+                continue
+            if i > 0 and norm[i - 1] in "市省国" and not alias.startswith(("区", "松江")):
+                continue  # 市知识产权局 is the city bureau, not our 区知识产权局
+            taken.append((i, e))
+            cs, ce = ctx.cl.clause(i)
+            pre = norm[max(cs, i - 20) : i]
+            post = norm[e : min(ce, e + 20)]
+            if _NO_HELP_PRE.search(pre) or _NO_HELP_POST.match(post):
+                continue
+            clause = norm[cs:ce]
+            if alias.isascii() or not re.search(r"[\u4e00-\u9fff]", clause):
+                ok = bool(_HELP_EN.search(clause)) and not _PAST_EN_HELP.search(clause)
+            else:
+                ok = bool(_HELP_PRE_ZH.search(pre) or _HELP_POST_ZH.match(post) or _HELP_EN.search(clause))
+            if not ok:
+                continue
+            if code not in codes:
+                codes.append(code)
+            if _WAIT.search(pre) or _WAIT.search(clause[: i - cs]) or re.search(r"等\s{0,3}$", pre):
+                waiting = True
+    return codes, waiting
+
+
+def _confidence(ambiguities: list[str], status_strong: bool, found_any: bool) -> float:
+    # A heuristic, not a probability: the bot only compares it with a threshold to decide whether to confirm.
+    if not found_any:
+        return 0.1
+    c = 0.95 if status_strong else 0.8
+    c -= 0.25 * min(len(ambiguities), 3)
+    return round(max(0.05, min(1.0, c)), 2)
+
+
+def _parse(
+    text: str,
+    today: date,
+    targets: Sequence[TargetRef],
+    departments: Sequence[DepartmentRef],
+    task_codes: Sequence[str],
+) -> ParsedReply:
+    truncated = len(text) > MAX_CHARS
+    raw = text[:MAX_CHARS]
+    norm = normalise(raw)
+    ctx = _Ctx(text=raw, norm=norm, cl=Clauses(norm), today=today, blocked=[], amb=[], date_spans=[])
+    if truncated:
+        ctx.amb.append("text_truncated")
+    code = _task_code(ctx, task_codes)
+    hits = find_dates(norm, today, ctx.blocked)
+    ctx.date_spans = [(h.start, h.end) for h in hits]
+    ctx.blocked.extend(ctx.date_spans)
+    aliases = _alias_index(norm, targets)
+    n_blocked = len(ctx.blocked)
+    percent, pct_qty = _percents(ctx, targets, aliases)
+    pct_spans = ctx.blocked[n_blocked:]
+    quantities = pct_qty + _quantities(ctx, targets, aliases)
+    quantities.sort(key=lambda q: q.span)
+    signals, neg_done = _status(ctx, quantities, percent, pct_spans)
+    help_codes, waiting = _help(ctx, departments)
+    if help_codes:
+        signals.append((Status.BLOCKED, STRONG if waiting else WEAK, 0))
+    for m in _WAIT_OBJECT.finditer(norm):
+        signals.append((Status.BLOCKED, STRONG, m.start()))
+        break
+    status = _resolve_status(ctx, signals, neg_done)
+    expected = _expected_date(ctx, hits)
+    is_correction = _CORRECTION_ZH.search(norm) is not None or any(
+        m.start() == 0 or not _is_latin(norm[m.start() - 1]) for m in _CORRECTION_EN.finditer(norm)
+    )
+    found_any = bool(
+        status or percent is not None or quantities or expected or help_codes or is_correction or neg_done or signals
+    )
+    if not found_any:
+        ctx.amb.append("no_information")
+    ambiguities = tuple(dict.fromkeys(ctx.amb))
+    strong = any(k == STRONG for _, k, _ in signals)
+    return ParsedReply(
+        status=status,
+        percent=percent,
+        quantities=tuple(quantities),
+        expected_date=expected,
+        help_departments=tuple(help_codes),
+        task_code=code,
+        is_correction=is_correction,
+        language=detect_language(norm),
+        ambiguities=ambiguities,
+        confidence=_confidence(list(ambiguities), strong, found_any),
+    )
+
+
+def parse_reply(
+    text: str,
+    *,
+    today: date,
+    targets: Sequence[TargetRef] = (),
+    departments: Sequence[DepartmentRef] = (),
+    task_codes: Sequence[str] = (),
+) -> ParsedReply:
+    """Parse one progress reply. Never raises on any string: on an internal error it returns an empty
+    result with the ambiguity ``parser_error`` (the property tests assert this never happens)."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    try:
+        return _parse(text, today, targets, departments, task_codes)
+    except Exception:  # a parser bug must not drop a contact's reply; the bot asks instead
+        return ParsedReply(None, None, (), None, (), None, False, "zh", ("parser_error",), 0.0)

@@ -1,0 +1,88 @@
+"""Loads tests/data/replies.yaml into parser arguments and expected fields (shared by tests and bench)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from coordbot.replies import DepartmentRef, TargetRef
+
+CORPUS_PATH = Path(__file__).resolve().parents[1] / "data" / "replies.yaml"
+FIELDS = ("status", "pct", "qty", "date", "help", "code", "corr", "amb", "lang")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    ctx: str
+    text: str
+    today: date
+    targets: tuple[TargetRef, ...]
+    expected: dict[str, Any] = field(default_factory=dict)
+    xfail: str | None = None  # a known limitation, documented in the corpus; the test is a strict xfail
+
+
+def _target(d: dict[str, Any]) -> TargetRef:
+    return TargetRef(
+        metric=d["metric"], name=d["name"], unit=d["unit"], aliases=tuple(d.get("aliases", ())),
+        period=d.get("period", "annual"),
+    )
+
+
+def _qty(items: list[list[Any]] | None) -> list[tuple[str | None, Decimal, str]]:
+    out = []
+    for metric, value, mode in items or ():
+        out.append((metric, Decimal(str(value)), {"inc": "increment", "total": "total"}[mode]))
+    return sorted(out, key=lambda t: (t[0] or "", t[1], t[2]))
+
+
+def load_corpus(path: Path = CORPUS_PATH) -> tuple[list[Case], tuple[DepartmentRef, ...], tuple[str, ...]]:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    departments = tuple(DepartmentRef(d["code"], d["name"], tuple(d.get("aliases", ()))) for d in raw["departments"])
+    task_codes = tuple(raw["task_codes"])
+    contexts = {name: tuple(_target(t) for t in (ts or ())) for name, ts in raw["contexts"].items()}
+    default_today = raw["today"]
+    cases: list[Case] = []
+    seen: set[str] = set()
+    for c in raw["cases"]:
+        text = c["text"]
+        digest = hashlib.sha1(f"{c['ctx']}|{text}".encode()).hexdigest()[:8]
+        cid = f"{c['ctx']}-{digest}"
+        if cid in seen:
+            raise ValueError(f"duplicate corpus case: {text!r}")
+        seen.add(cid)
+        expected = {
+            "status": c.get("status"),
+            "pct": c.get("pct"),
+            "qty": _qty(c.get("qty")),
+            "date": c.get("date"),
+            "help": sorted(c.get("help") or ()),
+            "code": c.get("code"),
+            "corr": bool(c.get("corr", False)),
+            "amb": bool(c.get("amb", False)),
+            "lang": c.get("lang", "zh"),
+        }
+        cases.append(Case(cid, c["ctx"], text, c.get("today", default_today), contexts[c["ctx"]], expected,
+                          c.get("xfail")))
+    return cases, departments, task_codes
+
+
+def actual_fields(parsed: Any) -> dict[str, Any]:
+    """The parser's answer in the corpus' vocabulary."""
+    return {
+        "status": parsed.status.value if parsed.status else None,
+        "pct": parsed.percent,
+        "qty": sorted(((q.metric, q.value, q.mode) for q in parsed.quantities), key=lambda t: (t[0] or "", t[1], t[2])),
+        "date": parsed.expected_date,
+        "help": sorted(parsed.help_departments),
+        "code": parsed.task_code,
+        "corr": parsed.is_correction,
+        "amb": bool(parsed.ambiguities),
+        "lang": parsed.language,
+    }
