@@ -93,7 +93,11 @@ async def build_channels(runtime: Runtime) -> AsyncIterator[Runtime]:
         from coordbot.channels.telegram import TelegramChannel
 
         s = runtime.settings
-        bot = ExtBot(s.telegram_token.get(), base_url=s.telegram_base_url, rate_limiter=TelegramRateLimiter())
+        bot = ExtBot(
+            s.telegram_token.get(),
+            base_url=s.telegram_base_url,
+            rate_limiter=TelegramRateLimiter(overall_per_second=s.telegram_rate_per_second),
+        )
         await bot.initialize()
         runtime.channels["telegram"] = TelegramChannel(bot)
     try:

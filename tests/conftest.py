@@ -71,12 +71,24 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{path}"
         return
     url = request.getfixturevalue("pg_database_url")
+    empty_postgres(url)
+    yield url
+
+
+def empty_postgres(url: str) -> None:
+    """Delete every row of every table (keeping the migrated schema)."""
     engine = make_engine(url)
     tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
-    yield url
+
+
+@pytest.fixture
+def pg_url(pg_database_url: str) -> str:
+    """The run's PostgreSQL database, emptied: for tests that are about PostgreSQL only."""
+    empty_postgres(pg_database_url)
+    return pg_database_url
 
 
 @pytest.fixture

@@ -265,7 +265,7 @@ class TelegramFrontend:
             .token(s.telegram_token.get())
             .base_url(s.telegram_base_url)
             .base_file_url(s.telegram_base_url.replace("/bot", "/file/bot"))
-            .rate_limiter(TelegramRateLimiter())
+            .rate_limiter(TelegramRateLimiter(overall_per_second=s.telegram_rate_per_second))
             .concurrent_updates(8)
         )
         if self.mode == "webhook":

@@ -63,6 +63,7 @@ class Settings:
     telegram_token: Secret = field(default_factory=lambda: Secret(""))
     telegram_base_url: str = "https://api.telegram.org/bot"
     telegram_mode: str = "polling"  # polling | webhook
+    telegram_rate_per_second: float = 30.0  # Telegram's broadcast limit; paid broadcasts allow more
     webhook_url: str = ""
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     web_host: str = "127.0.0.1"

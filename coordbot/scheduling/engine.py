@@ -367,7 +367,14 @@ def _fail_expired_claims(session: Session, now: datetime) -> None:
             reason="lease_expired",
             permanent=True,
         )
-        _notify_office(session, now, f"reminder {occ.id} may not have been delivered: {occ.error}", task_id=occ.task_id)
+    if expired:  # one notice for the lot: the office needs to know, not to be flooded
+        _notify_office(
+            session,
+            now,
+            f"{len(expired)}条提醒可能未送达（发送进程中断，按“至多一次”策略不再重发）。请用 coordbot reminders list "
+            f"--status failed 核对。 / {len(expired)} reminder(s) may not have been delivered: the sending process "
+            "stopped and, delivery being at-most-once, they are not sent again.",
+        )
 
 
 def _notify_office(session: Session, now: datetime, body: str, *, task_id: int | None = None) -> None:
