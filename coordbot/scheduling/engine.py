@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -207,17 +207,17 @@ def sync_reminders(
 
 
 def _insert_occurrences(session: Session, rows: list[dict[str, Any]]) -> int:
-    insert = _insert(session)
-    created = 0
-    for i in range(0, len(rows), 500):
-        stmt = (
-            insert(ReminderOccurrence)
-            .values(rows[i : i + 500])
-            .on_conflict_do_nothing(index_elements=["task_id", "contact_id", "kind", "fire_at"])
-            .returning(ReminderOccurrence.id)
-        )
-        created += len(session.execute(stmt).all())  # rowcount is not reliable for multi-row inserts
-    return created
+    # Core INSERT on the table with a list of parameters: SQLAlchemy batches it ("insertmanyvalues") with
+    # one cached statement, instead of compiling a giant multi-VALUES statement per chunk.
+    table = ReminderOccurrence.__table__  # type: ignore[attr-defined]
+    stmt = (
+        _insert(session)(table)
+        .on_conflict_do_nothing(index_elements=["task_id", "contact_id", "kind", "fire_at"])
+        .returning(table.c.id)
+    )
+    if not rows:
+        return 0
+    return len(session.connection().execute(stmt, rows).all())  # rowcount is unreliable here
 
 
 def add_occurrence(
@@ -443,6 +443,7 @@ class ReminderEngine:
         send_tries: int = SEND_TRIES,
         locale: str = "zh",
         worker: str | None = None,
+        grace: timedelta | None = None,  # default: the plan's reminder policy
     ) -> None:
         self.engine = engine
         self.channels = dict(channels)
@@ -455,9 +456,12 @@ class ReminderEngine:
         self.send_tries = send_tries
         self.locale = locale
         self.worker = worker or worker_id()
+        self._grace = grace
         self._lock = asyncio.Lock()
 
     def grace(self) -> timedelta:
+        if self._grace is not None:
+            return self._grace
         with Session(self.engine) as session:
             plan = session.exec(select(Plan)).first()
         return plan_policy(plan).grace if plan else ReminderPolicy().grace
@@ -530,22 +534,25 @@ class ReminderEngine:
         report: TickReport,
     ) -> None:
         now = self.clock.now()
+        table = ReminderOccurrence.__table__  # type: ignore[attr-defined]
         with session_scope(self.engine) as session:
-            for c, channel_name, ref, exc in results:
-                mine = and_(ReminderOccurrence.id == c.id, ReminderOccurrence.claimed_by == self.worker)
-                if exc is None:
-                    session.execute(
-                        update(ReminderOccurrence)
-                        .where(mine)
-                        .values(
-                            status=OccurrenceStatus.SENT,
-                            sent_at=now,
-                            channel=channel_name,
-                            message_ref=ref,
-                            error="",
-                            lease_until=None,
-                        )
-                    )
+            delivered = [(c, channel_name, ref) for c, channel_name, ref, exc in results if exc is None]
+            if delivered:
+                # One executemany for the lot; only rows still claimed by this worker are marked.
+                session.connection().execute(
+                    update(table)
+                    .where(table.c.id == bindparam("oid"), table.c.claimed_by == self.worker)
+                    .values(
+                        status=OccurrenceStatus.SENT,
+                        sent_at=now,
+                        channel=bindparam("ch"),
+                        message_ref=bindparam("ref"),
+                        error="",
+                        lease_until=None,
+                    ),
+                    [{"oid": c.id, "ch": ch, "ref": ref} for c, ch, ref in delivered],
+                )
+                for c, _, ref in delivered:
                     events.record(
                         session,
                         "reminder.sent",
@@ -556,8 +563,11 @@ class ReminderEngine:
                         kind=c.kind,
                         ref=ref,
                     )
-                    report.sent += 1
+                report.sent += len(delivered)
+            for c, channel_name, _, exc in results:
+                if exc is None:
                     continue
+                mine = and_(ReminderOccurrence.id == c.id, ReminderOccurrence.claimed_by == self.worker)
                 permanent = exc.permanent or c.attempts >= MAX_ATTEMPTS
                 status = OccurrenceStatus.FAILED if permanent else OccurrenceStatus.PENDING
                 session.execute(

@@ -79,6 +79,8 @@ def build_messages(
         folded_by_parent[o.folded_into_id].append(o)  # type: ignore[index]
 
     out: dict[int, tuple[str, Outbound]] = {}
+    today = now.astimezone(calendar.tz).date()
+    quotas_by_task: dict[int, list] = {}
     for occ_id, occ in occs.items():
         contact = contacts.get(occ.contact_id)
         if contact is None or not contact.address:
@@ -105,11 +107,18 @@ def build_messages(
                 Outbound(contact.address, text, buttons=buttons, ask_reply=task is not None),
             )
         elif task is not None and plan is not None and _still_wanted(task):
-            today = now.astimezone(calendar.tz).date()
-            quotas = [
-                quota_progress(t, obs_by_target[t.id], on=today, plan_start=plan.start_date, plan_end=plan.end_date)  # type: ignore[index]
-                for t in targets_by_task[task.id]  # type: ignore[index]
-            ]
+            if task.id not in quotas_by_task:  # the same for every contact of the task: compute once
+                quotas_by_task[task.id] = [  # type: ignore[index]
+                    quota_progress(
+                        t,
+                        obs_by_target[t.id],
+                        on=today,
+                        plan_start=plan.start_date,  # type: ignore[index]
+                        plan_end=plan.end_date,
+                    )
+                    for t in targets_by_task[task.id]  # type: ignore[index]
+                ]
+            quotas = quotas_by_task[task.id]  # type: ignore[index]
             days_to_event = (
                 calendar.workdays_between(occ.fire_at.astimezone(calendar.tz).date(), occ.ref_date)
                 if occ.ref_date
