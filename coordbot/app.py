@@ -124,7 +124,6 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    runtime.build_reminders()
     frontends = []
     if runtime.settings.telegram_token:
         from coordbot.channels.telegram import TelegramFrontend
@@ -135,6 +134,7 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
     else:
         log.warning("no Telegram token set (COORDBOT_TELEGRAM_TOKEN): reminders have no channel to go out on")
 
+    runtime.build_reminders()
     for f in frontends:
         await f.start()
     web_runner = None

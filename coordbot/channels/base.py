@@ -50,6 +50,13 @@ class TransientChannelError(ChannelError):
 
 class PermanentChannelError(ChannelError):
     permanent = True
+    address_problem = True  # the address can never receive (blocked, chat gone): the contact is unreachable
+
+
+class NoChannelError(PermanentChannelError):
+    """coordbot has no such channel configured: our problem, not the contact's."""
+
+    address_problem = False
 
 
 class Channel(Protocol):

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from coordbot.channels.base import Channel, ChannelError, Outbound
+from coordbot.channels.base import Channel, ChannelError, NoChannelError, Outbound
 from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import is_postgres, session_scope
@@ -446,7 +446,7 @@ class ReminderEngine:
         grace: timedelta | None = None,  # default: the plan's reminder policy
     ) -> None:
         self.engine = engine
-        self.channels = dict(channels)
+        self.channels = channels  # a live mapping: channels started after the engine are seen too
         self.calendar = calendar
         self.clock = clock or SystemClock()
         self.lease = lease
@@ -512,9 +512,9 @@ class ReminderEngine:
             channel = self.channels.get(channel_name)
             async with semaphore:
                 if channel is None:
-                    err = ChannelError(f"no channel '{channel_name}' is configured")
-                    err.permanent = True
-                    results.append((c, channel_name, None, err))
+                    results.append(
+                        (c, channel_name, None, NoChannelError(f"no channel '{channel_name}' is configured"))
+                    )
                     return
                 try:
                     delivery = await send_with_retry(channel, outbound, tries=self.send_tries)
@@ -599,7 +599,8 @@ class ReminderEngine:
                     permanent=exc.permanent,
                 )
                 contact = session.get(Contact, c.contact_id)
-                if exc.permanent and contact is not None and contact.role != Role.OFFICE and not contact.unreachable:
+                blame_address = exc.permanent and getattr(exc, "address_problem", False)
+                if blame_address and contact is not None and contact.role != Role.OFFICE and not contact.unreachable:
                     contact.unreachable = True
                     session.execute(  # no point queueing more for an address that can never receive
                         update(ReminderOccurrence)
