@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
-#   make demo   installs coordbot into .venv and runs the main job on the embedded SQLite database
+#   make demo   installs coordbot into .venv and plays the whole loop (fake Telegram server, SQLite)
 #   make test   installs it with the test tools and runs the whole suite (SQLite and PostgreSQL)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/coordbot plan import config/plans/songjiang-ip-2024-2026.yaml
-	$(BIN)/coordbot plan show
+	$(BIN)/coordbot demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -316,6 +316,20 @@ def reminders_dispatch(ctx: Ctx) -> None:
     asyncio.run(once())
 
 
+@main.command("demo")
+@click.option("--plan", "plan_file", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("config/plans/songjiang-ip-2024-2026.yaml"), show_default=True)
+@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path("var/demo"),
+              show_default=True, help="Recreated on every run.")
+def demo(plan_file: Path, workdir: Path) -> None:
+    """Play the whole loop against a built-in fake Telegram server: no account or token needed."""
+    import asyncio
+
+    from coordbot.demo import run_demo
+
+    asyncio.run(run_demo(plan_file=plan_file, workdir=workdir, out_dir=workdir / "out"))
+
+
 # ---- contacts ---------------------------------------------------------------------------------------
 
 

@@ -42,6 +42,15 @@ SENDING = frozenset(
 )
 
 
+class _ChatSlot:
+    __slots__ = ("interval", "lock", "next_at")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.lock = asyncio.Lock()
+        self.next_at = 0.0
+
+
 class TelegramRateLimiter(BaseRateLimiter[int]):
     def __init__(
         self,
@@ -55,7 +64,11 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         self._chat_interval = chat_interval
         self._group_interval = 60 / group_per_minute
         self._max_retries = max_retries
-        self._chats: dict[int | str, tuple[AsyncLimiter, float]] = {}
+        # Per chat: a lock (one sender waits for the chat at a time) and when the chat may be written next,
+        # counted from the moment a request really goes out, not from when it began waiting for the
+        # overall slot (a send that waited long for that slot would otherwise leave the chat's next
+        # message too little room, and Telegram answers 429).
+        self._chats: dict[int | str, _ChatSlot] = {}
         self._retry_gate = asyncio.Event()
         self._retry_gate.set()
 
@@ -65,18 +78,29 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
     async def shutdown(self) -> None:
         """Nothing to release."""
 
-    def _chat_limiter(self, chat_id: int | str) -> AsyncLimiter:
+    def _chat_slot(self, chat_id: int | str) -> _ChatSlot:
         now = time.monotonic()
-        entry = self._chats.get(chat_id)
-        if entry is None:
+        slot = self._chats.get(chat_id)
+        if slot is None:
             group = isinstance(chat_id, str) or (isinstance(chat_id, int) and chat_id < 0)
-            entry = (AsyncLimiter(1, self._group_interval if group else self._chat_interval), now)
-            if len(self._chats) > 10_000:  # forget chats idle for a while; their bucket is empty anyway
-                idle = [k for k, (_, seen) in self._chats.items() if now - seen > 120]
+            slot = _ChatSlot(self._group_interval if group else self._chat_interval)
+            if len(self._chats) > 10_000:  # forget chats idle for a while (nobody waiting, next send long free)
+                idle = [k for k, v in self._chats.items() if not v.lock.locked() and now - v.next_at > 120]
                 for k in idle:
                     del self._chats[k]
-        self._chats[chat_id] = (entry[0], now)
-        return entry[0]
+            self._chats[chat_id] = slot
+        return slot
+
+    async def _acquire(self, chat_id: int | str) -> None:
+        """Wait until both the chat and the overall limit allow a send now, and book it."""
+        slot = self._chat_slot(chat_id)
+        async with slot.lock:
+            delay = slot.next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with self._overall:
+                pass
+            slot.next_at = time.monotonic() + slot.interval
 
     async def process_request(
         self,
@@ -96,8 +120,7 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         for attempt in range(max_retries + 1):
             await self._retry_gate.wait()
             if limited:
-                async with self._chat_limiter(chat_id), self._overall:  # type: ignore[arg-type]
-                    pass
+                await self._acquire(chat_id)  # type: ignore[arg-type]
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:

@@ -14,6 +14,7 @@ import html
 import json
 import logging
 import re
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -110,8 +111,8 @@ def split_html(text: str, limit: int = MAX_TEXT) -> list[str]:
             continue
         visible = 1 if tok.startswith("&") else len(tok)
         if size + visible > limit:
-            if tok != "\n" and not tok.startswith("&") and visible > limit - size and size < limit // 2:
-                # a long run of text: fill this part, continue in the next
+            if tok != "\n" and not tok.startswith("&") and (size < limit // 2 or visible > limit):
+                # a long run of text (or one that fits no part whole): fill this part, continue in the next
                 room = limit - size
                 current.append(tok[:room])
                 size += room
@@ -129,6 +130,15 @@ def split_html(text: str, limit: int = MAX_TEXT) -> list[str]:
         size += visible
     flush()
     return parts
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """Seconds to wait. PTB 22 keeps a timedelta but its public ``retry_after`` is still an int (a timedelta
+    only with PTB_TIMEDELTA set), so calling ``.total_seconds()`` on it fails by default."""
+    value: Any = getattr(exc, "_retry_after", None)
+    if value is None:
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _markup(message: Outbound) -> InlineKeyboardMarkup | ForceReply | None:
@@ -153,9 +163,7 @@ class TelegramChannel:
         try:
             return await self._send(message)
         except RetryAfter as exc:
-            raise TransientChannelError(
-                f"Telegram: {exc.message}", retry_after=exc.retry_after.total_seconds()
-            ) from exc  # type: ignore[union-attr]
+            raise TransientChannelError(f"Telegram: {exc.message}", retry_after=retry_after_seconds(exc)) from exc
         except (Forbidden, InvalidToken) as exc:
             raise PermanentChannelError(f"Telegram: {exc.message}") from exc
         except BadRequest as exc:

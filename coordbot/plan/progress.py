@@ -32,7 +32,7 @@ class QuotaProgress:
 
     @property
     def behind(self) -> bool:
-        return self.expected is not None and self.actual < self.expected * BEHIND_TOLERANCE
+        return self.expected is not None and self.expected > 0 and self.actual < self.expected * BEHIND_TOLERANCE
 
     @property
     def reached(self) -> bool:
@@ -67,10 +67,15 @@ def quota_progress(
     baseline = (target.baseline or 0.0) if target.period == "at-date" else 0.0
     actual = actual_value(observations, start, min(end, on), baseline)
     expected = None
-    if target.value is not None and target.comparator == ">=" and end > start:
+    # A level to reach by a date (每万人口…达到30件) has a trajectory only from a known baseline; counts
+    # (quotas) start from zero. Counts are whole: one conference a year is not "behind" in March.
+    has_trajectory = target.period != "at-date" or target.baseline is not None
+    if target.value is not None and target.comparator == ">=" and end > start and has_trajectory:
         elapsed = max(0, min((on - start).days + 1, (end - start).days + 1))
         share = elapsed / ((end - start).days + 1)
         expected = baseline + (target.value - baseline) * share
+        if target.period != "at-date":
+            expected = float(int(expected))
     return QuotaProgress(
         metric=target.metric,
         name=target.name,

@@ -86,6 +86,12 @@ def _locale(language: str) -> str:
     return "en" if language.lower().startswith("en") else "zh"
 
 
+def _toast(text: str) -> str:
+    """The short notice shown on a button press: the first line of the answer, in the person's language."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= 200 else line[:199] + "…"
+
+
 class Conversation:
     def __init__(
         self,
@@ -139,9 +145,12 @@ class Conversation:
             return self._bind(s, msg, now)
         bindings = contacts_for_address(session=s, channel=self.channel, address=msg.sender_id)
         if not bindings:
+            refusal = render("chat/not_bound.html", locale=_locale(msg.language))
+            if msg.is_group and msg.kind == "callback":
+                return Reply("", alert=_toast(refusal))  # a member's tap on a group message: tell only them
             if msg.is_group and msg.kind != "command":
                 return None  # people talking in a bound group who are not contacts: stay quiet
-            return Reply(render("chat/not_bound.html", locale=_locale(msg.language)), alert="not bound")
+            return Reply(refusal, alert=_toast(refusal))
         who = Who(bindings, bindings[0].language or self.default_locale)
         if msg.kind == "callback":
             return self._button(s, msg, who, now, inbound_id)
@@ -176,7 +185,8 @@ class Conversation:
     # ---- commands ------------------------------------------------------------------------------
 
     def _error(self, who: Who, code: str, arg: str = "") -> Reply:
-        return Reply(render("chat/error.html", locale=who.locale, code=code, arg=arg), alert=code)
+        text = render("chat/error.html", locale=who.locale, code=code, arg=arg)
+        return Reply(text, alert=_toast(text))
 
     def _command(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
         cmd, args = msg.command, msg.args.strip()
@@ -343,7 +353,7 @@ class Conversation:
         ):
             words = labels(office.language)["buttons"]
             text = render(
-                "chat/extension_notice.txt.j2",
+                "chat/extension_notice.html",  # .html: autoescaped, as it is sent as Telegram HTML
                 locale=office.language,
                 ext=ext,
                 task=task,
@@ -480,17 +490,25 @@ class Conversation:
             )
         return Reply(text, buttons=buttons)
 
-    def _task_for_reply(self, s: Session, msg: Inbound) -> tuple[Task | None, int | None]:
-        """The task a reply is about: the reminder it answers, or the task named in the message it answers."""
+    def _task_for_reply(self, s: Session, msg: Inbound) -> tuple[Task | None, int | None, list[tuple[Task, int]]]:
+        """The task a reply is about: the reminder it answers, or the task named in the message it answers.
+
+        A reply to a message that asked about several tasks returns them as candidates (task, reminder id);
+        the caller looks for a task code in the text or asks which one.
+        """
         if msg.reply_to_ref:
-            occ = s.exec(select(ReminderOccurrence).where(ReminderOccurrence.message_ref == msg.reply_to_ref)).first()
-            if occ is not None and occ.task_id is not None:
-                return s.get(Task, occ.task_id), occ.id
+            occs = s.exec(select(ReminderOccurrence).where(ReminderOccurrence.message_ref == msg.reply_to_ref)).all()
+            candidates = [(s.get(Task, o.task_id), o.id) for o in occs if o.task_id is not None]
+            candidates = sorted(((t, oid) for t, oid in candidates if t is not None), key=lambda c: c[0].position)
+            if len(candidates) == 1:
+                return candidates[0][0], candidates[0][1], []
+            if candidates:
+                return None, None, candidates  # type: ignore[return-value]
         if msg.reply_to_text:
             m = REPLY_TASK.search(msg.reply_to_text)
             if m:
-                return self._find_task(s, m.group(1) or m.group(2)), None
-        return None, None
+                return self._find_task(s, m.group(1) or m.group(2)), None, []
+        return None, None, []
 
     def _free_text(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply | None:
         if who.contact is None:
@@ -500,13 +518,19 @@ class Conversation:
         text = msg.text.strip()
         if not text:
             return None
-        task, reminder_id = self._task_for_reply(s, msg)
+        task, reminder_id, candidates = self._task_for_reply(s, msg)
         if task is None:
             m = TASK_CODE.match(text)
             if m:
                 task = self._find_task(s, m.group(1))
                 if task is not None:
                     text = text[m.end() :].strip() or text
+                    reminder_id = next((oid for t, oid in candidates if t.id == task.id), None)
+        if task is None and candidates:
+            buttons = tuple(
+                (Button(f"{t.code} {t.title}"[:40], "pick", f"i{inbound_id}:{t.code}"),) for t, _ in candidates[:12]
+            )
+            return Reply(render("chat/ask_task.html", locale=who.locale), buttons=buttons)
         if task is None:
             if msg.is_group and not msg.reply_to_ref:
                 return None  # ordinary group chatter is not a report
@@ -530,17 +554,30 @@ class Conversation:
             return self._free_text(s, msg, who, now, inbound_id=0) if msg.message_ref else None
         if who.contact is None or report.contact_id != who.contact.id:
             return self._error(who, "gone")
-        applied = revise_report(session=s, report=report, text=msg.text, now=now, calendar=self.calendar)
+        text = msg.text.strip()
+        m = TASK_CODE.match(text)
+        task = s.get(Task, report.task_id)
+        if m and task is not None and m.group(1) == task.code:
+            text = text[m.end() :].strip() or text  # as the original was stored: without the task code
+        applied = revise_report(session=s, report=report, text=text, now=now, calendar=self.calendar)
         return self._confirm(s, who, applied, now)
 
     # ---- buttons -------------------------------------------------------------------------------
+
+    def _may_answer(self, s: Session, msg: Inbound, who: Who, occ: ReminderOccurrence) -> bool:
+        """A reminder's buttons are for the person it was sent to, or, for a reminder sent to a bound group,
+        for the contacts in that group (whether they may report on the task is checked next)."""
+        if occ.contact_id in {c.id for c in who.bindings}:
+            return True
+        recipient = s.get(Contact, occ.contact_id)
+        return msg.is_group and recipient is not None and recipient.address == msg.chat_id
 
     def _button(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
         action, ref = msg.callback_action, msg.callback_ref
         if action in STATUS_ACTIONS or action == "report":
             occ = s.get(ReminderOccurrence, int(ref[1:])) if ref.startswith("o") and ref[1:].isdigit() else None
             task = s.get(Task, occ.task_id) if occ and occ.task_id else None
-            if task is None or who.contact is None or occ.contact_id not in {c.id for c in who.bindings}:  # type: ignore[union-attr]
+            if task is None or who.contact is None or not self._may_answer(s, msg, who, occ):  # type: ignore[arg-type]
                 return self._error(who, "gone")
             if action == "report":
                 return Reply(render("chat/ask_report.html", locale=who.locale, code=task.code), ask_reply=True)
@@ -557,7 +594,8 @@ class Conversation:
                     task = undo_report(session=s, report=report, now=now, actor=f"contact:{who.contact.id}")
                 except ValueError as exc:
                     return self._error(who, "not_allowed", str(exc))
-                return Reply(render("chat/undone.html", locale=who.locale, task=task), alert="undone")
+                text = render("chat/undone.html", locale=who.locale, task=task)
+                return Reply(text, alert=_toast(text))
             if value not in STATUS_ACTIONS:
                 return self._error(who, "gone")
             task = s.get(Task, report.task_id)

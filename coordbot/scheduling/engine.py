@@ -426,6 +426,18 @@ class TickReport:
     errors: list[str] = field(default_factory=list)
 
 
+def _round_robin(batches):  # type: ignore[no-untyped-def]
+    """Interleave messages by recipient, so one busy chat (1 message/s) does not hold up the others."""
+    per_address: dict[str, list] = defaultdict(list)
+    for batch in batches:
+        per_address[batch[1].address].append(batch)
+    queues = list(per_address.values())
+    out = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
 class ReminderEngine:
     """Claims due occurrences and sends them; one per process, several processes per database."""
 
@@ -506,24 +518,28 @@ class ReminderEngine:
         )
         semaphore = asyncio.Semaphore(self.concurrency)
         results: list[tuple[Claimed, str, str | None, ChannelError | None]] = []
+        # Rows folded into one message (a contact's weekly requests) share an Outbound: send it once.
+        batches: dict[int, tuple[str, Outbound, list[Claimed]]] = {}
+        for c in claimed:
+            if c.id in messages:
+                channel_name, outbound = messages[c.id]
+                batches.setdefault(id(outbound), (channel_name, outbound, []))[2].append(c)
 
-        async def one(c: Claimed) -> None:
-            channel_name, outbound = messages[c.id]
+        async def one(channel_name: str, outbound: Outbound, rows: list[Claimed]) -> None:
             channel = self.channels.get(channel_name)
             async with semaphore:
+                ref: str | None = None
+                error: ChannelError | None = None
                 if channel is None:
-                    results.append(
-                        (c, channel_name, None, NoChannelError(f"no channel '{channel_name}' is configured"))
-                    )
-                    return
-                try:
-                    delivery = await send_with_retry(channel, outbound, tries=self.send_tries)
-                except ChannelError as exc:
-                    results.append((c, channel_name, None, exc))
+                    error = NoChannelError(f"no channel '{channel_name}' is configured")
                 else:
-                    results.append((c, channel_name, delivery.ref, None))
+                    try:
+                        ref = (await send_with_retry(channel, outbound, tries=self.send_tries)).ref
+                    except ChannelError as exc:
+                        error = exc
+                results.extend((c, channel_name, ref, error) for c in rows)
 
-        await asyncio.gather(*(one(c) for c in claimed if c.id in messages))
+        await asyncio.gather(*(one(*batch) for batch in _round_robin(batches.values())))
         missing = [c for c in claimed if c.id not in messages]
         await asyncio.to_thread(self._record, results, missing, report)
 

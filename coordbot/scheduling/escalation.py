@@ -76,6 +76,9 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
             by_role[(c.department_id, c.role)].append(c)
         office = [c for c in contacts if c.role == Role.OFFICE]
         sent_counts = _unanswered_counts(session, tasks)
+        # One 督办 message per recipient per review, listing every task: a leader is not sent ten messages.
+        outbox: dict[int, list[dict]] = defaultdict(list)
+        recipients_by_id: dict[int, Contact] = {}
         departments = {d.id: d for d in session.exec(select(Department))}
 
         for task in tasks:
@@ -126,27 +129,17 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
                 recipients = by_role[(task.lead_department_id, Role.LEADER)] if step == 1 else office
                 if step == 1 and not recipients:
                     recipients = office  # no leader bound yet: the office hears of it instead
+                item = {
+                    "department": dept.short_name or dept.name,
+                    "task": task,
+                    "reason": reason,
+                    "count": unanswered,
+                    "colour_reason": task.colour_reason,
+                    "level": step,
+                }
                 for c in recipients:
-                    body = render(
-                        "escalation.txt.j2",
-                        locale=c.language,
-                        department=dept.short_name or dept.name,
-                        task=task,
-                        reason=reason,
-                        count=unanswered,
-                        colour_reason=task.colour_reason,
-                        level=step,
-                    )
-                    add_occurrence(
-                        session=session,
-                        contact_id=c.id,
-                        kind=ReminderKind.ESCALATION,  # type: ignore[arg-type]
-                        fire_at=calendar.next_send_time(now),
-                        task_id=task.id,
-                        plan_id=plan.id,
-                        body=body,
-                        detail=str(step),
-                    )
+                    outbox[c.id].append(item)
+                    recipients_by_id[c.id] = c
                 events.record(
                     session,
                     "task.escalated",
@@ -161,6 +154,19 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
                 )
                 report.escalated += 1
             task.escalation_level = level
+        for contact_id, items in outbox.items():
+            c = recipients_by_id[contact_id]
+            body = render("escalation.txt.j2", locale=c.language, items=items, level=max(i["level"] for i in items))
+            add_occurrence(
+                session=session,
+                contact_id=contact_id,
+                kind=ReminderKind.ESCALATION,
+                plan_id=plan.id,
+                fire_at=calendar.next_send_time(now),
+                body=body,
+                detail=str(len(items)),
+                task_id=items[0]["task"].id if len(items) == 1 else None,
+            )
     session.flush()
     return report
 

@@ -17,6 +17,9 @@ from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
 
 TASK_ACTIONS = (("done", "on_track"), ("at_risk", "blocked", "report"))
+# A contact whose department leads many recurring tasks would get a message per task every Monday; from
+# this many on, the week's progress requests go out as one message with a button per task.
+BATCH_MIN = 3
 
 
 def status_buttons(ref: str, locale: str) -> tuple[tuple[Button, ...], ...]:
@@ -138,4 +141,34 @@ def build_messages(
                 contact.channel,
                 Outbound(contact.address, text, buttons=status_buttons(f"o{occ_id}", locale), ask_reply=True),
             )
+    _batch_periodic(out, occs, tasks, contacts, quotas_by_task, default_locale)
     return out
+
+
+def _batch_periodic(
+    out: dict[int, tuple[str, Outbound]],
+    occs: dict[int, ReminderOccurrence],
+    tasks: dict[int, Task],
+    contacts: dict[int, Contact],
+    quotas_by_task: dict[int, list],
+    default_locale: str,
+) -> None:
+    """Replace a contact's simultaneous progress requests by one message (same object for every row)."""
+    groups: dict[tuple[int, datetime], list[int]] = defaultdict(list)
+    for occ_id, occ in occs.items():
+        if occ.kind == ReminderKind.PERIODIC and occ_id in out:
+            groups[(occ.contact_id, occ.fire_at)].append(occ_id)
+    for (contact_id, _), ids in groups.items():
+        if len(ids) < BATCH_MIN:
+            continue
+        contact = contacts[contact_id]
+        locale = contact.language or default_locale
+        ids.sort(key=lambda i: tasks[occs[i].task_id].position)  # type: ignore[index]
+        items = [{"task": tasks[occs[i].task_id], "quotas": quotas_by_task.get(occs[i].task_id, [])} for i in ids]  # type: ignore[index]
+        text = render("reminder_batch.html", locale=locale, items=items)
+        label = labels(locale)["buttons"]["report"].split()[0]
+        buttons = [Button(f"{label} {tasks[occs[i].task_id].code}", "report", f"o{i}") for i in ids]  # type: ignore[index]
+        rows = tuple(tuple(buttons[k : k + 4]) for k in range(0, len(buttons), 4))
+        message = Outbound(contact.address, text, buttons=rows)  # type: ignore[arg-type]
+        for i in ids:
+            out[i] = (contact.channel, message)

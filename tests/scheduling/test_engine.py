@@ -283,3 +283,70 @@ def test_extension_keeps_both_dates_and_needs_the_office(engine, loaded_plan, cl
     assert rows(engine, Extension)[0].status == "approved"
     types = [e.type for e in sorted(rows(engine, Event, Event.task_id == t.id), key=lambda e: e.id)]
     assert types[-2:] == ["extension.requested", "extension.approved"]
+
+
+async def test_a_contacts_weekly_requests_go_out_as_one_message(
+    engine, minimal_plan_path, bind, make_engine, clock, channel, calendar
+) -> None:
+    from coordbot.channels.base import Inbound
+    from coordbot.plan import service
+    from coordbot.plan.loader import parse_plan_text
+    from coordbot.replies.conversation import Conversation
+    from coordbot.replies.models import ProgressReport
+
+    # Make amr lead three recurring/metric tasks (1.2, 2.1, 2.2).
+    text = minimal_plan_path.read_text(encoding="utf-8").replace("lead: sci", "lead: amr")
+    with session_scope(engine) as s:
+        service.import_plan(session=s, loaded=parse_plan_text(text, "three.yaml"))
+    bind("amr", address="1001")
+    eng = make_engine()
+    eng.sync()
+    clock.set(at(2026, 3, 2, 9, 31))
+    report = await eng.tick()
+    assert report.sent == 3
+    [message] = channel.sent  # one message, not three
+    assert "请报送本周进展</b>（3项任务）" in message.text
+    assert [b.label for row in message.buttons for b in row] == ["✍️ 1.2", "✍️ 2.1", "✍️ 2.2"]
+    refs = {o.message_ref for o in rows(engine, ReminderOccurrence, ReminderOccurrence.status == "sent")}
+    assert len(refs) == 1  # every row records the one delivery
+
+    conv = Conversation(engine=engine, calendar=calendar, clock=clock)
+    [ref] = refs
+
+    def reply(uid: str, text: str):
+        return conv.handle(
+            Inbound(
+                channel="telegram",
+                external_id=uid,
+                chat_id="1001",
+                sender_id="1001",
+                text=text,
+                reply_to_ref=ref,
+                message_ref=f"1001:{uid}",
+            )
+        )
+
+    answer = reply("u1", "2.2 本月新增试点示范单位5家")
+    assert "已记录：任务2.2" in answer.text
+    asked = reply("u2", "本周开展双随机检查2项")  # no code: which of the three?
+    assert "哪项任务" in asked.text
+    assert [b.ref.split(":")[1] for row in asked.buttons for b in row] == ["1.2", "2.1", "2.2"]
+    picked = conv.handle(
+        Inbound(
+            channel="telegram",
+            external_id="u3",
+            chat_id="1001",
+            sender_id="1001",
+            kind="callback",
+            callback_action="pick",
+            callback_ref=asked.buttons[1][0].ref,
+        )
+    )
+    assert "已记录：任务2.1" in picked.text and "+2" in picked.text
+    reports = rows(engine, ProgressReport)
+    assert sorted(_task_code(engine, r.task_id) for r in reports) == ["2.1", "2.2"]
+
+
+def _task_code(engine: Engine, task_id: int) -> str:
+    with Session(engine) as s:
+        return s.get(Task, task_id).code
