@@ -14,16 +14,20 @@ from coordbot.plan.models import (
     TaskGroup,
 )
 from coordbot.replies.models import CrossRequest, InboundMessage, ProgressReport
+from coordbot.reports.models import Briefing, Digest, Meeting
 from coordbot.scheduling.models import ReminderOccurrence
 
 __all__ = [
+    "Briefing",
     "Contact",
     "CrossRequest",
     "Department",
+    "Digest",
     "Event",
     "Extension",
     "InboundMessage",
     "Invite",
+    "Meeting",
     "Observation",
     "Plan",
     "ProgressReport",

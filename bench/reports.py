@@ -1,0 +1,398 @@
+"""Report benchmark: digest and briefing build times for the shipped plan and a synthetic province-size plan
+(200 departments, 5,000 tasks, 500,000 progress reports), on SQLite and PostgreSQL, next to a same-run
+baseline: one SQL aggregate over all the progress reports (count and latest per task).
+
+Run: .venv/bin/python bench/reports.py [--postgres URL] [--no-postgres] [--reports 500000]
+
+Targets (issue 6): digest within 3x the aggregate; briefing for the big plan under 10 s.
+A scratch SQLite file and a scratch PostgreSQL database are created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import Engine, make_url  # noqa: E402
+from sqlmodel import Session, select  # noqa: E402
+
+import coordbot.models  # noqa: E402, F401
+from coordbot.core.db import make_engine, session_scope, upgrade  # noqa: E402
+from coordbot.plan import service  # noqa: E402
+from coordbot.plan.loader import load_plan_file  # noqa: E402
+from coordbot.plan.models import Plan  # noqa: E402
+from coordbot.reports.briefing import build_briefing  # noqa: E402
+from coordbot.reports.digest import build_digest  # noqa: E402
+
+TZ = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 3, 27, 17, 0, tzinfo=TZ)
+SINCE = date(2025, 12, 29)  # the briefing covers the quarter
+AGGREGATE = "SELECT task_id, count(*), max(received_at) FROM progress_report GROUP BY task_id"
+PLAN_FILE = ROOT / "config" / "plans" / "songjiang-ip-2024-2026.yaml"
+
+
+def _copy_or_insert(engine: Engine, table: str, columns: list[str], rows: list[tuple]) -> None:
+    """COPY on PostgreSQL, executemany on SQLite: the fastest bulk path of each."""
+    if engine.dialect.name == "postgresql":
+        raw = engine.raw_connection()
+        try:
+            with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
+                for row in rows:
+                    cp.write_row(row)
+            raw.commit()
+        finally:
+            raw.close()
+        return
+    marks = ", ".join("?" for _ in columns)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("BEGIN")
+        cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        cur.execute("COMMIT")
+    finally:
+        raw.close()
+
+
+def build_big_plan(engine: Engine, *, departments: int, tasks: int, reports: int, seed: int = 6) -> None:
+    rnd = random.Random(seed)
+    start, end = date(2024, 1, 1), date(2026, 12, 31)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    now = NOW.astimezone(UTC)
+    span = (now - t0).total_seconds()
+    with session_scope(engine) as s:
+        s.execute(
+            text(
+                "INSERT INTO plan (id, code, title, issuer, document_no, timezone, start_date, end_date, source_file, "
+                "source_sha256, reminder_policy, created_at, updated_at) "
+                "VALUES (1000, 'province', '省级知识产权强省建设方案', '省人民政府', '', "
+                "'Asia/Shanghai', :s, :e, '', '', '{}', :n, :n)"
+            ),
+            {"s": start, "e": end, "n": now},
+        )
+    dept_rows = [(10000 + i, f"d{i}", f"省第{i}厅局", f"第{i}厅", "government", "[]", now) for i in range(departments)]
+    _copy_or_insert(
+        engine, "department", ["id", "code", "name", "short_name", "kind", "aliases", "created_at"], dept_rows
+    )
+    contacts = [
+        (10000 + i, 10000 + i, f"联络员{i}", "contact", "telegram", f"x{i}", "zh", True, False, now)
+        for i in range(departments)
+    ]
+    _copy_or_insert(
+        engine,
+        "contact",
+        [
+            "id",
+            "department_id",
+            "name",
+            "role",
+            "channel",
+            "address",
+            "language",
+            "active",
+            "unreachable",
+            "created_at",
+        ],
+        contacts,
+    )
+    groups = [(10000 + g, 1000, f"G{g}", f"第{g + 1}组任务", "main" if g < 5 else "safeguard", g) for g in range(6)]
+    _copy_or_insert(engine, "task_group", ["id", "plan_id", "code", "title", "kind", "position"], groups)
+    statuses = ["in_progress"] * 80 + ["blocked"] * 3 + ["reported_done"] * 5 + ["closed"] * 7 + ["assigned"] * 5
+    task_rows, co_rows, target_rows = [], [], []
+    for i in range(tasks):
+        tid = 100000 + i
+        due = end if i % 7 else start + timedelta(days=rnd.randrange(700, 1000))
+        task_rows.append(
+            (
+                tid,
+                1000,
+                10000 + i % 6,
+                f"T{i}",
+                f"任务{i}",
+                "",
+                "",
+                10000 + rnd.randrange(departments),
+                "stated",
+                "recurring",
+                start,
+                due,
+                due,
+                rnd.choice(statuses),
+                rnd.randrange(100),
+                "green",
+                "",
+                "[]",
+                "{}",
+                i,
+                0,
+                now,
+                now,
+            )
+        )
+        co_rows.append((tid, 10000 + rnd.randrange(departments), "stated"))
+        if i % 5 == 0:
+            annual = i % 10 == 0
+            target_rows.append(
+                (
+                    100000 + i,
+                    1000,
+                    tid,
+                    f"m{i}",
+                    f"指标{i}",
+                    "项",
+                    ">=",
+                    100.0,
+                    None,
+                    "annual" if annual else "cumulative",
+                    start,
+                    end,
+                    "[]",
+                    "",
+                    "",
+                    None,
+                )
+            )
+    _copy_or_insert(
+        engine,
+        "task",
+        [
+            "id",
+            "plan_id",
+            "group_id",
+            "code",
+            "title",
+            "description",
+            "source_text",
+            "lead_department_id",
+            "assignment",
+            "kind",
+            "start_date",
+            "due_date",
+            "original_due_date",
+            "status",
+            "progress",
+            "colour",
+            "colour_reason",
+            "dated_events",
+            "reminder_policy",
+            "position",
+            "escalation_level",
+            "created_at",
+            "updated_at",
+        ],
+        task_rows,
+    )
+    co_rows = list({(a, b): (a, b, c) for a, b, c in co_rows}.values())
+    _copy_or_insert(engine, "task_department", ["task_id", "department_id", "assignment"], co_rows)
+    _copy_or_insert(
+        engine,
+        "target",
+        [
+            "id",
+            "plan_id",
+            "task_id",
+            "metric",
+            "name",
+            "unit",
+            "comparator",
+            "value",
+            "baseline",
+            "period",
+            "start_date",
+            "due_date",
+            "aliases",
+            "description",
+            "source_text",
+            "archived_at",
+        ],
+        target_rows,
+    )
+    lead = {r[0]: r[7] for r in task_rows}
+    report_rows, obs_rows, event_rows = [], [], []
+    for i in range(reports):
+        tid = 100000 + rnd.randrange(tasks)
+        at = t0 + timedelta(seconds=span * (i / reports))  # in time order, like real ids
+        dept = lead[tid]
+        report_rows.append(
+            (
+                1_000_000 + i,
+                tid,
+                dept,
+                dept,
+                at,
+                "本周进展",
+                "chat",
+                "in_progress",
+                rnd.randrange(100),
+                "{}",
+                '{"progress": 10}',
+                False,
+            )
+        )
+        event_rows.append((1_000_000 + i, at, "progress.reported", 1000, tid, dept, "system", "{}"))
+        if (tid - 100000) % 5 == 0 and i % 2 == 0:
+            obs_rows.append(
+                (1_000_000 + i, 100000 + tid - 100000, 1.0, "increment", at.astimezone(TZ).date(), "report", False, at)
+            )
+    _copy_or_insert(
+        engine,
+        "progress_report",
+        [
+            "id",
+            "task_id",
+            "contact_id",
+            "department_id",
+            "received_at",
+            "text",
+            "source",
+            "status",
+            "percent",
+            "parsed",
+            "previous",
+            "voided",
+        ],
+        report_rows,
+    )
+    _copy_or_insert(
+        engine,
+        "observation",
+        ["id", "target_id", "value", "mode", "observed_on", "source", "voided", "recorded_at"],
+        obs_rows,
+    )
+    _copy_or_insert(
+        engine, "event", ["id", "at", "type", "plan_id", "task_id", "department_id", "actor", "payload"], event_rows
+    )
+    # weekly reminders to every lead contact over the quarter
+    rem_rows = []
+    rid = 1_000_000
+    for week in range(13):
+        fire = datetime.combine(SINCE + timedelta(weeks=week), datetime.min.time(), TZ).replace(hour=9, minute=30)
+        for tid in range(100000, 100000 + tasks):
+            rem_rows.append((rid, 1000, tid, lead[tid], "periodic", fire, "sent", 1, fire, "", "", fire, ""))
+            rid += 1
+    _copy_or_insert(
+        engine,
+        "reminder_occurrence",
+        [
+            "id",
+            "plan_id",
+            "task_id",
+            "contact_id",
+            "kind",
+            "fire_at",
+            "status",
+            "attempts",
+            "sent_at",
+            "detail",
+            "body",
+            "created_at",
+            "error",
+        ],
+        rem_rows,
+    )
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            for table in (
+                "plan",
+                "department",
+                "contact",
+                "task_group",
+                "task",
+                "target",
+                "progress_report",
+                "observation",
+                "event",
+                "reminder_occurrence",
+            ):
+                conn.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                )
+            conn.execute(text("ANALYZE"))
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
+def timed(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def measure(engine: Engine, plan_code: str, label: str) -> None:
+    with Session(engine, expire_on_commit=False) as s:
+        plan = s.exec(select(Plan).where(Plan.code == plan_code)).one()
+        agg = timed(lambda: s.execute(text(AGGREGATE)).all())
+        digest = timed(lambda: build_digest(session=s, plan=plan, now=NOW, store=False).render("html"))
+        md = timed(
+            lambda: build_briefing(
+                session=s, plan=plan, meeting_date=NOW.date(), since=SINCE, now=NOW, with_charts=False
+            ).to_markdown(),
+            repeat=1,
+        )
+
+        def full() -> None:
+            doc = build_briefing(session=s, plan=plan, meeting_date=NOW.date(), since=SINCE, now=NOW)
+            doc.to_docx()
+            doc.to_html()
+
+        brief = timed(full, repeat=1)
+    print(
+        f"{label:<34} aggregate {agg * 1000:8.1f} ms | digest {digest * 1000:8.1f} ms "
+        f"({digest / agg:5.1f}x) | briefing md {md:6.2f} s | briefing docx+html+charts {brief:6.2f} s"
+    )
+
+
+def run(engine: Engine, name: str, reports: int) -> None:
+    upgrade(engine)
+    with session_scope(engine) as s:
+        service.import_plan(session=s, loaded=load_plan_file(PLAN_FILE), now=NOW - timedelta(days=90))
+    t = time.perf_counter()
+    build_big_plan(engine, departments=200, tasks=5000, reports=reports)
+    print(f"[{name}] synthetic plan loaded in {time.perf_counter() - t:.1f} s")
+    measure(engine, "songjiang-ip-2024-2026", f"[{name}] shipped plan (18 tasks)")
+    measure(engine, "province", f"[{name}] province (5,000 tasks, {reports:,} rep.)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--reports", type=int, default=500_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{tmp}/bench.db")
+        run(engine, "sqlite", args.reports)
+        engine.dispose()
+    if args.no_postgres:
+        return
+    name = f"coordbot_bench_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(args.postgres).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        engine = make_engine(make_url(args.postgres).set(database=name).render_as_string(hide_password=False))
+        run(engine, "postgresql", args.reports)
+        engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,805 @@
+"""Roll-ups for a period (an ISO week, or the time since the last joint meeting): where every task and
+department stands, what changed, and what needs a decision.
+
+Read in a fixed number of queries (see ``QUERIES``) whatever the plan's size: rows come back as plain tuples
+and everything else is pure Python over them. Colour and "behind the trajectory" come from
+:mod:`coordbot.plan.progress`, the same definitions the reminder engine and chat commands use.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, col, select
+
+from coordbot.core.events import Event
+from coordbot.plan.models import (
+    OPEN_STATUSES,
+    Colour,
+    Contact,
+    Department,
+    Extension,
+    Observation,
+    Plan,
+    Role,
+    Target,
+    Task,
+    TaskDepartment,
+    TaskGroup,
+    TaskStatus,
+)
+from coordbot.plan.progress import QuotaProgress, assess, quota_progress
+from coordbot.replies.models import CrossRequest, ProgressReport
+from coordbot.reports.models import Meeting
+from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.engine import POLICY_KINDS
+from coordbot.scheduling.models import OccurrenceStatus, ReminderOccurrence
+
+QUERIES = 12  # what build_rollup issues, whatever the plan's size (a test holds it to this)
+CHANGE_TYPES = (
+    "task.assigned",
+    "task.updated",
+    "task.archived",
+    "task.colour_changed",
+    "task.overdue",
+    "task.escalated",
+    "task.reported_done",
+    "task.blocked",
+    "task.closed",
+    "extension.requested",
+    "extension.approved",
+    "extension.rejected",
+    "crossrequest.opened",
+    "meeting.recorded",
+)
+STALE_REQUEST_DAYS = 5  # an open request for help older than this goes to the leaders
+_WEEK = re.compile(r"^(\d{4})-W(\d{1,2})$")
+MAIN_NUMERALS = "一二三四五六七八九十"
+
+
+# ---- periods --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Whole days [start, end] in the plan's time zone; ``kind`` is week or meeting."""
+
+    start: date
+    end: date
+    label: str
+    tz: str = "Asia/Shanghai"
+    kind: str = "week"
+
+    @property
+    def since(self) -> datetime:
+        return datetime.combine(self.start, time(0), ZoneInfo(self.tz))
+
+    @property
+    def until(self) -> datetime:  # exclusive
+        return datetime.combine(self.end + timedelta(days=1), time(0), ZoneInfo(self.tz))
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
+def parse_week(text: str) -> tuple[int, int]:
+    """'2026-W48' -> (2026, 48); ValueError naming the expected form otherwise."""
+    m = _WEEK.match(text.strip())
+    if not m:
+        raise ValueError(f"expected an ISO week like 2026-W48, got {text!r}")
+    year, week = int(m.group(1)), int(m.group(2))
+    try:
+        date.fromisocalendar(year, week, 1)
+    except ValueError:
+        raise ValueError(f"{year} has no ISO week {week}") from None
+    return year, week
+
+
+def week_period(*, plan: Plan, now: datetime, week: str | None = None) -> Period:
+    """The ISO week named (default: the current week in the plan's time zone)."""
+    tz = plan.timezone or "Asia/Shanghai"
+    if week is None:
+        iso = now.astimezone(ZoneInfo(tz)).date().isocalendar()
+        year, num = iso.year, iso.week
+    else:
+        year, num = parse_week(week)
+    start = date.fromisocalendar(year, num, 1)
+    return Period(start, start + timedelta(days=6), f"{year}-W{num:02d}", tz, "week")
+
+
+def meeting_period(*, session: Session, plan: Plan, meeting_date: date, since: date | None = None) -> Period:
+    """From the day after the last recorded meeting before ``meeting_date`` (or the plan's start) to it."""
+    if since is None:
+        last = session.exec(
+            select(Meeting.held_on)
+            .where(Meeting.plan_id == plan.id, Meeting.held_on < meeting_date)
+            .order_by(col(Meeting.held_on).desc())
+        ).first()
+        since = last + timedelta(days=1) if last else plan.start_date
+    if since > meeting_date:
+        raise ValueError(f"the period start {since} is after the meeting date {meeting_date}")
+    return Period(since, meeting_date, meeting_date.isoformat(), plan.timezone or "Asia/Shanghai", "meeting")
+
+
+# ---- what a roll-up holds -----------------------------------------------------------------------
+
+
+class _Obs(NamedTuple):
+    """The fields of an Observation that quota_progress reads, without building ORM objects."""
+
+    id: int
+    target_id: int
+    value: float
+    mode: str
+    observed_on: date
+    recorded_at: datetime
+    voided: bool
+
+
+@dataclass(slots=True)
+class QuotaLine:
+    metric: str
+    name: str
+    unit: str
+    period: str
+    actual: float
+    goal: float | None
+    expected: float | None
+    added: float  # counted in this period
+    behind: bool
+    reached: bool
+    task_code: str | None
+
+    @property
+    def share(self) -> float | None:
+        return self.actual / self.goal if self.goal else None
+
+    @property
+    def expected_share(self) -> float | None:
+        return self.expected / self.goal if self.goal and self.expected is not None else None
+
+
+@dataclass(slots=True)
+class RequestLine:
+    task_code: str
+    task_title: str
+    from_dept: str
+    to_dept: str
+    text: str
+    created_on: date
+    age_days: int
+    status: str
+
+
+@dataclass(slots=True)
+class ExtensionLine:
+    task_code: str
+    task_title: str
+    status: str  # requested | approved | rejected
+    original_due: date | None
+    old_due: date | None
+    new_due: date
+    reason: str
+    requested_on: date
+    decided_on: date | None
+
+
+@dataclass(slots=True)
+class ChangeLine:
+    at: datetime
+    type: str
+    task_code: str | None
+    task_title: str
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class TaskLine:
+    id: int
+    code: str
+    title: str
+    group_code: str
+    kind: str
+    lead_code: str
+    lead: str
+    co: list[str]
+    status: str
+    colour: str
+    reason: str  # the assessment's reason (overdue, blocked, due_soon, behind_quota …)
+    no_reply: bool  # reminders went out in the period and nothing came back
+    progress: int
+    progress_start: int
+    reports: int
+    last_report_at: datetime | None
+    due_date: date | None
+    original_due_date: date | None
+    overdue_days: int
+    quotas: list[QuotaLine]
+    reminders_sent: int
+    reminders_answered: int
+    requests: list[RequestLine]
+    reported_done_in_period: bool
+    closed_in_period: bool
+    escalation_level: int
+
+    @property
+    def progress_change(self) -> int:
+        return self.progress - self.progress_start
+
+    @property
+    def reasons(self) -> list[str]:
+        return [r for r in (self.reason, "no_reply" if self.no_reply else "") if r]
+
+    @property
+    def extended(self) -> bool:
+        return self.original_due_date is not None and self.due_date != self.original_due_date
+
+
+@dataclass(slots=True)
+class GroupLine:
+    code: str
+    title: str
+    kind: str
+    number: str  # （一） for main groups; "" for safeguards
+    tasks: list[TaskLine]
+
+    @property
+    def colours(self) -> dict[str, int]:
+        c = Counter(t.colour for t in self.tasks)
+        return {k: c.get(k, 0) for k in ("red", "yellow", "green")}
+
+
+@dataclass(slots=True)
+class DepartmentLine:
+    code: str
+    name: str
+    lead_tasks: int
+    co_tasks: int
+    reminders_sent: int
+    reminders_answered: int
+    reports: int
+    red: int
+    yellow: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.reminders_answered / self.reminders_sent if self.reminders_sent else None
+
+    @property
+    def silent(self) -> bool:
+        return self.reminders_sent > 0 and self.reminders_answered == 0
+
+
+@dataclass(slots=True)
+class Decision:
+    """Something only leaders or the meeting can settle."""
+
+    kind: str  # extension | blocked | stale_request | overdue | silent_department
+    task_code: str | None
+    subject: str
+    detail: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Rollup:
+    plan: Plan
+    period: Period
+    as_of: date
+    generated_at: datetime
+    groups: list[GroupLine]
+    departments: list[DepartmentLine]
+    goals: list[QuotaLine]
+    requests: list[RequestLine]  # open requests for help
+    extensions: list[ExtensionLine]  # requested or decided in the period, or still waiting
+    changes: list[ChangeLine]
+    last_meeting: Meeting | None
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> list[TaskLine]:
+        return [t for g in self.groups for t in g.tasks]
+
+    def by_colour(self, colour: str) -> list[TaskLine]:
+        return [t for t in self.tasks if t.colour == colour]
+
+    @property
+    def quotas(self) -> list[QuotaLine]:
+        return [q for t in self.tasks for q in t.quotas]
+
+    @property
+    def overdue(self) -> list[TaskLine]:
+        return [t for t in self.tasks if t.overdue_days > 0]
+
+    @property
+    def blocked(self) -> list[TaskLine]:
+        return [t for t in self.tasks if t.status == TaskStatus.BLOCKED]
+
+    @property
+    def completions(self) -> list[TaskLine]:
+        return [t for t in self.tasks if t.reported_done_in_period]
+
+    @property
+    def closures(self) -> list[TaskLine]:
+        return [t for t in self.tasks if t.closed_in_period]
+
+    @property
+    def silent_departments(self) -> list[DepartmentLine]:
+        return [d for d in self.departments if d.silent]
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        tasks = self.tasks
+        colours = Counter(t.colour for t in tasks)
+        sent = sum(d.reminders_sent for d in self.departments)
+        answered = sum(d.reminders_answered for d in self.departments)
+        return {
+            "tasks": len(tasks),
+            "red": colours.get("red", 0),
+            "yellow": colours.get("yellow", 0),
+            "green": colours.get("green", 0),
+            "closed": sum(1 for t in tasks if t.status == TaskStatus.CLOSED),
+            "reports": sum(t.reports for t in tasks),
+            "tasks_reported": sum(1 for t in tasks if t.reports),
+            "reminders_sent": sent,
+            "reminders_answered": answered,
+            "response_rate": answered / sent if sent else None,
+            "overdue": len(self.overdue),
+            "blocked": len(self.blocked),
+            "open_requests": len(self.requests),
+            "behind_quotas": sum(1 for q in self.quotas if q.behind),
+            "completions": len(self.completions),
+            "closures": len(self.closures),
+            "extensions": len(self.extensions),
+            "silent_departments": len(self.silent_departments),
+        }
+
+
+def group_number(position: int) -> str:
+    """（一）…（十）, then （11） for an unusually long plan."""
+    return f"（{MAIN_NUMERALS[position]}）" if position < len(MAIN_NUMERALS) else f"（{position + 1}）"
+
+
+def heading_number(position: int) -> str:
+    """一、二、… for top-level headings."""
+    return f"{MAIN_NUMERALS[position]}、" if position < len(MAIN_NUMERALS) else f"{position + 1}、"
+
+
+# ---- building ------------------------------------------------------------------------------------
+
+
+def build_rollup(
+    *,
+    session: Session,
+    plan: Plan,
+    period: Period,
+    now: datetime,
+    calendar: WorkCalendar | None = None,
+) -> Rollup:
+    """Where the plan stands at the end of ``period`` (or now, if earlier), and what happened during it."""
+    tz = ZoneInfo(period.tz)
+    today = now.astimezone(tz).date()
+    as_of = min(period.end, today)
+    calendar = calendar or WorkCalendar(tz=period.tz)
+    since, until = period.since, min(period.until, max(now, period.since))
+    pid = plan.id
+    plan_tasks = select(Task.id).where(Task.plan_id == pid)
+
+    # 1-5: the plan's shape
+    departments = {d.id: d for d in session.exec(select(Department))}
+    groups = session.exec(select(TaskGroup).where(TaskGroup.plan_id == pid).order_by(col(TaskGroup.position))).all()
+    tasks = session.exec(select(Task).where(Task.plan_id == pid).order_by(col(Task.position), col(Task.id))).all()
+    co_rows = session.exec(
+        select(TaskDepartment.task_id, TaskDepartment.department_id).where(col(TaskDepartment.task_id).in_(plan_tasks))
+    ).all()
+    targets = session.exec(
+        select(Target).where(Target.plan_id == pid, col(Target.archived_at).is_(None)).order_by(col(Target.id))
+    ).all()
+    # 6: observations counted up to the roll-up date
+    obs: dict[int, list[_Obs]] = defaultdict(list)
+    for row in session.exec(
+        select(
+            Observation.id,
+            Observation.target_id,
+            Observation.value,
+            Observation.mode,
+            Observation.observed_on,
+            Observation.recorded_at,
+            Observation.voided,
+        ).where(
+            col(Observation.target_id).in_(select(Target.id).where(Target.plan_id == pid)),
+            ~col(Observation.voided),
+            Observation.observed_on <= as_of,
+        )
+    ):
+        obs[row[1]].append(_Obs(*row))
+    # 7: reports from the period's start on (those after its end tell the progress at its end)
+    reports = session.exec(
+        select(
+            ProgressReport.id,
+            ProgressReport.task_id,
+            ProgressReport.department_id,
+            ProgressReport.received_at,
+            ProgressReport.status,
+            ProgressReport.previous,
+            ProgressReport.reminder_id,
+            ProgressReport.superseded_by_id,
+        )
+        .where(
+            col(ProgressReport.task_id).in_(plan_tasks),
+            ProgressReport.received_at >= since,
+            ~col(ProgressReport.voided),
+        )
+        .order_by(col(ProgressReport.received_at), col(ProgressReport.id))
+    ).all()
+    # 8: reminders to departments' contacts sent in the period
+    reminders = session.exec(
+        select(ReminderOccurrence.id, ReminderOccurrence.task_id, Contact.department_id, ReminderOccurrence.sent_at)
+        .join(Contact, col(Contact.id) == ReminderOccurrence.contact_id)
+        .where(
+            col(ReminderOccurrence.task_id).in_(plan_tasks),
+            ReminderOccurrence.status == OccurrenceStatus.SENT,
+            col(ReminderOccurrence.kind).in_(POLICY_KINDS),
+            Contact.role == Role.CONTACT,
+            col(ReminderOccurrence.sent_at) >= since,
+            col(ReminderOccurrence.sent_at) < until,
+        )
+    ).all()
+    # 9: requests for help still open, or opened in the period
+    requests = session.exec(
+        select(CrossRequest)
+        .where(col(CrossRequest.task_id).in_(plan_tasks))
+        .where((CrossRequest.status == "open") | (col(CrossRequest.created_at) >= since))
+        .order_by(col(CrossRequest.created_at))
+    ).all()
+    # 10: extensions waiting, or requested or decided in the period
+    extensions = session.exec(
+        select(Extension)
+        .where(col(Extension.task_id).in_(plan_tasks))
+        .where(
+            (Extension.status == "requested")
+            | ((col(Extension.requested_at) >= since) & (col(Extension.requested_at) < until))
+            | ((col(Extension.decided_at) >= since) & (col(Extension.decided_at) < until))
+        )
+        .order_by(col(Extension.requested_at))
+    ).all()
+    # 11: the event log for the period
+    event_rows = session.exec(
+        select(Event.at, Event.type, Event.task_id, Event.payload)
+        .where(Event.plan_id == pid, col(Event.type).in_(CHANGE_TYPES), Event.at >= since, Event.at < until)
+        .order_by(col(Event.at), col(Event.id))
+    ).all()
+    # 12: the last meeting before the period ends
+    last_meeting = session.exec(
+        select(Meeting)
+        .where(Meeting.plan_id == pid, Meeting.held_on <= period.end)
+        .order_by(col(Meeting.held_on).desc())
+    ).first()
+
+    def dname(dept_id: int) -> str:
+        d = departments[dept_id]
+        return d.short_name or d.name
+
+    task_by_id = {t.id: t for t in tasks}
+    co: dict[int, list[int]] = defaultdict(list)
+    for task_id, dept_id in co_rows:
+        co[task_id].append(dept_id)
+
+    # reports: counts in the period, progress at both ends, answered reminders
+    in_period: dict[int, list[Any]] = defaultdict(list)
+    first_after_end: dict[int, Any] = {}
+    first_in_period: dict[int, Any] = {}
+    for r in reports:
+        if r[3] < until:
+            in_period[r[1]].append(r)
+            first_in_period.setdefault(r[1], r)
+        else:
+            first_after_end.setdefault(r[1], r)
+
+    answered: set[int] = set()
+    reports_by_task_dept: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+    for task_id, rows in in_period.items():
+        for r in rows:
+            if r[6] is not None:
+                answered.add(r[6])
+            reports_by_task_dept[(task_id, r[2])].append(r[3])
+    sent_by_task: Counter[int] = Counter()
+    answered_by_task: Counter[int] = Counter()
+    sent_by_dept: Counter[int] = Counter()
+    answered_by_dept: Counter[int] = Counter()
+    # A reminder is answered when a report names it, or when the department reports on the task before the
+    # next reminder on it (or the period's end): a late report answers one reminder, not every missed one.
+    chains: dict[tuple[int, int], list[tuple[datetime, int]]] = defaultdict(list)
+    for rem_id, task_id, dept_id, sent_at in reminders:
+        chains[(task_id, dept_id)].append((sent_at, rem_id))
+    for (task_id, dept_id), chain in chains.items():
+        chain.sort()
+        times = reports_by_task_dept.get((task_id, dept_id), [])
+        for i, (sent_at, rem_id) in enumerate(chain):
+            nxt = chain[i + 1][0] if i + 1 < len(chain) else until
+            ok = rem_id in answered or bisect_left(times, nxt) > bisect_left(times, sent_at)
+            sent_by_task[task_id] += 1
+            sent_by_dept[dept_id] += 1
+            if ok:
+                answered_by_task[task_id] += 1
+                answered_by_dept[dept_id] += 1
+
+    def progress_at_start(t: Task) -> int:
+        r = first_in_period.get(t.id) or first_after_end.get(t.id)
+        return int((r[5] or {}).get("progress", t.progress)) if r else t.progress
+
+    def progress_at_end(t: Task) -> int:
+        r = first_after_end.get(t.id)
+        return int((r[5] or {}).get("progress", t.progress)) if r else t.progress
+
+    # quotas
+    targets_by_task: dict[int | None, list[Target]] = defaultdict(list)
+    for tg in targets:
+        targets_by_task[tg.task_id].append(tg)
+    day_before = period.start - timedelta(days=1)
+
+    def quota_line(tg: Target, code: str | None) -> QuotaLine:
+        rows = obs.get(tg.id, [])  # type: ignore[arg-type]
+        q: QuotaProgress = quota_progress(
+            tg,
+            rows,
+            on=as_of,
+            plan_start=plan.start_date,
+            plan_end=plan.end_date,  # type: ignore[arg-type]
+        )
+        before = quota_progress(
+            tg,
+            rows,
+            on=day_before,
+            plan_start=plan.start_date,
+            plan_end=plan.end_date,  # type: ignore[arg-type]
+        )
+        # A new counting window (1 January for an annual quota) starts from zero, not from last year.
+        added = q.actual - before.actual if before.period_start == q.period_start else q.actual
+        return QuotaLine(
+            metric=q.metric,
+            name=q.name,
+            unit=q.unit,
+            period=q.period,
+            actual=q.actual,
+            goal=q.goal,
+            expected=q.expected,
+            added=added,
+            behind=q.behind,
+            reached=q.reached,
+            task_code=code,
+        )
+
+    def numeric(tg: Target) -> bool:
+        return tg.value is not None and tg.comparator != "qualitative"
+
+    # requests and extensions
+    request_lines: dict[int, list[RequestLine]] = defaultdict(list)
+    open_requests: list[RequestLine] = []
+    for cr in requests:
+        t = task_by_id.get(cr.task_id)
+        if t is None:
+            continue
+        created = cr.created_at.astimezone(tz).date()
+        line = RequestLine(
+            task_code=t.code,
+            task_title=t.title,
+            from_dept=dname(cr.from_department_id),
+            to_dept=dname(cr.to_department_id),
+            text=cr.text,
+            created_on=created,
+            age_days=(as_of - created).days,
+            status=cr.status,
+        )
+        request_lines[cr.task_id].append(line)
+        if cr.status == "open":
+            open_requests.append(line)
+    extension_lines = [
+        ExtensionLine(
+            task_code=task_by_id[e.task_id].code,
+            task_title=task_by_id[e.task_id].title,
+            status=e.status,
+            original_due=task_by_id[e.task_id].original_due_date,
+            old_due=e.old_due,
+            new_due=e.new_due,
+            reason=e.reason,
+            requested_on=e.requested_at.astimezone(tz).date(),
+            decided_on=e.decided_at.astimezone(tz).date() if e.decided_at else None,
+        )
+        for e in extensions
+        if e.task_id in task_by_id
+    ]
+
+    # the event log: changes, completions and closures
+    done_in_period: set[int] = set()
+    closed_in_period: set[int] = set()
+    changes: list[ChangeLine] = []
+    for at, type_, task_id, payload in event_rows:
+        t = task_by_id.get(task_id) if task_id else None
+        if type_ == "task.reported_done" and task_id:
+            done_in_period.add(task_id)
+        elif type_ == "task.closed" and task_id:
+            closed_in_period.add(task_id)
+        changes.append(ChangeLine(at, type_, t.code if t else None, t.title if t else "", payload or {}))
+
+    workdays_memo: dict[date, int] = {}
+
+    def workdays_until(due: date | None) -> int | None:
+        # assess() only asks "within 3 working days?": beyond 3 weeks the calendar-day count (an upper bound
+        # that no holiday run brings down to 3) answers it without walking the calendar for every task.
+        if due is None:
+            return None
+        if (due - as_of).days > 21:
+            return (due - as_of).days
+        if due not in workdays_memo:
+            workdays_memo[due] = calendar.workdays_between(as_of, due)
+        return workdays_memo[due]
+
+    # tasks
+    lines_by_group: dict[int, list[TaskLine]] = defaultdict(list)
+    for t in tasks:
+        if t.archived_at is not None and t.archived_at < since:
+            continue  # archived before the period: history, not news
+        quotas = [quota_line(tg, t.code) for tg in targets_by_task.get(t.id, []) if numeric(tg)]
+        period_reports = in_period.get(t.id, [])
+        last_status = period_reports[-1][4] if period_reports else None
+        if last_status is None and t.colour_reason == "reported_at_risk":
+            last_status = "at_risk"  # the latest report, older than the period, said so
+        until_due = workdays_until(t.due_date)
+        a = assess(
+            t,
+            [_as_progress(q) for q in quotas if q.period != "qualitative"],
+            today=as_of,
+            workdays_until_due=until_due,
+            last_report_status=last_status,
+        )
+        is_open = t.status in OPEN_STATUSES
+        sent, ok = sent_by_task.get(t.id, 0), answered_by_task.get(t.id, 0)  # type: ignore[arg-type]
+        lines_by_group[t.group_id].append(
+            TaskLine(
+                id=t.id,
+                code=t.code,
+                title=t.title,
+                group_code="",
+                kind=t.kind,  # type: ignore[arg-type]
+                lead_code=departments[t.lead_department_id].code,
+                lead=dname(t.lead_department_id),
+                co=[dname(d) for d in co.get(t.id, [])],
+                status=t.status,
+                colour=a.colour,
+                reason=a.reason,  # type: ignore[arg-type]
+                no_reply=is_open and sent > 0 and not period_reports,
+                progress=progress_at_end(t),
+                progress_start=progress_at_start(t),
+                reports=len(period_reports),
+                last_report_at=period_reports[-1][3] if period_reports else t.last_report_at,
+                due_date=t.due_date,
+                original_due_date=t.original_due_date,
+                overdue_days=(as_of - t.due_date).days if a.overdue and t.due_date else 0,
+                quotas=quotas,
+                reminders_sent=sent,
+                reminders_answered=ok,
+                requests=request_lines.get(t.id, []),  # type: ignore[arg-type]
+                reported_done_in_period=t.id in done_in_period,
+                closed_in_period=t.id in closed_in_period,
+                escalation_level=t.escalation_level,
+            )
+        )
+    group_lines: list[GroupLine] = []
+    main_pos = 0
+    for g in groups:
+        number = ""
+        if g.kind == "main":
+            number = group_number(main_pos)
+            main_pos += 1
+        items = lines_by_group.get(g.id, [])  # type: ignore[arg-type]
+        for item in items:
+            item.group_code = g.code
+        if items:
+            group_lines.append(GroupLine(g.code, g.title, g.kind, number, items))
+
+    # departments
+    lead_count: Counter[int] = Counter(t.lead_department_id for t in tasks if t.archived_at is None)
+    co_count: Counter[int] = Counter(d for tid, ds in co.items() if task_by_id[tid].archived_at is None for d in ds)
+    reports_by_dept: Counter[int] = Counter(r[2] for rows in in_period.values() for r in rows)
+    colour_by_dept: dict[int, Counter[str]] = defaultdict(Counter)
+    for gl in group_lines:
+        for tl in gl.tasks:
+            colour_by_dept[task_by_id[tl.id].lead_department_id][tl.colour] += 1
+    involved = set(lead_count) | set(co_count) | set(sent_by_dept) | set(reports_by_dept)
+    dept_lines = sorted(
+        (
+            DepartmentLine(
+                code=departments[d].code,
+                name=dname(d),
+                lead_tasks=lead_count.get(d, 0),
+                co_tasks=co_count.get(d, 0),
+                reminders_sent=sent_by_dept.get(d, 0),
+                reminders_answered=answered_by_dept.get(d, 0),
+                reports=reports_by_dept.get(d, 0),
+                red=colour_by_dept[d]["red"],
+                yellow=colour_by_dept[d]["yellow"],
+            )
+            for d in involved
+            if d in departments
+        ),
+        key=lambda x: (-x.lead_tasks, x.code),
+    )
+
+    goals = [quota_line(tg, None) for tg in targets_by_task.get(None, []) if numeric(tg)]
+    rollup = Rollup(
+        plan=plan,
+        period=period,
+        as_of=as_of,
+        generated_at=now,
+        groups=group_lines,
+        departments=dept_lines,
+        goals=goals,
+        requests=open_requests,
+        extensions=extension_lines,
+        changes=changes,
+        last_meeting=last_meeting,
+    )
+    rollup.decisions = decisions_needed(rollup)
+    return rollup
+
+
+def _as_progress(q: QuotaLine) -> QuotaProgress:
+    return QuotaProgress(q.metric, q.name, q.unit, q.period, q.actual, q.goal, q.expected, None, None)
+
+
+def decisions_needed(rollup: Rollup) -> list[Decision]:
+    """What the leaders or the meeting must settle: waiting extensions, blockers, stale requests for help,
+    overdue tasks and departments that did not answer at all."""
+    out: list[Decision] = []
+    for e in rollup.extensions:
+        if e.status == "requested":
+            out.append(
+                Decision(
+                    "extension",
+                    e.task_code,
+                    e.task_title,
+                    {"old_due": e.old_due, "new_due": e.new_due, "reason": e.reason},
+                )
+            )
+    for t in rollup.blocked:
+        out.append(
+            Decision(
+                "blocked",
+                t.code,
+                t.title,
+                {"lead": t.lead, "helpers": [r.to_dept for r in t.requests if r.status == "open"]},
+            )
+        )
+    blocked_codes = {t.code for t in rollup.blocked}
+    for r in rollup.requests:
+        if r.age_days >= STALE_REQUEST_DAYS and r.task_code not in blocked_codes:
+            out.append(
+                Decision(
+                    "stale_request",
+                    r.task_code,
+                    r.task_title,
+                    {"from": r.from_dept, "to": r.to_dept, "days": r.age_days},
+                )
+            )
+    for t in rollup.overdue:
+        out.append(Decision("overdue", t.code, t.title, {"lead": t.lead, "days": t.overdue_days, "due": t.due_date}))
+    for d in rollup.silent_departments:
+        out.append(Decision("silent_department", None, d.name, {"sent": d.reminders_sent}))
+    return out
+
+
+def exceptions(tasks: Iterable[TaskLine]) -> list[TaskLine]:
+    """Red first, then yellow; within a colour the longest overdue and lowest progress first."""
+    order = {Colour.RED: 0, Colour.YELLOW: 1}
+    return sorted(
+        (t for t in tasks if t.colour in order),
+        key=lambda t: (order[t.colour], -t.overdue_days, t.progress, t.code),  # type: ignore[index]
+    )
