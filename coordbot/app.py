@@ -10,17 +10,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from coordbot.channels.base import Channel
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
+from coordbot.plan.models import Plan
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import ReminderEngine
 from coordbot.scheduling.escalation import review_tasks
@@ -39,6 +41,7 @@ class Runtime:
     clock: Clock
     channels: dict[str, Channel] = field(default_factory=dict)
     reminders: ReminderEngine | None = None
+    chat_reports: Callable[..., str] | None = None  # /digest and /summary in chat
 
     def build_reminders(self) -> ReminderEngine:
         self.reminders = ReminderEngine(
@@ -63,6 +66,32 @@ class Runtime:
         await asyncio.to_thread(self.review)
         if report.created or report.cancelled:
             log.info("reminders: %d scheduled, %d cancelled", report.created, report.cancelled)
+
+    async def weekly_digest_job(self) -> None:
+        try:
+            queued = await asyncio.to_thread(self.weekly_digest)
+        except Exception:  # the digest must not stop the clock
+            log.exception("weekly digest failed")
+            return
+        if queued:
+            log.info("weekly digest queued for %d recipient(s)", queued)
+            await self.tick()
+
+    def weekly_digest(self) -> int:
+        """Queue the week's digest (office) and summaries (leaders) on the week's last working day up to Friday."""
+        from coordbot.reports.digest import queue_weekly_digest
+
+        today = self.clock.now().astimezone(self.calendar.tz).date()
+        friday = today + timedelta(days=4 - today.weekday())
+        if today.weekday() > 4 or not self.calendar.is_workday(today):
+            return 0
+        if any(self.calendar.is_workday(today + timedelta(days=d)) for d in range(1, (friday - today).days + 1)):
+            return 0  # a later working day this week will send it
+        queued = 0
+        with session_scope(self.engine) as session:
+            for plan in session.exec(select(Plan)).all():
+                queued += queue_weekly_digest(session=session, plan=plan, now=self.clock.now(), calendar=self.calendar)
+        return queued
 
     async def tick(self) -> None:
         assert self.reminders is not None
@@ -108,11 +137,14 @@ async def build_channels(runtime: Runtime) -> AsyncIterator[Runtime]:
 
 
 def make_runtime(settings: Settings, engine: Engine, *, clock: Clock | None = None) -> Runtime:
+    from coordbot.reports.digest import chat_reports
+
     return Runtime(
         settings=settings,
         engine=engine,
         calendar=WorkCalendar(settings.holidays_dir, tz=settings.timezone),
         clock=clock or SystemClock(),
+        chat_reports=chat_reports,
     )
 
 
@@ -157,6 +189,7 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(runtime.weekly_digest_job, "cron", hour=16, minute=0, id="weekly_digest")
     scheduler.start()
     log.info("coordbot running: tick every %ss", runtime.settings.tick_seconds)
     try:

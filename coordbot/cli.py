@@ -317,10 +317,20 @@ def reminders_dispatch(ctx: Ctx) -> None:
 
 
 @main.command("demo")
-@click.option("--plan", "plan_file", type=click.Path(path_type=Path, dir_okay=False),
-              default=Path("config/plans/songjiang-ip-2024-2026.yaml"), show_default=True)
-@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path("var/demo"),
-              show_default=True, help="Recreated on every run.")
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("config/plans/songjiang-ip-2024-2026.yaml"),
+    show_default=True,
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("var/demo"),
+    show_default=True,
+    help="Recreated on every run.",
+)
 def demo(plan_file: Path, workdir: Path) -> None:
     """Play the whole loop against a built-in fake Telegram server: no account or token needed."""
     import asyncio
@@ -328,6 +338,101 @@ def demo(plan_file: Path, workdir: Path) -> None:
     from coordbot.demo import run_demo
 
     asyncio.run(run_demo(plan_file=plan_file, workdir=workdir, out_dir=workdir / "out"))
+
+
+# ---- reports ----------------------------------------------------------------------------------------
+
+
+def _plan_or_fail(session, code: str | None):  # type: ignore[no-untyped-def]
+    p = service.get_plan(session=session, code=code)
+    if p is None:
+        raise click.ClickException("no plan yet: run 'coordbot plan import FILE'")
+    return p
+
+
+@main.command("digest")
+@click.option("--week", help="ISO week such as 2026-W48 (default: this week).")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "text"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write to this file (else print).")
+@click.option("--plan", "code", help="Plan code (default: the most recent plan).")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@pass_ctx
+def digest_cmd(ctx: Ctx, week: str | None, fmt: str, out: Path | None, code: str | None, lang: str | None) -> None:
+    """Compile the weekly digest (stored; printed or written to --out)."""
+    from coordbot.core.clock import SystemClock
+    from coordbot.reports.digest import write_digest
+
+    with session_scope(ctx.engine()) as session:
+        p = _plan_or_fail(session, code)
+        try:
+            text = write_digest(
+                session=session,
+                plan=p,
+                now=SystemClock().now(),
+                fmt=fmt,
+                out=out,
+                week=week,  # type: ignore[arg-type]
+                locale=lang or ctx.settings.locale,
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"digest written to {out}" if out else text, nl=bool(out))
+
+
+@main.command("briefing")
+@click.option("--meeting-date", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Date of the joint meeting.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Start of the period (default: the last meeting).")
+@click.option("--format", "fmt", type=click.Choice(["docx", "html", "md"]), default="docx", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--plan", "code", help="Plan code (default: the most recent plan).")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@pass_ctx
+def briefing_cmd(ctx: Ctx, meeting_date, since, fmt: str, out: Path, code: str | None, lang: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Generate the joint-meeting briefing (联席会议简报) as DOCX, HTML or Markdown."""
+    from coordbot.core.clock import SystemClock
+    from coordbot.reports.briefing import write_briefing
+
+    with session_scope(ctx.engine()) as session:
+        p = _plan_or_fail(session, code)
+        write_briefing(
+            session=session,
+            plan=p,
+            meeting_date=meeting_date.date(),
+            fmt=fmt,
+            out=out,  # type: ignore[arg-type]
+            now=SystemClock().now(),
+            since=since.date() if since else None,
+            locale=lang or ctx.settings.locale,
+        )
+    click.echo(f"briefing written to {out}")
+
+
+@main.group()
+def meeting() -> None:
+    """Joint meetings: record their decisions."""
+
+
+@meeting.command("record")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@pass_ctx
+def meeting_record(ctx: Ctx, file: Path) -> None:
+    """Apply a meeting's decisions (new tasks, deadlines, reassignments, closures) from a YAML FILE."""
+    from coordbot.core.clock import SystemClock
+    from coordbot.reports.meetings import MeetingFileError, record_meeting
+
+    try:
+        with session_scope(ctx.engine()) as session:
+            m = record_meeting(
+                session=session,
+                data=file.read_text(encoding="utf-8"),
+                now=SystemClock().now(),
+                file=str(file),
+                actor="cli",
+            )
+            held_on, applied = m.held_on, len(m.decisions)
+    except MeetingFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"meeting of {held_on}: {applied} decision(s) applied")
 
 
 # ---- contacts ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import html
 import re
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,7 +30,6 @@ from coordbot.core.db import make_engine, session_scope, upgrade
 from coordbot.plan import service
 from coordbot.plan.contacts import create_invite
 from coordbot.plan.loader import load_plan_file
-from coordbot.plan.models import Department, Task
 from coordbot.testing.fake_telegram import FakeBotAPI
 
 TOKEN = "100000001:DEMO-TOKEN-not-a-secret"
@@ -199,7 +198,7 @@ async def _play(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
     await demo.settle()
     demo.show_new()
 
-    wang, zhao, li, liu, chen, office = CAST
+    wang, zhao, li, _liu, chen, office = CAST
     monday = datetime(2026, 3, 2, 9, 30, tzinfo=TZ)
     sent = await demo.tick_at(
         monday, "周一 09:30，时钟触发：向各牵头单位联络员发送本周进展提醒（Telegram 限制每个会话每秒 1 条，逐条发送）"
@@ -235,7 +234,41 @@ async def _play(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
                     await demo.say(person, text, reply_to=demo.reminder(sent, person, code))
                 except LookupError:
                     continue
+    friday = monday + timedelta(days=11, hours=6, minutes=30)  # Friday of week two, 16:00
+    clock.set(friday)
+    click.echo(f"\n[{demo.when()}] 周五 16:00：周报发联席会议办公室，领导摘要发分管领导")
+    await asyncio.to_thread(demo.runtime.weekly_digest)
+    await demo.runtime.tick()
+    await demo.settle()
+    demo.show_new()
+    await demo.say(zhao, "/summary")
     _summary(engine)
+    _write_reports(demo, engine)
+
+
+def _write_reports(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
+    from coordbot.reports.briefing import write_briefing
+    from coordbot.reports.digest import write_digest
+
+    out = demo.runtime.settings.output_dir
+    now = demo.clock.now()
+    meeting = (now + timedelta(days=3)).astimezone(TZ).date()
+    paths = []
+    with session_scope(engine) as s:
+        plan = service.get_plan(session=s)
+        assert plan is not None
+        for fmt, name in (("md", "weekly-digest.md"), ("html", "weekly-digest.html")):
+            write_digest(session=s, plan=plan, now=now, fmt=fmt, out=out / name)
+            paths.append(out / name)
+        for fmt in ("docx", "html"):
+            path = out / f"briefing-{meeting.isoformat()}.{fmt}"
+            write_briefing(
+                session=s, plan=plan, meeting_date=meeting, fmt=fmt, out=path, now=now, since=date(2026, 3, 1)
+            )
+            paths.append(path)
+    click.echo("\n周报与联席会议简报已生成：")
+    for p in paths:
+        click.echo(f"  {p}")
 
 
 def _summary(engine) -> None:  # type: ignore[no-untyped-def]

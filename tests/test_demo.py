@@ -25,4 +25,7 @@ def test_demo_plays_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "延期申请 #1（任务4.2）已批准，新期限 2027-03-31" in out
     assert "【督办】" in out
     assert "提醒已发送：" in out
+    assert "领导周报摘要" in out and "工作周报" in out
+    for name in ("weekly-digest.md", "weekly-digest.html", "briefing-2026-03-16.docx", "briefing-2026-03-16.html"):
+        assert (tmp_path / "demo" / "out" / name).stat().st_size > 0
     assert (tmp_path / "demo" / "demo.db").exists()

@@ -152,6 +152,8 @@ class Task(SQLModel, table=True):
     dated_events: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     position: int = 0
+    origin: str = Field(default="plan", max_length=48)  # "plan" (the plan file) or "meeting:<date>"
+    file_values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     escalation_level: int = 0  # 0 none, 1 the department's leader, 2 the office; a report resets it
     last_report_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
     archived_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)

@@ -172,37 +172,65 @@ def import_plan(
         file_due = t.due or (meta.end if t.kind == "one-off" else None)
         task = tasks.get(t.code)
         is_new = task is None
+        # What the file says now, kept on the task: the next import changes only what the file changed since,
+        # so decisions taken after an import (a meeting's new lead, an approved extension) survive re-imports
+        # of an unchanged file, while an edit to the file wins.
+        file_now = events._jsonable({**values, "due": file_due, "co": sorted(t.co)})
         if task is None:
-            task = Task(plan_id=plan.id, code=t.code, due_date=file_due, original_due_date=file_due, **values)
+            task = Task(
+                plan_id=plan.id,
+                code=t.code,
+                due_date=file_due,
+                original_due_date=file_due,
+                file_values=file_now,
+                **values,
+            )
             session.add(task)
             session.flush()
             tasks[t.code] = task
             report.changes.append(f"+ task {t.code} {t.title}")
             events.record(
-                session, "task.assigned", at=now, plan_id=plan.id, task_id=task.id,
-                department_id=lead.id, actor=actor, code=t.code, lead=t.lead, co=list(t.co),
-                assignment=t.assignment, due=file_due,
+                session,
+                "task.assigned",
+                at=now,
+                plan_id=plan.id,
+                task_id=task.id,
+                department_id=lead.id,
+                actor=actor,
+                code=t.code,
+                lead=t.lead,
+                co=list(t.co),
+                assignment=t.assignment,
+                due=file_due,
             )
         else:
-            diff = _apply(task, values)
+            before = task.file_values or {}  # empty: imported before this was kept, so every field counts
+            changed = {k: v for k, v in values.items() if not before or before.get(k) != file_now[k]}
+            diff = _apply(task, changed)
             if task.archived_at is not None:
                 task.archived_at = None
                 diff["archived"] = (True, False)
-            # The file's deadline is the original one; an approved extension (due_date differs) survives a
-            # re-import of the same file, while a new deadline in the file replaces both.
-            if task.original_due_date != file_due:
+            if (before.get("due") != file_now["due"]) if before else task.original_due_date != file_due:
                 diff["due_date"] = (task.due_date, file_due)
                 task.original_due_date = file_due
                 task.due_date = file_due
+            task.file_values = file_now
             if diff:
                 task.updated_at = now
                 report.changes.append(f"~ task {t.code}: {_fmt(diff)}")
                 events.record(
-                    session, "task.updated", at=now, plan_id=plan.id, task_id=task.id, actor=actor,
-                    code=t.code, changes={k: [v[0], v[1]] for k, v in diff.items()},
+                    session,
+                    "task.updated",
+                    at=now,
+                    plan_id=plan.id,
+                    task_id=task.id,
+                    actor=actor,
+                    code=t.code,
+                    changes={k: [v[0], v[1]] for k, v in diff.items()},
                 )
         assert task.id is not None
 
+        co_changed = is_new or not before or before.get("co") != file_now["co"]  # type: ignore[possibly-undefined]
         wanted = {depts[c].id: t.assignment for c in t.co}
         current = {
             row.department_id: row
@@ -210,15 +238,15 @@ def import_plan(
         }
         by_id = {d.id: d.code for d in depts.values()}
         for dept_id, row in current.items():
-            if dept_id not in wanted:
+            if dept_id not in wanted and co_changed:
                 session.delete(row)
                 report.changes.append(f"~ task {t.code}: co-department {by_id.get(dept_id)} removed")
         for dept_id, assignment in wanted.items():
-            if dept_id not in current:
+            if dept_id not in current and co_changed:
                 session.add(TaskDepartment(task_id=task.id, department_id=dept_id, assignment=assignment))
                 if not is_new:
                     report.changes.append(f"~ task {t.code}: co-department {by_id[dept_id]} added")
-            elif current[dept_id].assignment != assignment:
+            elif dept_id in current and current[dept_id].assignment != assignment:
                 current[dept_id].assignment = assignment
         for target in t.targets:
             upsert_target(target, task.id, f"task {t.code}")
@@ -227,7 +255,8 @@ def import_plan(
         upsert_target(goal, None, "plan goal")
 
     for code, task in tasks.items():
-        if code not in seen_tasks and task.archived_at is None:
+        # Only tasks that came from the file leave with it; a meeting's new task is not the file's to archive.
+        if code not in seen_tasks and task.archived_at is None and task.origin == "plan":
             task.archived_at = now
             report.changes.append(f"- task {code} archived (kept with its history)")
             events.record(session, "task.archived", at=now, plan_id=plan.id, task_id=task.id, actor=actor, code=code)
@@ -263,8 +292,16 @@ def import_plan(
     }
     if report.changed:
         events.record(
-            session, "plan.imported", at=now, plan_id=plan.id, actor=actor, file=loaded.file,
-            sha256=loaded.sha256, created=report.created, changes=len(report.changes), **report.counts,
+            session,
+            "plan.imported",
+            at=now,
+            plan_id=plan.id,
+            actor=actor,
+            file=loaded.file,
+            sha256=loaded.sha256,
+            created=report.created,
+            changes=len(report.changes),
+            **report.counts,
         )
     session.flush()
     return report
@@ -308,9 +345,7 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
     depts = {d.id: d for d in session.exec(select(Department)).all()}
     groups = session.exec(select(TaskGroup).where(TaskGroup.plan_id == plan.id).order_by(TaskGroup.position)).all()
     tasks = session.exec(select(Task).where(Task.plan_id == plan.id).order_by(Task.position)).all()
-    co_rows = session.exec(
-        select(TaskDepartment).join(Task).where(Task.plan_id == plan.id)
-    ).all()
+    co_rows = session.exec(select(TaskDepartment).join(Task).where(Task.plan_id == plan.id)).all()
     targets = session.exec(
         select(Target).where(Target.plan_id == plan.id, col(Target.archived_at).is_(None)).order_by(Target.id)
     ).all()
@@ -324,11 +359,19 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
 
     def public(t: Task) -> TaskPublic:
         return TaskPublic(
-            code=t.code, group=group_code[t.group_id], title=t.title, kind=t.kind,
-            lead=depts[t.lead_department_id].code, co=sorted(co.get(t.id, [])),  # type: ignore[arg-type]
-            assignment=t.assignment, due_date=t.due_date, events=list(t.dated_events), status=t.status,
+            code=t.code,
+            group=group_code[t.group_id],
+            title=t.title,
+            kind=t.kind,
+            lead=depts[t.lead_department_id].code,
+            co=sorted(co.get(t.id, [])),  # type: ignore[arg-type]
+            assignment=t.assignment,
+            due_date=t.due_date,
+            events=list(t.dated_events),
+            status=t.status,
             progress=t.progress,
-            colour=t.colour, targets=by_task.get(t.id, []),
+            colour=t.colour,
+            targets=by_task.get(t.id, []),
         )
 
     views = {g.id: GroupView(code=g.code, title=g.title, kind=g.kind, tasks=[]) for g in groups}

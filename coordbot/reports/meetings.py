@@ -257,6 +257,7 @@ def record_meeting(
             due_date=nt.due,
             original_due_date=nt.due,
             position=last_position,
+            origin=who,
             created_at=now,
             updated_at=now,
         )

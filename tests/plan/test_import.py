@@ -174,3 +174,35 @@ def test_failure_midway_rolls_back_everything(engine: Engine, minimal_plan: Load
         _import(engine, minimal_plan)
     monkeypatch.setattr(service, "_target_values", original)
     assert _snapshot(engine) == before
+
+
+def test_reimport_keeps_later_decisions_but_file_edits_win(engine: Engine, minimal_plan_path: Path) -> None:
+    """An unchanged file does not undo what happened after the import; a changed field in the file does."""
+    import datetime as dt
+
+    text = minimal_plan_path.read_text(encoding="utf-8")
+    _import(engine, parse_plan_text(text, "v1.yaml"))
+    with session_scope(engine) as s:
+        sci = s.exec(select(Department).where(Department.code == "sci")).one()
+        t11 = s.exec(select(Task).where(Task.code == "1.1")).one()
+        t11.lead_department_id = sci.id  # as a meeting's reassignment would
+        t11.title = "会议调整后的标题"
+        plan = s.exec(select(Plan)).one()
+        t11.due_date = dt.date(2025, 3, 31)
+        extra = Task(plan_id=plan.id, group_id=t11.group_id, code="1.9", title="会议新增任务",
+                     lead_department_id=sci.id, origin="meeting:2026-03-27")
+        s.add(extra)
+    report = _import(engine, parse_plan_text(text, "v1.yaml"))
+    assert not report.changed, report.changes
+    with Session(engine) as s:
+        t11 = s.exec(select(Task).where(Task.code == "1.1")).one()
+        assert (t11.title, t11.due_date) == ("会议调整后的标题", dt.date(2025, 3, 31))
+        assert s.exec(select(Task).where(Task.code == "1.9")).one().archived_at is None
+
+    edited = text.replace("title: 完善政策体系", "title: 完善政策引导体系")
+    report = _import(engine, parse_plan_text(edited, "v2.yaml"))
+    assert any("title: 会议调整后的标题 → 完善政策引导体系" in c for c in report.changes)
+    with Session(engine) as s:
+        t11 = s.exec(select(Task).where(Task.code == "1.1")).one()
+        assert t11.title == "完善政策引导体系"
+        assert t11.lead_department_id == sci.id  # the file's lead did not change, so the reassignment stays

@@ -109,7 +109,7 @@ async def test_two_processes_send_each_occurrence_exactly_once(pg_url: str, mini
         env = _env(pg_url, server)
         procs = [await _dispatch(env) for _ in range(2)]
         outputs = [await asyncio.wait_for(p.communicate(), timeout=240) for p in procs]
-        for p, (out, err) in zip(procs, outputs, strict=True):
+        for p, (_out, err) in zip(procs, outputs, strict=True):
             assert p.returncode == 0, err.decode()[-2000:]
         claimed = [int(out.decode().split("claimed ")[1].split(",")[0]) for out, _ in outputs]
 
@@ -145,7 +145,7 @@ async def test_sigkill_mid_sending_then_restart(pg_url: str, minimal_plan: Loade
 
         await asyncio.sleep(2.5)  # the dead worker's lease runs out
         survivor = await _dispatch(env)
-        out, err = await asyncio.wait_for(survivor.communicate(), timeout=240)
+        _out, err = await asyncio.wait_for(survivor.communicate(), timeout=240)
         assert survivor.returncode == 0, err.decode()[-2000:]
 
         texts = _texts_per_chat(server)
