@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from coordbot.channels.base import Channel
+from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
@@ -29,8 +30,17 @@ from coordbot.scheduling.escalation import review_tasks
 
 log = logging.getLogger("coordbot.app")
 
-SYNC_EVERY = timedelta(hours=1)
 REVIEW_EVERY = timedelta(minutes=15)
+# Changes after which the occurrences must be regenerated at the next tick, not at the next housekeeping.
+RESCHEDULING_EVENTS = (
+    "extension.approved",
+    "task.reported_done",
+    "task.closed",
+    "task.archived",
+    "task.updated",
+    "task.assigned",
+    "contact.bound",
+)
 
 
 @dataclass
@@ -42,6 +52,10 @@ class Runtime:
     channels: dict[str, Channel] = field(default_factory=dict)
     reminders: ReminderEngine | None = None
     chat_reports: Callable[..., str] | None = None  # /digest and /summary in chat
+    changed: bool = False  # set by event subscribers (other threads): regenerate occurrences at the next tick
+
+    def note_change(self, _event: object) -> None:
+        self.changed = True
 
     def build_reminders(self) -> ReminderEngine:
         self.reminders = ReminderEngine(
@@ -95,6 +109,9 @@ class Runtime:
 
     async def tick(self) -> None:
         assert self.reminders is not None
+        if self.changed:
+            self.changed = False
+            await asyncio.to_thread(self.reminders.sync)
         try:
             report = await self.reminders.tick()
         except Exception:  # a bad tick must not stop the clock; the rows stay and the next tick retries
@@ -167,15 +184,17 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
         log.warning("no Telegram token set (COORDBOT_TELEGRAM_TOKEN): reminders have no channel to go out on")
 
     runtime.build_reminders()
-    for f in frontends:
-        await f.start()
     web_runner = None
     if runtime.settings.telegram_mode == "webhook" and frontends:
         from coordbot.web.app import make_web_app, start_site
 
+        # Listen before the webhook is registered, so Telegram's first delivery finds us.
         routes = [r for f in frontends for r in f.webhook_routes()]
         web_runner = await start_site(make_web_app(routes), runtime.settings.web_host, runtime.settings.web_port)
         log.info("webhook listening on %s:%s", runtime.settings.web_host, runtime.settings.web_port)
+    for f in frontends:
+        await f.start()
+    unsubscribe = [events.subscribe(kind, runtime.note_change) for kind in RESCHEDULING_EVENTS]
     await runtime.housekeeping()
     scheduler = AsyncIOScheduler(timezone=runtime.settings.timezone)
     scheduler.add_job(
@@ -197,6 +216,8 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         scheduler.shutdown(wait=False)
+        for undo in unsubscribe:
+            undo()
         if web_runner is not None:
             await web_runner.cleanup()
         for f in reversed(frontends):
