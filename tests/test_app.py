@@ -43,7 +43,9 @@ async def test_an_approved_extension_reschedules_at_the_next_tick(
     try:
         with session_scope(engine) as s:
             task = s.exec(select(Task).where(Task.code == "1.1")).one()
-            ext = actions.request_extension(session=s, task=task, new_due=date(2026, 3, 20), reason="资金", contact=None)
+            ext = actions.request_extension(
+                session=s, task=task, new_due=date(2026, 3, 20), reason="资金", contact=None
+            )
             actions.decide_extension(session=s, extension=ext, approve=True, decided_by="office")
     finally:
         unsubscribe()
