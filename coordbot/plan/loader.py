@@ -133,6 +133,27 @@ def _describe(err: dict[str, Any]) -> str:
     return text
 
 
+def _policy_problems(data: PlanFile, lines: dict[Path_, int]) -> list[Problem]:
+    """Reminder policies are checked now, not when the scheduler first reads them at 09:30 on a Monday."""
+    from coordbot.scheduling.policy import ReminderPolicy
+
+    problems: list[Problem] = []
+    try:
+        base = ReminderPolicy.from_mapping(data.plan.reminders, where="plan reminders")
+    except ValueError as exc:
+        path: Path_ = ("plan", "reminders")
+        return [Problem(_line_for(lines, path), _dotted(path), str(exc))]
+    for gi, g in enumerate(data.groups):
+        for ti, t in enumerate(g.tasks):
+            if t.reminders:
+                try:
+                    ReminderPolicy.from_mapping(t.reminders, base=base, where=f"task {t.code} reminders")
+                except ValueError as exc:
+                    path = ("groups", gi, "tasks", ti, "reminders")
+                    problems.append(Problem(_line_for(lines, path), _dotted(path), str(exc)))
+    return problems
+
+
 def parse_plan_text(text: str, file: str = "<plan>") -> LoadedPlan:
     """Parse and validate plan YAML; raise :class:`PlanFileError` listing every problem."""
     try:
@@ -162,6 +183,7 @@ def parse_plan_text(text: str, file: str = "<plan>") -> LoadedPlan:
 
     for ref in data.check_references():
         problems.append(Problem(_line_for(lines, ref.path), _dotted(ref.path), ref.message))
+    problems.extend(_policy_problems(data, lines))
     if problems:
         raise PlanFileError(file, problems)
     return LoadedPlan(file=file, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), data=data)

@@ -206,3 +206,15 @@ def test_reimport_keeps_later_decisions_but_file_edits_win(engine: Engine, minim
         t11 = s.exec(select(Task).where(Task.code == "1.1")).one()
         assert t11.title == "完善政策引导体系"
         assert t11.lead_department_id == sci.id  # the file's lead did not change, so the reassignment stays
+
+
+def test_reminder_policy_in_the_file_is_checked_when_loading(minimal_plan_path: Path) -> None:
+    text = minimal_plan_path.read_text(encoding="utf-8")
+    ok = text.replace("  office: amr\n", "  office: amr\n  reminders: {periodic_weekday: 周三, send_time: \"10:00\"}\n")
+    assert parse_plan_text(ok, "ok.yaml").data.plan.reminders["periodic_weekday"] == "周三"
+    bad = text.replace("        kind: recurring\n", "        kind: recurring\n        reminders: {send_tme: \"10:00\"}\n")
+    with pytest.raises(PlanFileError, match=r"bad\.yaml:\d+ \[groups\[1\]\.tasks\[0\]\.reminders\]: .*send_tme"):
+        parse_plan_text(bad, "bad.yaml")
+    bad_time = text.replace("  office: amr\n", "  office: amr\n  reminders: {send_time: \"20:00\"}\n")
+    with pytest.raises(PlanFileError, match=r"\[plan\.reminders\]: .*sending window"):
+        parse_plan_text(bad_time, "bad.yaml")
