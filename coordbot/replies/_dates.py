@@ -311,7 +311,7 @@ def _resolve(kind: str, m: re.Match[str], today: date, text: str) -> tuple[date,
         r = _roll(today, y, build_en)
         return None if r is None else (r[0], r[1], False, r[2])
     if kind == "en_rel":
-        return _resolve_en_rel(m, today)
+        return _resolve_en_rel(m, today, text)
     if kind in ("slash_md", "slash_dm"):
         # 12.31 / 6/30 collide with task codes, decimals and fractions: only with a deadline word attached
         before = text[max(0, m.start() - 8) : m.start()]
@@ -355,7 +355,7 @@ def _festival(today: date, name: str) -> date | None:
     return None
 
 
-def _resolve_en_rel(m: re.Match[str], today: date) -> tuple[date, bool, bool, bool] | None:
+def _resolve_en_rel(m: re.Match[str], today: date, text: str = "") -> tuple[date, bool, bool, bool] | None:
     g = m.group
     if g(1) or g(2):
         what = g(1) or g(2)
@@ -421,6 +421,11 @@ def _resolve_en_rel(m: re.Match[str], today: date) -> tuple[date, bool, bool, bo
             if fd is None:
                 return None
             d = fd
+        before = text[max(0, m.start() - 8) : m.start()]
+        if re.search(r"\bafter\s{1,3}(?:the\s{1,3})?$", before):
+            return None  # after a holiday: like 国庆后, the day depends on the official calendar
+        if re.search(r"\bbefore\s{1,3}(?:the\s{1,3})?$", before):
+            d -= timedelta(days=1)  # before National Day → the eve, like 国庆前
         return d, d < today, False, False
     return None
 

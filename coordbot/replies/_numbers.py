@@ -83,10 +83,16 @@ def to_decimal(s: str) -> Decimal | None:
 
 
 def parse_number(s: str) -> Decimal | None:
-    """Arabic or Chinese numeral, or an Arabic number with a trailing 万/亿/千 multiplier."""
+    """Arabic or Chinese numeral (二十一点五 too), or an Arabic number with a trailing 万/亿/千 multiplier."""
     if not s:
         return None
     if s[0].isascii():
         return to_decimal(s)
+    if "点" in s:  # 二十一点五 / 一点五: a Chinese decimal, the fraction read digit by digit
+        whole, _, frac = s.partition("点")
+        n = cn_to_int(whole)
+        if n is None or not frac or len(frac) > 6 or any(c not in CN_DIGITS or c == "两" for c in frac):
+            return None
+        return Decimal(f"{n}.{''.join(str(CN_DIGITS[c]) for c in frac)}")
     n = cn_to_int(s)
     return None if n is None else Decimal(n)

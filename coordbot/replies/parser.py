@@ -15,7 +15,12 @@ Rules the parser follows (tests/data/replies.yaml is the executable specificatio
   items a problem affects (两个卡在…) and values being corrected (7项有误) are not observations.
   Mode: the nearest marker before the number decides (累计/共/今年/截至/已达 → total, 本周/本月 → increment);
   then markers after it; then a sentence-leading 截至目前/今年; then 已 → total; else increment.
-  At-date targets (a level such as 每万人口…拥有量) are totals.
+  At-date targets (a level such as 每万人口…拥有量) are totals. Under a cumulative (three-year) target 今年/今年新增
+  is a period, so 今年新增5家 is +5; a sum over a period (本月…共3场, 9月已完成3项) is an increment; a month range
+  from January (1-8月, Jan-Aug) or 上半年 is a total. Zeros, years (剑网2025) and month.day (4.26宣传周) are not counts.
+- A done word about a part while the reply says the rest goes on (场地已落实 + a plan date, 贴息资金已落实，恢复正常
+  推进, done + a percent below 100, done but 还有…没做) is on-track; an overall verdict (总体进展顺利) outweighs
+  details; a question (完成了？) or a hedge (完成了吧，我问一下) asks instead of reporting.
 - An expected date needs a future marker (预计/计划/争取/前/内/by/expected/…) or is a specific future date in
   a clause without past markers (so planned dates of activities count); dates of things that happened
   (昨天召开了…), as-of dates (截至6月底) and dates the contact says they will miss (6月底完不成) do not.
@@ -101,7 +106,8 @@ _S = Status
 _ZH_WORDS: list[tuple[str, Status | None, int]] = [
     *((w, _S.DONE, STRONG) for w in (
         "完成", "办结", "落实完毕", "已落实", "已结束", "完工", "结项", "验收通过", "已验收", "报结", "销号",
-        "完结", "搞定", "做完", "完毕", "完程", "完城", "全部结束", "已全部结束",
+        "完结", "搞定", "做完", "完毕", "完程", "完城", "全部结束", "已全部结束", "弄完", "搞完", "办完", "做好了",
+        "弄好了", "印发实施",
     )),
     *((w, None, 0) for w in (
         "完成率", "完成情况", "完成时间", "完成时限", "完成进度", "完成度", "完成节点", "完成后", "能否完成",
@@ -117,36 +123,41 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "大部分完成", "部分完成", "完成一部分", "完成了一部分", "推近中", "推进着", "在办", "正推进", "还在推进",
         "审核中", "评审中", "推进当中", "正在审核", "组建中",
         "建设中", "筹建中", "招募中", "对接中", "洽谈中", "编制中",
-        "起草中", "修订中", "整改中", "征求意见中",
+        "起草中", "修订中", "整改中", "征求意见中", "在弄", "在搞", "在做", "在进行", "还在进行", "正在收集",
+        "试运行", "在走流程", "走流程中",
     )),
     *((w, _S.ON_TRACK, WEAK) for w in (
         "已启动", "已经启动", "启动了", "走流程", "已开始", "已经开始", "开始了", "没有困难", "无困难", "暂无困难",
         "没有问题", "没问题", "无问题", "暂无问题", "没有风险", "无风险", "暂无风险", "没有滞后", "无滞后",
         "不会延期", "不会滞后", "没有延期", "不延期", "无需协调", "不需要协调", "不需协调", "已解决", "已经解决",
-        "已协调好", "已协调解决", "已疏通", "收尾",
+        "已协调好", "已协调解决", "已疏通", "收尾", "还行", "还可以", "刚启动", "已部署", "已协调",
     )),
     *((w, _S.AT_RISK, STRONG) for w in (
         "滞后", "有风险", "存在风险", "风险", "进度慢", "进度较慢", "进度偏慢", "进展缓慢", "进展较慢", "推进缓慢",
         "缓慢", "较慢", "偏慢", "有点慢", "比较慢", "可能延期", "延期", "推迟", "延迟", "延后", "来不及", "赶不上",
         "完不成", "难以完成", "无法按期", "无法按时", "不能按时", "不能按期", "难以按期", "无法完成", "不能完成",
         "恐难", "跟不上", "落后", "拖延", "有难度", "难度较大", "难度大", "压力较大", "压力大", "不理想",
-        "不及预期", "低于预期", "未达预期", "申请延期", "顺延", "进度满", "滞厚",
+        "不及预期", "低于预期", "未达预期", "申请延期", "顺延", "进度满", "滞厚", "差距较大", "差距大", "差距明显",
+        "不确定性", "存在不确定", "没办法", "放缓",
     )),
     *((w, _S.BLOCKED, STRONG) for w in (
         "受阻", "阻碍", "障碍", "困难", "暂缓", "难题", "卡住", "卡在", "卡壳", "无法推进", "无法开展", "不能推进",
         "推不动", "推进不动", "停滞", "暂停", "搁置", "中止", "需协调", "需要协调", "亟需协调", "急需协调",
-        "瓶颈", "遇到问题", "存在问题", "有问题", "无法落实", "僵持", "受限", "阻滞", "受租",
+        "瓶颈", "遇到问题", "存在问题", "有问题", "无法落实", "僵持", "受限", "阻滞", "受租", "无法启动", "不能启动",
+        "没批下来", "还没批", "未获批", "没回来", "还没回来", "没反馈", "还没反馈", "未反馈", "未回复", "没回复",
+        "还没回复", "没出来", "还没出来", "没到位", "未到位", "还没到位", "尚未到位", "未下发", "没下发", "还没下发",
     )),
     *((w, _S.NOT_STARTED, STRONG) for w in (
         "未启动", "尚未启动", "还未启动", "还没启动", "没启动", "没有启动", "暂未启动", "未开始", "尚未开始",
         "还没开始", "还没有开始", "没开始", "没有开始", "暂未开始", "未开展", "尚未开展", "还未开展", "暂未开展",
-        "还没开展", "没有开展", "没开展", "未动工", "还没动", "尚未着手", "还没着手", "未着手",
+        "还没开展", "没有开展", "没开展", "未动工", "还没动", "尚未着手", "还没着手", "未着手", "没办", "还没办",
+        "未办", "还没搞", "没搞",
     )),
 ]  # fmt: skip
 _EN_WORDS: list[tuple[str, Status | None, int]] = [
     *((w, _S.DONE, STRONG) for w in (
         "done", "finished", "completed", "complete", "accomplished", "wrapped up", "closed out", "all done",
-        "finsihed", "compelted", "completd", "finshed",
+        "finsihed", "compelted", "completd", "finshed", "finish",
     )),
     *((w, None, 0) for w in ("half done", "halfway done", "completion rate", "completion date", "if completed")),
     *((w, _S.ON_TRACK, STRONG) for w in (
@@ -209,7 +220,8 @@ _FUTURE_DONE = re.compile(
     r"|\b(?:will|to|should|would|expect|expected|plan|planned|aim|hope|going|can|could|must|need|be|by|eta|soon)\b"
 )
 _NUM_SOON = re.compile(
-    r"[^，,。；;]{0,8}?(?:[0-9]|[一二两三四五六七八九十]+\s{0,3}(?:项|家|次|件|个|场|期|批|笔|名|人))"
+    r"[^，,。；;]{0,8}?(?:[0-9]+(?:\.[0-9]+)?|[一二两三四五六七八九十]+)\s{0,3}"
+    r"(?:亿|万|千|项|家|次|件|个|场|期|批|笔|名|人|元|户|所|篇|\b[a-z])"
 )
 _SUBSTEP = re.compile(
     r"我们这边|我方|我局这边|本单位这边|\bour part\b|\bour side\b|"
@@ -218,18 +230,48 @@ _SUBSTEP = re.compile(
     r"\bdraft\b|\bfirst phase\b|\bphase (?:1|one)\b|\bpartly\b"
 )
 _EN_FUTURE_POST = re.compile(r"\s{0,3}(?:by|before|within|in|next|soon|until|on time)\b")
+# the contact asks or hedges instead of stating (完成了？/ 已经完成了吧，我问一下同事): the bot asks back
+_QUESTION_END = re.compile(r"[?？]")
+_HEDGE = re.compile(
+    r"吧\s{0,3}[，,。.!！~]?\s{0,3}$|吧[，,]|问一下|核实一下|确认一下再|再确认|再回复|"
+    r"\bi think\b|\bnot sure\b|\bprobably\b"
+)
+# a status word followed by "：无" is a heading with nothing under it (需协调事项：无)
+_NONE_AFTER = re.compile(r"[^，,。；;]{0,4}?[:：]\s{0,3}(?:无|没有|暂无|\bnone\b|\bn/a\b)")
+# done, but something is left (完成了，但是还有两家企业复查没做 / 活动还差两场): the task is still in progress
+_REMAINDER = re.compile(r"还有[^，,。；;]{0,12}?(?:没|未)|还差|尚差|其余|\bremaining\b|\bstill (?:have|need)\b")
+# an overall verdict (总体进展顺利 / overall on track) outweighs details about sub-items
+_OVERALL = re.compile(r"总体|整体|总的来说|总的来看|\boverall\b|\bin general\b")
+_EXTENSION = re.compile(r"申请延期|申请顺延|延期申请|\b(?:need|request|requesting|ask for) an extension\b")
 _PERIOD_FRAME = re.compile(r"本周|这周|上周|本月|这个月|这两天|今天|\bthis week\b|\blast week\b|\btoday\b")
-_WHOLE = re.compile(r"全部|全面|\ball\b")
+_WHOLE = re.compile(r"全部|全面|全年|\ball\b")
 
 # ------------------------------------------------------------------------------------------- quantities
 _NUM_RE = re.compile(
-    rf"(?<![0-9a-z.])([0-9]+(?:,[0-9]{{3}})*(?:\.[0-9]+)?)|([{CN_CHARS}]+)"
+    rf"(?<![0-9a-z.])([0-9]+(?:,[0-9]{{3}})*(?:\.[0-9]+)?)|([{CN_CHARS}]+(?:点[零〇一二三四五六七八九]{{1,6}})?)"
     r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b"
 )
 _CN_ORDINAL_BEFORE = re.compile(r"[下上每前后头]$")
 _LIST_MARKER = re.compile(r"\s{0,3}(?:、|\)|）|\.(?![0-9])|:|：)")
 _PEOPLE = {"人", "名", "位", "人次"}
-_BARE_MODE_AFTER = re.compile(r"\s{0,3}(?:in total|total|so far|to date|in all|altogether|累计|共)")
+_BARE_MODE_AFTER = re.compile(r"\s{0,3}(?:in total|total|so far|to date|in all|altogether|ytd|added|more|new|累计|共)")
+# not a count: 1-8月 (a month range), 4.26宣传周 / 3.15那会儿 (a month.day), a year (剑网2025)
+_RANGE_AFTER = re.compile(r"\s{0,2}[-~至到]\s{0,2}(?:[0-9]{1,2}|[一二三四五六七八九十]{1,2})\s{0,2}月")
+_MONTH_DAY = re.compile(r"(?:1[0-2]|[1-9])\.(?:3[01]|[12][0-9]|0?[1-9])")
+# 10项已完成9项: the first number is the whole, the second the progress
+_WHOLE_OF_AFTER = re.compile(
+    r"\s{0,3}(?:中|里|当中)?\s{0,3}(?:已经|已|目前已|现已)\s{0,3}(?:完成|开展|做了|做)\s{0,3}(?:了)?\s{0,3}"
+    r"(?:[0-9]|[一二两三四五六七八九十])"
+)
+# the number is done (全年十项已完成 / 惠企活动全年4次已完成): an observation even after 全年
+_DONE_AFTER = re.compile(r"\s{0,3}(?:已经|已|均已|都已|全部)\s{0,3}(?:全部)?\s{0,3}(?:完成|办结|开展完|结束)")
+# ongoing, applied for or affected items are not finished progress (1个在做 / 申报…14家 / 两次未回复)
+_ONGOING_AFTER = re.compile(
+    r"\s{0,3}(?:正在|在做|在研|在建|在办|进行中|推进中|\bongoing\b|\bin progress\b|\bunderway\b)"
+)
+_APPLIED_BEFORE = re.compile(r"(?:申报|报名)(?![^，,。；;]{0,20}(?:通过|认定|获批|入选))[^，,。；;]{0,20}$")
+_NEXT_PERIOD = re.compile(r"\bnext (?:week|month|year|quarter)\b|下周|下个?月|下一步|下阶段|下半年")
+_QUESTION_CLAUSE = re.compile(r"[^。！!\n]{0,40}?[?？]")
 _EN_FILLER = {"more", "new", "additional", "so", "in", "this", "to", "total", "now", "already", "yet", "each", "last",
               "done", "completed", "finished", "held", "of", "and", "or", "the"}  # fmt: skip
 _OTHER_OBJECT_BEFORE = re.compile(
@@ -238,7 +280,8 @@ _OTHER_OBJECT_BEFORE = re.compile(
 )
 # "两个卡在评审环节 / 1项受阻": the items a problem affects, not progress
 _STUCK_AFTER = re.compile(
-    r"[^，,。；;]{0,6}?(?:卡在|卡住|受阻|滞后|延期|推迟|未完成|没完成|\bstuck\b|\bblocked\b|\bdelayed\b)"
+    r"[^，,。；;]{0,6}?(?:卡在|卡住|受阻|滞后|延期|推迟|未完成|没完成|还没|尚未|未开展|没开展|未回复|没回复|有难度|"
+    r"难度|恐难|\bstuck\b|\bblocked\b|\bdelayed\b)"
 )
 _BARE_MODE_BEFORE = re.compile(r"累计|共计|总计|合计|目前|达到|已达|\btotal\b|\bso far\b|\bnow\b|\bto date\b")
 _GENERIC_MW_BEFORE = re.compile(r"(?:新增|增加|完成|开展|累计|共计|共|了|达到|已达|为|是|:|：|\s)\s{0,3}$")
@@ -254,7 +297,7 @@ _MEASURE = (
 )
 _SUFFIX = re.compile(
     r"(?P<frac>\s{0,3}/\s{0,3}[0-9]{1,5}|\s{1,3}of\s{1,3}[0-9]{1,5}\b)?\s{0,3}(?P<approx>多|余|来)?\s{0,3}"
-    r"(?P<mult>万|亿|千|百万|千万|k\b|thousand\b|m\b|mn\b|million\b|bn\b|billion\b)?\s{0,3}"
+    r"(?:个(?=\s{0,2}[万亿]))?\s{0,2}(?P<mult>万|亿|千|百万|千万|k\b|thousand\b|m\b|mn\b|million\b|bn\b|billion\b)?\s{0,3}"
     r"(?P<cur>yuan\b|rmb\b|cny\b)?\s{0,3}"
     rf"(?P<approx2>多|余)?(?P<mw>{_MEASURE})?(?P<mw_tail>性)?"
 )
@@ -292,17 +335,27 @@ _CURRENCY_BEFORE = re.compile(r"(?:rmb|cny|¥|\$)\s{0,3}$")
 _ORDINAL_BEFORE = re.compile(r"(?:第|no\.|#|top)\s{0,3}$")
 _ALREADY = re.compile(r"已|已经|\bhave\b|\bhas\b")
 # nearest marker before the number decides; compound words first so 累计新增 reads as a total
+_EN_MONTH = (
+    r"jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|january|february|march|april|june|july|august|"
+    r"september|october|november|december"
+)
 _MODE_MARK = re.compile(
-    r"(?P<t>累计新增|今年新增|今年以来新增|三年新增|年内新增|累计|累积|共计|总计|合计|总共|一共|(?<!公)共(?![同享建])|已达|达到|"
+    # a range of months from January (1-8月 / jan-aug) or the first half is a year-to-date figure
+    r"(?P<t>(?:1|一)\s{0,2}[-~至到]\s{0,2}(?:[0-9]{1,2}|[一二三四五六七八九十]{1,2})\s{0,2}月|上半年|前三季度|"
+    rf"\bjan(?:uary)?\s{{0,2}}[-~]\s{{0,2}}(?:{_EN_MONTH})\b|"
+    r"累计新增|今年新增|今年以来新增|三年新增|年内新增|累计|累积|共计|总计|合计|总共|一共|(?<!公)共(?![同享建])|已达|达到|"
     r"今年|本年|年内|截至|截止|至今|迄今|目前|现已|全年|三年|"
     r"\b(?:so far|to date|in total|total|cumulative|cumulatively|altogether|year to date|ytd|this year|overall|"
     r"now at|reached|up to now)\b)"
-    r"|(?P<p>本周|这周|本月|这个月|本次|上周|本季度|近期|\b(?:this week|this month|last week)\b)"
+    r"|(?P<p>本周|这周|本月|这个月|本次|上周|本季度|近期|\b(?:this week|this month|last week)\b|"
+    # a single month (9月已完成3项 / 8月新增 / 12 in august): that month's figure
+    r"(?<![0-9\-~至到])(?:1[0-2]|[1-9]|十[一二]?|[一二三四五六七八九])\s{0,2}月份?(?![底末中初前0-9一二三四五六七八九十]|以来)|"
+    rf"\bin\s{{1,3}}(?:{_EN_MONTH})\b)"
     r"|(?P<i>新增|又|再|增加|提高了|提高|新开展|新举办|新认定|\b(?:new|added|another|more|additional)\b)"
 )
 # a number that is a target, a plan or the wrong value being corrected is not an observation
 _SKIP_BEFORE = re.compile(
-    r"(?:目标|指标|任务数|不少于|要求|全年|每年|年度|参训|参会|参加|参与|到场|走访|调研|不是|而非|并非|"
+    r"(?:目标|指标|任务数|不少于|要求|全年|每年|年度|参训|参会|参加|参与|到场|走访|调研|不是|而非|并非|人数|人次|还是|"
     r"\btarget(?: of)?|\bgoal(?: of)?|\bnot)"
     r"\s{0,3}(?:为|是|了|约|近|:)?\s{0,3}$"
 )
@@ -319,6 +372,7 @@ _PLAN_BEFORE = re.compile(
 _PCT_RE = re.compile(
     r"(?<![0-9.])(?P<num>[0-9]{1,3}(?:\.[0-9]{1,2})?)\s{0,3}(?:%|percent\b|per\s{0,3}cent\b|pct\b)"
     r"|百分之\s{0,3}(?P<cn>[0-9]{1,3}(?:\.[0-9]+)?|[零〇一二两三四五六七八九十百]{1,6})"
+    r"|(?P<range>[一二三四五六七八][二三四五六七八九])\s{0,3}成(?![员立果本功为效绩交熟型品都长不])"
     r"|(?<![0-9])(?P<cheng>10|[1-9]|十|[一二三四五六七八九])\s{0,3}成(?![员立果本功为效绩交熟型品都长不])"
     r"|(?P<word>过半|一半|半数|大半|halfway|half-way|half way|\bhalf\b)"
     r"|(?<![0-9/.])(?P<fa>[0-9]{1,3})\s{0,3}/\s{0,3}(?P<fb>[0-9]{1,3})(?![0-9/.])"
@@ -331,6 +385,7 @@ _NOT_PROGRESS = re.compile(
     r"\bgrowth\b|\bincrease\b|\bdecrease\b|\brate\b|\bup\b|\bdown\b|\byoy\b|\bshare\b)[^到至达]{0,4}$"
 )
 _PROGRESS_CTX = re.compile(r"进度|完成|进展|\bprogress\b|\bdone\b|\bcomplete\b|\bcompleted\b|\bfinished\b")
+_NOT_BEFORE = re.compile(r"(?:\bnot\b|不是|而非|并非)\s{0,3}$")
 _FROM_BEFORE = re.compile(r"(?:从|由|\bfrom\b)\s{0,3}$")
 
 # ------------------------------------------------------------------------------------------- task codes
@@ -358,8 +413,13 @@ _PAST = re.compile(
 )
 _ASOF = re.compile(r"(?:截至|截止|截止到|截至到|到目前|\bas of\b|\bas at\b|\bsince\b)\s{0,3}$")
 _NEAR_BEFORE = re.compile(r"[^，,。；;]{0,4}?(?:前|之前|以前|之内|以内|内)")
-_NEG_DEADLINE = re.compile(r"完不成|来不及|赶不上|无法完成|不能完成|难以完成|\bmiss\b|\bwon't make\b|\bcan't make\b")
-_SINCE_AFTER = re.compile(r"\s{0,3}(?:以来|起|开始|之后|以后|后)")
+_NEG_DEADLINE = re.compile(
+    r"完不成|来不及|赶不上|无法完成|不能完成|难以完成|有难度|难度较大|难度大|恐难|"
+    r"\bmiss\b|\bwon't make\b|\bcan't make\b"
+)
+_SINCE_AFTER = re.compile(
+    r"\s{0,3}(?:以来|起|开始|之后|以后|后|到目前|至今|进展|情况|工作进展|工作情况|小结|总结|的?目标|任务目标)"
+)
 _ORIGINAL = re.compile(r"原定|原计划|原来|原本|本来|\boriginally\b|\bwas due\b|\bpreviously\b|\binitially\b")
 _PERIOD_WORDS = {"本周", "这周", "本星期", "这个星期", "这星期", "本月", "这个月", "这月", "当月", "今年", "this week",
                  "this month", "today", "今天", "今日"}  # fmt: skip
@@ -382,24 +442,36 @@ _HELP_EN = re.compile(
     r"until|confirm|confirms|approve|approves|provide|provides|send|sends|release|releases)\b"
 )
 _WAIT = re.compile(r"等待|正在等|在等|等候|\bwaiting\b|\bawaiting\b|\bpending\b")
-_NO_HELP_PRE = re.compile(r"(?:在|经|由|感谢|谢谢|会同|联合|\bthanks to\b|\bwith the help of\b|\bwith\b)\s{0,3}$")
+_NO_HELP_PRE = re.compile(
+    r"(?:在|经|经过|由|感谢|谢谢|会同|联合|已协调|已经协调|\bthanks to\b|\bwith the help of\b|\bwith\b)\s{0,3}$"
+)
 _NO_HELP_POST = re.compile(
     r"^\s{0,3}(?:已|已经|已于|均已|都已|牵头(?!协调)|\bhas\b|\bhave\b|\bapproved\b|\bprovided\b)"
 )
+# the department is the sender (区科委回复：… / 公安分局经侦支队：…), not asked for help
+_SENDER_POST = re.compile(r"^[^，,。；;\s:：]{0,8}?(?:回复|反馈|来函|报告|汇报)?\s{0,3}[:：]")
+# the department's answer has not come back (…的意见还没回来 / 已发函两次未回复): waiting for it
+_PENDING_POST = re.compile(
+    r"^[^，,。；;]{0,16}?(?:还没|尚未|仍未|迟迟未|未|没)(?:回来|反馈|回复|答复|出来|批复|确认|盖章|签字)"
+)
 _PAST_EN_HELP = re.compile(r"\b(?:received|got|thanks|approved|provided|helped|supported)\b")
 _WAIT_OBJECT = re.compile(
-    r"(?:等待|正在等|在等|等候|尚待|要等|需等|还在等|等着|待)[^，,。；;!！?？]{0,10}?"
-    r"(?:批复|审批|反馈|回复|确认|拨付|签字|审核|答复|意见|资金|企业|市局|上级|下发|通知|数据)"
+    r"(?:等待|正在等|在等|等候|尚待|要等|需等|还在等|等着|待|(?:^|(?<=[，,\s还再呢]))等)[^，,。；;!！?？]{0,10}?"
+    r"(?:批复|审批|反馈|回复|确认|拨付|签字|审核|答复|意见|资金|企业|市局|上级|下发|通知|数据|评审|审查|盖章|领导|定调|"
+    r"结果|公示|批准|同意|决定)"
+    r"|(?:还在等|在等着|等着呢|还要等|还得等)\s{0,3}(?=[，,。；;!！?？~]|$)"
     r"|已(?:上)?报[^，,。；;]{0,12}?(?:审议|审批|审核)"
     r"|\b(?:waiting|awaiting|pending)\b[^,.;!?]{0,30}?\b(?:approval|feedback|reply|response|funding|funds|sign-off|"
     r"signoff|signature|confirmation|go-ahead|decision|budget|bureau|department|commission|office|city|company|"
     r"companies|vendor|partner|them)\b"
 )
 _CORRECTION_ZH = re.compile(
-    r"更正|纠正|修正|订正|修改一下|改一下|更改一下|上条有误|上一条有误|刚才说错|说错了|写错了|报错了|填错了|有误|应为"
+    r"更正|纠正|修正|订正|修改一下|改一下|更改一下|上条有误|上一条有误|刚才说错|说错了|写错了|报错了|填错了|有误|应为|"
+    r"(?<!是不是)发错|撤回"
 )
 _CORRECTION_EN = re.compile(
-    r"(?:correction|corrected|typo|i meant|should read|amend|correct:|sorry,? (?:it|that) should)(?![a-z])"
+    r"(?:correction|corrected|typo|i meant|should read|amend|correct:|sorry,? (?:it|that) should|wrong number|"
+    r"wrong figure)(?![a-z])"
 )
 
 
@@ -508,6 +580,11 @@ def _percents(
             value = Decimal(m.group("num"))
         elif m.group("cn") is not None:
             value = parse_number(m.group("cn"))
+        elif m.group("range") is not None:
+            lo, hi = (parse_number(c) for c in m.group("range"))
+            if lo is None or hi is None or hi != lo + 1:
+                continue
+            value = (lo + hi) * 5  # 六七成 → 65: the middle of the range
         elif m.group("cheng") is not None:
             n = parse_number(m.group("cheng"))
             value = None if n is None or n > 10 else n * 10
@@ -539,7 +616,10 @@ def _percents(
             ctx.blocked.append((s, e))
             continue
         ctx.blocked.append((s, e))
-        if not _is_progress_pct(ctx, s):
+        if not _is_progress_pct(ctx, s) or _NOT_BEFORE.search(norm, max(0, s - 8), s):
+            continue
+        if _QUESTION_CLAUSE.match(norm, cs) and norm[s:ce].rstrip().endswith(("?", "？")):
+            ctx.amb.append("question")  # 进度80%？还是按件数算？
             continue
         found.append((s, e, int(min(value, Decimal(100)).quantize(Decimal(1), rounding=ROUND_HALF_UP))))
     if not found:
@@ -562,6 +642,7 @@ def _target_words(targets: tuple[TargetRef, ...]) -> tuple[tuple[str, tuple[str,
     out = []
     for t in targets:
         words = {normalise(a).strip() for a in (t.name, *t.aliases)}
+        words |= {w[:-1] for w in words if w.isascii() and w.endswith("s") and len(w) > 4 and not w.endswith("ss")}
         out.append((t.metric, tuple(sorted(w for w in words if len(w) >= 2))))
     return tuple(out)
 
@@ -660,11 +741,15 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
         tok = m.group()
         arabic = m.group(1) is not None
         word_num = m.group(3) is not None
-        if m.group(2) is not None and tok[0] not in "零〇一二两三四五六七八九十":
+        if m.group(2) is not None and tok[0] not in "零〇一二两三四五六七八九十壹贰叁肆伍陆柒捌玖拾":
             continue
         value = Decimal(EN_WORDS[tok]) if word_num else parse_number(tok)
         if value is None:
             continue
+        if value == 0 or _RANGE_AFTER.match(norm, e):
+            ctx.blocked.append((s, e))
+            continue  # a zero is not recorded (无新增 / 活动 0); 1-8月 is a range of months
+        cn_big = m.group(2) is not None and value >= 10_000 and any(c in "万亿" for c in tok)
         before8 = norm[max(0, s - 8) : s]
         if _ORDINAL_BEFORE.search(before8) or (not arabic and _CN_ORDINAL_BEFORE.search(before8)):
             continue
@@ -685,6 +770,8 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
             mult = None
         if mult:
             value *= _MULT[mult]
+        elif cn_big and not mw:
+            mult = "cn"  # 九亿三千万: a Chinese amount, like 9.3亿
         end = suf.end() if (mult or mw or suf.group("cur") or suf.group("frac")) else e
         if mw in _MONEY_UNITS:
             value *= _MONEY_UNITS[mw]
@@ -717,11 +804,29 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
                 continue
         if m.group(2) is not None and not mw and not mult:
             continue  # a bare Chinese numeral (一是/一下/三年) is a word, not a count
+        if arabic and unit is None and not money and not mult:
+            nxt = norm[end : end + 1]
+            if "." not in tok and 1900 <= value <= 2100:
+                continue  # a year (剑网2025), never a bare count
+            if _MONTH_DAY.fullmatch(tok) and nxt and "\u4e00" <= nxt <= "\u9fff":
+                continue  # 4.26宣传周 / 3.15那会儿: a day of the year
+        _, ce = ctx.cl.clause(s)
+        question = _QUESTION_CLAUSE.match(norm, cs)
+        if question and question.end() > s:
+            ctx.amb.append("question")  # 今年指标是10项还是12项？: a question, not a figure
+            ctx.blocked.append((s, end))
+            continue
+        skip_before = _SKIP_BEFORE.search(norm[max(cs, s - 8) : s]) and not _DONE_AFTER.match(norm, end)
         # a target value, a plan, a remainder or the wrong value being corrected is not an observation
         if (
             _STUCK_AFTER.match(norm, end)
-            or _SKIP_BEFORE.search(norm[max(cs, s - 8) : s])
+            or skip_before
             or _SKIP_AFTER.match(norm, end)
+            or _WHOLE_OF_AFTER.match(norm, end)
+            or _ONGOING_AFTER.match(norm, end)
+            or _APPLIED_BEFORE.search(norm[cs:s])
+            or _NEXT_PERIOD.search(norm[cs:s])
+            or _NEXT_PERIOD.search(norm, end, ce)
             or _PLAN_BEFORE.search(norm[cs:s])
             or _OTHER_OBJECT_BEFORE.search(norm[max(cs, s - 8) : s])
         ):
@@ -735,6 +840,8 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
             if not _GENERIC_MW_BEFORE.search(norm[max(cs, s - 4) : s]):
                 continue  # 问题3个: counts something else
             bare = True
+            if len(targets) == 1 and _MODE_MARK.search(norm[max(cs, s - 4) : s]):
+                best = [(2.0, targets[0])]  # 新增3个 with one target: nothing else it could count
         if bare and not best and targets and _BARE_MODE_BEFORE.search(norm[cs:s]):
             mentioned = [t for t in targets if aliases.get(t.metric)]
             if len(mentioned) == 1 or len(targets) == 1:
@@ -766,7 +873,7 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
         else:
             t = tied[0]
             at_date = t.period == "at-date"
-            mode = _mode(ctx, s, end, bool(suf.group("frac")), at_date)
+            mode = _mode(ctx, s, end, bool(suf.group("frac")), at_date, t.period == "cumulative")
             if at_date and mode == "increment" and _LEVEL_CHANGE.search(norm[cs:s]):
                 ctx.amb.append("change_of_level")  # +1.5 on a level metric: the bot asks for the level
             elif at_date:
@@ -785,27 +892,47 @@ def _to_target_unit(value: Decimal, money: bool, target_unit: str) -> Decimal:
     return value
 
 
-def _mode(ctx: _Ctx, s: int, e: int, fraction: bool, at_date: bool) -> str:
+_SUM_WORDS = {"共", "共计", "合计", "总共", "一共", "总计"}
+_THIS_YEAR = re.compile(r"今年|本年|年内|\bthis year\b")
+_PERIOD_BEFORE = re.compile(r"本周|这周|本月|这个月|本季度|\bthis week\b|\bthis month\b")
+
+
+def _mode(ctx: _Ctx, s: int, e: int, fraction: bool, at_date: bool, cumulative: bool = False) -> str:
     if fraction:
         return "total"
     norm = ctx.norm
     cs, ce = ctx.cl.clause(s)
     ss, _ = ctx.cl.sentence(s)
     before = norm[cs:s]
-    cut = max(before.rfind(d) for d in "0123456789")  # markers before an earlier number belong to it
+    # markers before an earlier number belong to it (a digit of a date such as 9月 or 1-8月 does not cut)
+    cut = -1
+    for i in range(len(before) - 1, -1, -1):
+        nxt = before[i + 1 : i + 2]
+        if before[i].isdigit() and nxt not in ("月", "日", "号", "-", "~", "至", "到", ".") and not nxt.isdigit():
+            cut = i
+            break
     if cut >= 0:
         before = before[cut + 1 :]
     after = norm[e : min(ce, e + 24)]
     t_pos = p_pos = g_pos = -1
+    t_word = ""
     for m in _MODE_MARK.finditer(before):
         if m.group("t"):
-            t_pos = m.start()
+            if cumulative and _THIS_YEAR.match(m.group()):
+                # under a three-year (cumulative) target, 今年/今年新增 is a part of the total: a period figure
+                p_pos = m.start()
+                continue
+            t_pos, t_word = m.start(), m.group()
         elif m.group("p"):
             p_pos = m.start()
         else:
             g_pos = m.start()
     if p_pos > t_pos:
         return "increment"  # 本周/本月 after any scope word: a period figure
+    if t_pos >= 0 and t_word in _SUM_WORDS and (p_pos >= 0 or _PERIOD_BEFORE.search(norm, ss, cs + t_pos)):
+        return "increment"  # 本月…共3场 / 本月为3家企业办理…，合计4600万元: the sum over the period
+    if t_pos >= 0 and g_pos > t_pos:
+        return "increment"  # 到目前又完成了2项: the nearest marker decides
     if t_pos >= 0:
         return "total"
     if g_pos >= 0:
@@ -815,8 +942,9 @@ def _mode(ctx: _Ctx, s: int, e: int, fraction: bool, at_date: bool) -> str:
     if _INCR_AFTER.search(after):
         return "increment"
     # a sentence-leading 截至目前/今年 ("截至目前，累计…") carries over its commas
-    if _LEAD_TOTAL.match(norm, ss):
-        return "total"
+    lead = _LEAD_TOTAL.match(norm, ss)
+    if lead:
+        return "increment" if cumulative and _THIS_YEAR.search(lead.group()) else "total"
     if at_date or _ALREADY.search(before):
         return "total"
     return "increment"
@@ -844,6 +972,15 @@ def _status(
         if status is None:
             continue
         cs, ce = ctx.cl.clause(ks)
+        if _QUESTION_END.match(norm, ce - 1) if ce > 0 else False:
+            ctx.amb.append("question")  # 完成了？ — a question back, not a report
+            continue
+        if status is not Status.ON_TRACK and _HEDGE.search(norm, *ctx.cl.sentence(ks)):
+            ctx.amb.append("uncertain")  # 已经完成了吧，我问一下同事
+            continue
+        if status in (Status.BLOCKED, Status.AT_RISK) and _NONE_AFTER.match(norm, ke):
+            signals.append((Status.ON_TRACK, WEAK, ks))  # 需协调事项：无
+            continue
         pre = norm[max(cs, ks - 8) : ks]
         contrast = _CONTRAST.search(pre)
         if contrast:
@@ -885,18 +1022,26 @@ def _status(
                 neg_done = True
                 continue
             post = norm[ke : min(ce, ke + 12)]
+            full_pre = norm[cs:ks]
+            future = _FUTURE_DONE.search(full_pre) and not _PAST_DONE.search(full_pre)
             soon = _NUM_SOON.match(post)
             if soon and any(a <= ke + soon.end() - 1 < b for a, b in ctx.date_spans):
                 soon = None  # "done by 30/6": the number is the deadline, not a count
             if _QTY_AFTER_DONE.match(post) or soon:
+                if future and "前" in full_pre:
+                    signals.append((Status.ON_TRACK, WEAK, ks))  # 10月底前可完成剩余3项: a plan
                 continue
             if any(ke <= a and a - ke <= 12 and a < ce for a, _ in qspans):
+                if future and "前" in full_pre:
+                    signals.append((Status.ON_TRACK, WEAK, ks))  # 10月底前可完成剩余3项: a plan
                 continue  # 完成了全年任务的60% / completed 3 inspections
             whole = _WHOLE.search(norm[max(cs, ks - 6) : ks])
-            if not whole and any(b <= ks and ks - b <= 10 and b > cs for _, b in qspans):
+            if not whole and any(b <= ks and b > cs and _counted_before(norm[b:ks]) for _, b in qspans):
                 continue  # 3项已完成 / 3 inspections done
-            full_pre = norm[cs:ks]
-            if _SUBSTEP.search(norm[cs:ce]):
+            if _REMAINDER.search(norm, ke, min(len(norm), ke + 40)):
+                signals.append((Status.ON_TRACK, WEAK, ks))  # 完成了，但是还有两家企业复查没做
+                continue
+            if _SUBSTEP.search(norm[cs:ce]) or _PERIOD_FRAME.search(full_pre):
                 signals.append((Status.ON_TRACK, WEAK, ks))  # 初稿已完成 / first batch done: a step, not the task
             elif _EN_FUTURE_POST.match(post):
                 signals.append((Status.ON_TRACK, WEAK, ks))
@@ -926,10 +1071,35 @@ def _status(
     return signals, neg_done
 
 
+def _counted_before(gap: str) -> bool:
+    """The text between a quantity and a done word still describes the counted things (3项已完成 /
+    2 random inspections done), not another subject (三项了 剩下的月底前搞定)."""
+    if len(gap) <= 24 and re.fullmatch(r"[a-z\s\-']*", gap):
+        return True
+    return len(gap) <= 10 and not re.search(r"剩|还|再|另|其余|其他|\s", gap.strip())
+
+
 _SEVERITY = {Status.BLOCKED: 4, Status.AT_RISK: 3, Status.NOT_STARTED: 2, Status.ON_TRACK: 1, Status.DONE: 0}
 
 
-def _resolve_status(ctx: _Ctx, signals: list[tuple[Status, int, int]], neg_done: bool) -> Status | None:
+def _resolve_status(
+    ctx: _Ctx, signals: list[tuple[Status, int, int]], neg_done: bool, percent: int | None, expected: date | None
+) -> Status | None:
+    # an overall verdict (总体进展顺利) decides over details about parts of the work
+    overall = [x for x in signals if x[1] == STRONG and _OVERALL.search(ctx.norm, ctx.cl.clause(x[2])[0], x[2])]
+    if overall:
+        signals = overall
+    done_at = [p for s, k, p in signals if s is Status.DONE and k == STRONG]
+    if done_at and (percent is None or percent < 100):
+        # a part is done while the reply says the rest goes on (场地已落实 + a future date, 贴息资金已落实，恢复
+        # 正常推进, 装修已完工 + 预计12月试运行, 总体进度约八成): the task is on track, not done
+        done_clauses = {ctx.cl.clause(p) for p in done_at}
+        going_on = any(
+            s is Status.ON_TRACK and k == STRONG and ctx.cl.clause(p) not in done_clauses for s, k, p in signals
+        )
+        worse = any(s in (Status.AT_RISK, Status.BLOCKED, Status.NOT_STARTED) and k == STRONG for s, k, _ in signals)
+        if not worse and (going_on or (expected is not None and expected > ctx.today) or percent is not None):
+            signals = [(Status.ON_TRACK, WEAK, p) if s is Status.DONE else (s, k, p) for s, k, p in signals]
     strong = {s for s, k, _ in signals if k == STRONG}
     weak = {s for s, k, _ in signals if k == WEAK}
     if Status.DONE in strong:
@@ -972,7 +1142,9 @@ def _expected_date(ctx: _Ctx, hits: list[DateHit]) -> date | None:
         chosen.append((h, bool(_ORIGINAL.search(before))))
     if not chosen:
         return None
-    current = [h for h, orig in chosen if not orig] or [h for h, _ in chosen]
+    current = [h for h, orig in chosen if not orig]
+    if not current:
+        return None  # only the original date was named (原定9月…待定): there is no expected date now
     # several milestones (初稿6月底，全部9月底): the last one is when the task is expected to be done
     return max(h.value for h in current)
 
@@ -1014,16 +1186,27 @@ def _help(ctx: _Ctx, departments: Sequence[DepartmentRef]) -> tuple[list[str], b
             post = norm[e : min(ce, e + 20)]
             if _NO_HELP_PRE.search(pre) or _NO_HELP_POST.match(post):
                 continue
+            line_start = norm.rfind("\n", 0, i) + 1
+            if i - line_start <= 8 and _SENDER_POST.match(post):
+                continue
             clause = norm[cs:ce]
+            waiting_for = False
             if alias.isascii() or not re.search(r"[\u4e00-\u9fff]", clause):
                 ok = bool(_HELP_EN.search(clause)) and not _PAST_EN_HELP.search(clause)
             else:
                 ok = bool(_HELP_PRE_ZH.search(pre) or _HELP_POST_ZH.match(post) or _HELP_EN.search(clause))
+                if _PENDING_POST.match(post):
+                    ok = waiting_for = True
             if not ok:
                 continue
             if code not in codes:
                 codes.append(code)
-            if _WAIT.search(pre) or _WAIT.search(clause[: i - cs]) or re.search(r"等\s{0,3}$", pre):
+            if (
+                _WAIT.search(pre)
+                or _WAIT.search(clause[: i - cs])
+                or re.search(r"等\s{0,3}$", pre)
+                or (not alias.isascii() and waiting_for)
+            ):
                 waiting = True
     return codes, waiting
 
@@ -1067,8 +1250,10 @@ def _parse(
     for m in _WAIT_OBJECT.finditer(norm):
         signals.append((Status.BLOCKED, STRONG, m.start()))
         break
-    status = _resolve_status(ctx, signals, neg_done)
     expected = _expected_date(ctx, hits)
+    status = _resolve_status(ctx, signals, neg_done, percent, expected)
+    if expected is None and _EXTENSION.search(norm):
+        ctx.amb.append("extension_without_date")  # 申请延期 without a new date: the bot asks for one
     is_correction = _CORRECTION_ZH.search(norm) is not None or any(
         m.start() == 0 or not _is_latin(norm[m.start() - 1]) for m in _CORRECTION_EN.finditer(norm)
     )

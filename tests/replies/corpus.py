@@ -1,8 +1,10 @@
-"""Loads tests/data/replies.yaml into parser arguments and expected fields (shared by tests and bench)."""
+"""Loads tests/data/replies.yaml (and the held-out replies_blind.yaml) into parser arguments and expected fields,
+and scores parser answers per field (shared by tests and bench)."""
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -14,6 +16,7 @@ import yaml
 from coordbot.replies import DepartmentRef, TargetRef
 
 CORPUS_PATH = Path(__file__).resolve().parents[1] / "data" / "replies.yaml"
+BLIND_PATH = CORPUS_PATH.with_name("replies_blind.yaml")
 FIELDS = ("status", "pct", "qty", "date", "help", "code", "corr", "amb", "lang")
 
 
@@ -30,7 +33,10 @@ class Case:
 
 def _target(d: dict[str, Any]) -> TargetRef:
     return TargetRef(
-        metric=d["metric"], name=d["name"], unit=d["unit"], aliases=tuple(d.get("aliases", ())),
+        metric=d["metric"],
+        name=d["name"],
+        unit=d["unit"],
+        aliases=tuple(d.get("aliases", ())),
         period=d.get("period", "annual"),
     )
 
@@ -68,8 +74,9 @@ def load_corpus(path: Path = CORPUS_PATH) -> tuple[list[Case], tuple[DepartmentR
             "amb": bool(c.get("amb", False)),
             "lang": c.get("lang", "zh"),
         }
-        cases.append(Case(cid, c["ctx"], text, c.get("today", default_today), contexts[c["ctx"]], expected,
-                          c.get("xfail")))
+        cases.append(
+            Case(cid, c["ctx"], text, c.get("today", default_today), contexts[c["ctx"]], expected, c.get("xfail"))
+        )
     return cases, departments, task_codes
 
 
@@ -86,3 +93,43 @@ def actual_fields(parsed: Any) -> dict[str, Any]:
         "amb": bool(parsed.ambiguities),
         "lang": parsed.language,
     }
+
+
+# --------------------------------------------------------------------------- field-level scoring (bench and tests)
+SCALAR_FIELDS = {"status": "status", "percent": "pct", "expected_date": "date", "task_code": "code"}
+ITEM_FIELDS = {"quantities": "qty", "help_departments": "help"}
+FLAG_FIELDS = {"is_correction": "corr", "asks (ambiguous)": "amb"}  # informational: no target set in the issue
+
+
+def _item_key(item: Any) -> str:
+    # Decimal("12000.0") == Decimal("12000") but their str() differ: compare normalised values
+    if isinstance(item, tuple):
+        return repr(tuple(format(x.normalize(), "f") if hasattr(x, "normalize") else x for x in item))
+    return repr(item)
+
+
+def _pr(tp: int, pred: int, gold: int) -> tuple[float, float]:
+    return (tp / pred if pred else 1.0), (tp / gold if gold else 1.0)
+
+
+def score(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[str, float, float, int, int]]:
+    rows = []
+    for name, key in SCALAR_FIELDS.items():
+        tp = sum(1 for e, a in pairs if a[key] is not None and a[key] == e[key])
+        pred = sum(1 for _, a in pairs if a[key] is not None)
+        gold = sum(1 for e, _ in pairs if e[key] is not None)
+        rows.append((name, *_pr(tp, pred, gold), pred, gold))
+    for name, key in ITEM_FIELDS.items():
+        tp = pred = gold = 0
+        for e, a in pairs:
+            ce, ca = Counter(map(_item_key, e[key])), Counter(map(_item_key, a[key]))
+            tp += sum((ce & ca).values())
+            pred += sum(ca.values())
+            gold += sum(ce.values())
+        rows.append((name, *_pr(tp, pred, gold), pred, gold))
+    for name, key in FLAG_FIELDS.items():
+        tp = sum(1 for e, a in pairs if a[key] and e[key])
+        pred = sum(1 for _, a in pairs if a[key])
+        gold = sum(1 for e, _ in pairs if e[key])
+        rows.append((name, *_pr(tp, pred, gold), pred, gold))
+    return rows

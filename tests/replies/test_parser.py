@@ -10,7 +10,7 @@ import pytest
 
 from coordbot.replies import DepartmentRef, ParsedReply, Quantity, Status, TargetRef, parse_reply
 from coordbot.replies._numbers import cn_to_int, parse_number
-from tests.replies.corpus import FIELDS, actual_fields, load_corpus
+from tests.replies.corpus import BLIND_PATH, FIELDS, FLAG_FIELDS, actual_fields, load_corpus, score
 
 CASES, DEPARTMENTS, TASK_CODES = load_corpus()
 TODAY = date(2025, 6, 11)  # a Wednesday
@@ -51,6 +51,107 @@ def test_corpus_case(case) -> None:  # type: ignore[no-untyped-def]
     got = actual_fields(parsed)
     diffs = {f: (case.expected[f], got[f]) for f in FIELDS if got[f] != case.expected[f]}
     assert not diffs, f"{case.text!r}: field → (expected, got) {diffs}; ambiguities={parsed.ambiguities}"
+
+
+# ------------------------------------------------------------------------------------------ blind corpus
+# tests/data/replies_blind.yaml was written by someone who never saw the parser. Its failures were looked at
+# once (see its header for the baseline) and general causes fixed; it is held to a per-field floor, not to
+# per-case equality. The cases still wrong are strict xfails, each with the category of what is missing.
+BLIND_CASES, BLIND_DEPARTMENTS, BLIND_TASK_CODES = load_corpus(BLIND_PATH)
+BLIND_FLOOR = 0.85  # per-field precision and recall (status, percent, date, code, quantities, help)
+
+_HOLIDAY = "dates: a day after an official holiday (国庆后) needs the holiday calendar; the parser is holiday-blind"
+_OTHER_COUNT = "quantities: a count of something else that fits the target's unit (企业/次数/意向授信)"
+_EN_ALIAS = "quantities: an English paraphrase of the target name (high-value invention patents per 10k people)"
+_DISPUTED = "disputed label: replies.yaml labels the same construction differently (see the report)"
+BLIND_XFAIL = {
+    "inspect-0b29b5ca": "quantities: 做了三项了 … 剩下的 implies a year-to-date total; no marker word",
+    "inspect-8b02d558": "quantities: 今年以来共 in an earlier clause of a list carries over to 3次",
+    "inspect-c8068c08": _HOLIDAY,
+    "inspect-8ec56674": "voice-input typo (两箱 for 两项): not guessed",
+    "inspect-261a555d": "departments: an unlisted abbreviation (市监局 for 市场监管局)",
+    "inspect-88953181": "ambiguity: 涉案金额600万元 with no money target reads as an unmatched number",
+    "inspect-ba1dc9a6": "quantities: 'N total YTD' in a later sentence than the target word",
+    "inspect-0919dedc": "quantities: 'only 5 of 10 done' with no target word in the sentence",
+    "inspect-428e9119": _HOLIDAY,
+    "inspect-ee2976f4": "quantities: the corrected value of a bare 'should be 12 not 21' without a target word",
+    "pilot-615cc86d": _OTHER_COUNT,
+    "pilot-5c5565df": _DISPUTED + " — 均已立项 is 已+verb → total under the replies.yaml header",
+    "finance-ab9a4843": "ambiguity: a money figure without a unit is taken as the target unit without asking",
+    "finance-7939002d": _OTHER_COUNT,
+    "finance-fd653602": _OTHER_COUNT,
+    "finance-b4910e1b": "status vocabulary: colloquial progress (活动办了 钱也贷出去了) without a status word",
+    "finance-f02e1522": "ambiguity: a numbered report with many figures; 27份 申报材料 reads as an unmatched count",
+    "finance-9343b24f": "quantities: an ordinal (event #3) that implies a running total",
+    "finance-c44daa4f": "quantities: 'N 次 done' after YTD in an earlier clause is read as an increment",
+    "patents-e82a159e": "quantities: the change of a level (较年初提高2.1件) next to the level itself",
+    "patents-f4aed46e": "quantities: 万人…拥有量 (a shortened target name) with a Chinese decimal",
+    "patents-a1b3cb77": _EN_ALIAS,
+    "patents-ee955d70": _EN_ALIAS,
+    "mediation-a65a7127": "quantities/dates: attendees (来了四十多个人) counted as mediators; 下个月 vs 十月二十号",
+    "mediation-7bc1d219": "status vocabulary: 'venue confirmed' as a finished sub-step",
+    "mediation-938633da": "status vocabulary: 'no training yet' as not started",
+    "plain-eff973a0": _DISPUTED + " — 预计…提交 without a status word is null there (一是…三是预计7月中旬印发)",
+    "plain-b29f6612": _DISPUTED + " — 党校培训已列入秋季班，9月中旬开课 is null there",
+    "plain-f2321220": "dates/status: 本周 + a future verb (本周印发) read as a past frame",
+    "plain-6f54129b": _HOLIDAY,
+    "plain-3015d94b": "status: three items set up (已设立/已落实/已开通) read as done; the label says on_track",
+    "plain-5b2f2176": "status: a signed mechanism document (会签完毕) read as done; the label says on_track",
+    "plain-39d5678e": "status vocabulary: waiting for a leader without 等/待 (领导还在出差，回来后再定)",
+    "plain-619879e8": "dates: N月前 (11月前到位) read as the end of that month, the label says the month before",
+    "plain-2bda5fa0": "task codes: an unknown code at the start of a reply (2.6) is not flagged",
+    "plain-dacd00ee": "ambiguity: a withdrawn message (撤回…发错群了) is flagged as a correction but not asked about",
+    "plain-d962e5f6": "quantities: with no targets, 校本教材1套 is reported as an unmatched count",
+    "plain-72a93c46": _DISPUTED + " — 7月初 → the 5th there (月初), the 10th here (月初 = 上旬)",
+    "plain-561043b0": _HOLIDAY,
+    "publicity-d7cf6233": "quantities: 共 distributed over a list of two figures (共开展…12场，发布…36篇)",
+    "publicity-8dbb276b": "quantities/status: 'in total' over 'A and B'; a finished event week as a sub-step",
+}
+
+
+def _parse_blind(case):  # type: ignore[no-untyped-def]
+    return parse_reply(
+        case.text, today=case.today, targets=case.targets, departments=BLIND_DEPARTMENTS, task_codes=BLIND_TASK_CODES
+    )
+
+
+def test_blind_xfail_ids_exist() -> None:
+    assert set(BLIND_XFAIL) <= {c.id for c in BLIND_CASES}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            c, id=c.id, marks=[pytest.mark.xfail(reason=BLIND_XFAIL[c.id], strict=True)] if c.id in BLIND_XFAIL else []
+        )
+        for c in BLIND_CASES
+    ],
+)
+def test_blind_case(case) -> None:  # type: ignore[no-untyped-def]
+    got = actual_fields(_parse_blind(case))
+    diffs = {f: (case.expected[f], got[f]) for f in FIELDS if got[f] != case.expected[f]}
+    assert not diffs, f"{case.text!r}: field → (expected, got) {diffs}"
+
+
+@pytest.mark.parametrize(
+    ("cases", "parse_case", "floor"),
+    [
+        pytest.param(CASES, None, 0.95, id="main"),
+        pytest.param(BLIND_CASES, _parse_blind, BLIND_FLOOR, id="blind"),
+    ],
+)
+def test_field_precision_and_recall_floor(cases, parse_case, floor) -> None:  # type: ignore[no-untyped-def]
+    def main_parse(c):  # type: ignore[no-untyped-def]
+        return parse_reply(c.text, today=c.today, targets=c.targets, departments=DEPARTMENTS, task_codes=TASK_CODES)
+
+    pairs = [(c.expected, actual_fields((parse_case or main_parse)(c))) for c in cases]
+    low = [
+        (name, round(p, 3), round(r, 3))
+        for name, p, r, _, _ in score(pairs)
+        if name not in FLAG_FIELDS and (p < floor or r < floor)
+    ]
+    assert not low, f"fields below {floor}: {low}"
 
 
 # --------------------------------------------------------------------------------------------- numerals
