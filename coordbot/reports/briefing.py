@@ -63,6 +63,23 @@ def words(locale: str) -> dict[str, str]:
     return merged
 
 
+def _arabic_heading(position: int) -> str:
+    return f"{position + 1}. "
+
+
+def group_labels(rollup: Rollup, locale: str) -> list[str]:
+    """Chart labels of the task groups: （一）… in Chinese, (1)… otherwise; a safeguard group by its title."""
+    labels: list[str] = []
+    main = 0
+    for g in rollup.groups:
+        if g.kind == "main":
+            main += 1
+            labels.append(g.number if locale == "zh" else f"({main})")
+        else:
+            labels.append(charts.short(g.title, 6))
+    return labels
+
+
 def _cell(value: Any) -> str:
     return " ".join(str(value).split())  # no tab or line break inside a block's field
 
@@ -80,8 +97,9 @@ def _rows_for(tasks: list[TaskLine], limit: int) -> list[TaskLine]:
     return [t for t in tasks if t.code in chosen]
 
 
-def parse_blocks(text: str) -> list[Block]:
+def parse_blocks(text: str, *, locale: str = "zh") -> list[Block]:
     blocks: list[Block] = []
+    number = heading_number if locale == "zh" else _arabic_heading
     h1 = 0
     for raw in text.splitlines():
         if not raw.strip():
@@ -90,7 +108,7 @@ def parse_blocks(text: str) -> list[Block]:
         fields = rest.split("\t")
         kind = kind.strip().upper()
         if kind == "H1":
-            blocks.append(Block("h1", heading_number(h1) + rest))
+            blocks.append(Block("h1", number(h1) + rest))
             h1 += 1
         elif kind in ("TITLE", "SUB", "META", "H2", "P"):
             blocks.append(Block(kind.lower(), rest))
@@ -201,12 +219,14 @@ def build_briefing(
         max_departments=MAX_DEPARTMENTS,
         meeting_items=meeting_items,
     )
-    blocks = parse_blocks(text)
+    blocks = parse_blocks(text, locale=locale)
     w = words(locale)
     pngs: dict[str, bytes | None] = {}
     if with_charts:
         pngs = {
-            "colours": charts.colour_chart(rollup.groups, title=w["colour_chart"], names=w),
+            "colours": charts.colour_chart(
+                rollup.groups, title=w["colour_chart"], names=w, labels=group_labels(rollup, locale)
+            ),
             "quotas": charts.quota_chart(
                 rollup.quotas + rollup.goals,
                 title=w["quota_chart"],

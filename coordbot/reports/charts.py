@@ -81,7 +81,7 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _short(text: str, n: int = 16) -> str:
+def short(text: str, n: int = 16) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -93,7 +93,7 @@ def quota_chart(quotas: Sequence[QuotaLine], *, title: str, actual_label: str, e
     with _rc():
         fig = _figure(1.0 + 0.38 * len(rows))
         ax = fig.add_subplot()
-        labels = [_short(f"{q.task_code or ''} {q.name}".strip(), 22) for q in rows]
+        labels = [short(f"{q.task_code or ''} {q.name}".strip(), 22) for q in rows]
         ys = range(len(rows))
         shares = [min(q.share or 0.0, 1.5) * 100 for q in rows]
         colours = [COLOURS["green"] if q.reached else COLOURS["red"] if q.behind else "#1f77b4" for q in rows]
@@ -114,8 +114,11 @@ def quota_chart(quotas: Sequence[QuotaLine], *, title: str, actual_label: str, e
         return _png(fig)
 
 
-def colour_chart(groups: Sequence[GroupLine], *, title: str, names: dict[str, str]) -> bytes | None:
-    """Stacked bars: red, yellow and green tasks in each task group."""
+def colour_chart(
+    groups: Sequence[GroupLine], *, title: str, names: dict[str, str], labels: Sequence[str] | None = None
+) -> bytes | None:
+    """Stacked bars: red, yellow and green tasks in each task group (labelled ``labels``, default the
+    group's number or short title)."""
     if not groups:
         return None
     with _rc():
@@ -127,7 +130,8 @@ def colour_chart(groups: Sequence[GroupLine], *, title: str, names: dict[str, st
             values = [g.colours[colour] for g in groups]
             ax.bar(xs, values, bottom=bottom, color=COLOURS[colour], label=names.get(colour, colour))
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        ax.set_xticks(xs, [g.number or _short(g.title, 6) for g in groups], fontsize=8)
+        ticks = list(labels) if labels is not None else [g.number or short(g.title, 6) for g in groups]
+        ax.set_xticks(xs, ticks, fontsize=8)
         ax.set_ylabel(names.get("tasks", ""))
         ax.set_title(title, fontsize=11)
         ax.legend(fontsize=7)
@@ -148,7 +152,7 @@ def response_chart(departments: Sequence[DepartmentLine], *, title: str) -> byte
         ax.barh(ys, rates, color=colours)
         for y, d in zip(ys, rows, strict=True):
             ax.text((d.rate or 0) * 100 + 1, y, f"{d.reminders_answered}/{d.reminders_sent}", va="center", fontsize=7)
-        ax.set_yticks(ys, [_short(d.name, 14) for d in rows], fontsize=8)
+        ax.set_yticks(ys, [short(d.name, 14) for d in rows], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, 115)
         ax.set_xlabel("%")

@@ -24,7 +24,9 @@ from coordbot.reports.rollup import Period, Rollup, build_rollup, exceptions, we
 from coordbot.scheduling.calendar import WorkCalendar
 
 Format = Literal["text", "html", "md"]
-CHAT_LIMIT = 15  # items per list in the chat digest; the HTML and Markdown list everything
+CHAT_LIMIT = 15  # items per list in the chat digest
+PAGE_LIMIT = 100  # items per list in the HTML and Markdown digest; the rest is a "其余 N 项" line (a province-size
+# plan has hundreds of red items; the briefing and its tables are where they are gone through)
 SUMMARY_MAX_CHARS = 1500  # one phone screen
 SUMMARY_MAX_LINES = 25
 _TEMPLATES = {"text": "reports/digest_chat.html", "html": "reports/digest_page.html", "md": "reports/digest.md.j2"}
@@ -42,15 +44,17 @@ def render_report(name: str, *, locale: str, **context: Any) -> str:
     return render(name, locale=locale, **context)
 
 
-def colour_delta(counts: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, str]:
-    """'(+1)' / '(−2)' next to each colour count, compared with the previous digest; '' when unchanged."""
+def colour_delta(counts: dict[str, Any], previous: dict[str, Any] | None, *, locale: str = "zh") -> dict[str, str]:
+    """'（+1）' / '（−2）' (' (+1)' in English) next to each colour count, compared with the previous digest;
+    '' when unchanged."""
+    left, right = ("（", "）") if locale == "zh" else (" (", ")")
     out = {}
     for colour in ("red", "yellow", "green"):
         if not previous or colour not in previous:
             out[colour] = ""
             continue
         d = int(counts[colour]) - int(previous[colour])
-        out[colour] = "" if d == 0 else f"（{'+' if d > 0 else '−'}{abs(d)}）"
+        out[colour] = "" if d == 0 else f"{left}{'+' if d > 0 else '−'}{abs(d)}{right}"
     return out
 
 
@@ -63,9 +67,10 @@ def render_digest(
         _TEMPLATES[fmt],
         locale=locale,
         r=rollup,
-        delta=colour_delta(rollup.counts, previous_stats),
+        delta=colour_delta(rollup.counts, previous_stats, locale=locale),
         exceptions=exceptions(rollup.tasks),
         limit=CHAT_LIMIT,
+        page_limit=PAGE_LIMIT,
         tz=rollup.period.tz,
         lang="zh-CN" if locale == "zh" else "en",
         page_title=f"{rollup.plan.title} {rollup.period.label}",
@@ -113,7 +118,7 @@ def leaders_summary(
             locale=locale,
             r=rollup,
             dept=dept_name,
-            delta=colour_delta(rollup.counts, previous_stats),
+            delta=colour_delta(rollup.counts, previous_stats, locale=locale),
             red=red[:n_red],
             red_total=len(red),
             yellow=yellow[:n_yellow],

@@ -2,7 +2,9 @@
 department stands, what changed, and what needs a decision.
 
 Read in a fixed number of queries (see ``QUERIES``) whatever the plan's size: rows come back as plain tuples
-and everything else is pure Python over them. Colour and "behind the trajectory" come from
+(Core selects of the columns used, never ORM objects) and everything else is pure Python over them. Quota
+observations are summed in SQL per target and date range (see ``_observation_sums``): a province-size plan has
+tens of thousands of them. Colour and "behind the trajectory" come from
 :mod:`coordbot.plan.progress`, the same definitions the reminder engine and chat commands use.
 """
 
@@ -14,9 +16,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Integer, case, func, literal
 from sqlmodel import Session, col, select
 
 from coordbot.core.events import Event
@@ -35,14 +38,14 @@ from coordbot.plan.models import (
     TaskGroup,
     TaskStatus,
 )
-from coordbot.plan.progress import QuotaProgress, assess, quota_progress
+from coordbot.plan.progress import QuotaProgress, assess, period_bounds, quota_progress
 from coordbot.replies.models import CrossRequest, ProgressReport
 from coordbot.reports.models import Meeting
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import POLICY_KINDS
 from coordbot.scheduling.models import OccurrenceStatus, ReminderOccurrence
 
-QUERIES = 12  # what build_rollup issues, whatever the plan's size (a test holds it to this)
+QUERIES = 13  # what build_rollup issues, whatever the plan's size (a test holds it to this)
 CHANGE_TYPES = (
     "task.assigned",
     "task.updated",
@@ -62,6 +65,7 @@ CHANGE_TYPES = (
 STALE_REQUEST_DAYS = 5  # an open request for help older than this goes to the leaders
 _WEEK = re.compile(r"^(\d{4})-W(\d{1,2})$")
 MAIN_NUMERALS = "一二三四五六七八九十"
+MAX_BUCKETS = 64  # date ranges the observation sums are split at; beyond this, one range per day
 
 
 # ---- periods --------------------------------------------------------------------------------------
@@ -130,6 +134,49 @@ def meeting_period(*, session: Session, plan: Plan, meeting_date: date, since: d
 
 
 # ---- what a roll-up holds -----------------------------------------------------------------------
+
+
+class _TaskRow(NamedTuple):
+    """The Task columns a roll-up reads (``assess`` reads status and due_date)."""
+
+    id: int
+    group_id: int
+    code: str
+    title: str
+    kind: str
+    lead_department_id: int
+    status: str
+    progress: int
+    colour_reason: str
+    due_date: date | None
+    original_due_date: date | None
+    escalation_level: int
+    last_report_at: datetime | None
+    archived_at: datetime | None
+
+
+class _TargetRow(NamedTuple):
+    """The Target columns ``quota_progress`` and ``period_bounds`` read."""
+
+    id: int
+    task_id: int | None
+    metric: str
+    name: str
+    unit: str
+    comparator: str
+    value: float | None
+    baseline: float | None
+    period: str
+    start_date: date | None
+    due_date: date | None
+
+
+class _ObsSum(NamedTuple):
+    """Plain increments of whole numbers of one target in one date range (summed in SQL)."""
+
+    first: date
+    last: date
+    total: float
 
 
 class _Obs(NamedTuple):
@@ -395,32 +442,31 @@ def build_rollup(
     # 1-5: the plan's shape
     departments = {d.id: d for d in session.exec(select(Department))}
     groups = session.exec(select(TaskGroup).where(TaskGroup.plan_id == pid).order_by(col(TaskGroup.position))).all()
-    tasks = session.exec(select(Task).where(Task.plan_id == pid).order_by(col(Task.position), col(Task.id))).all()
+    tasks = [
+        _TaskRow(*row)
+        for row in session.exec(
+            select(*(getattr(Task, f) for f in _TaskRow._fields))
+            .where(Task.plan_id == pid)
+            .order_by(col(Task.position), col(Task.id))
+        )
+    ]
     co_rows = session.exec(
         select(TaskDepartment.task_id, TaskDepartment.department_id).where(col(TaskDepartment.task_id).in_(plan_tasks))
     ).all()
-    targets = session.exec(
-        select(Target).where(Target.plan_id == pid, col(Target.archived_at).is_(None)).order_by(col(Target.id))
-    ).all()
-    # 6: observations counted up to the roll-up date
-    obs: dict[int, list[_Obs]] = defaultdict(list)
-    for row in session.exec(
-        select(
-            Observation.id,
-            Observation.target_id,
-            Observation.value,
-            Observation.mode,
-            Observation.observed_on,
-            Observation.recorded_at,
-            Observation.voided,
-        ).where(
-            col(Observation.target_id).in_(select(Target.id).where(Target.plan_id == pid)),
-            ~col(Observation.voided),
-            Observation.observed_on <= as_of,
+    targets = [
+        _TargetRow(*row)
+        for row in session.exec(
+            select(*(getattr(Target, f) for f in _TargetRow._fields))
+            .where(Target.plan_id == pid, col(Target.archived_at).is_(None))
+            .order_by(col(Target.id))
         )
-    ):
-        obs[row[1]].append(_Obs(*row))
-    # 7: reports from the period's start on (those after its end tell the progress at its end)
+    ]
+    numeric_targets = [tg for tg in targets if tg.value is not None and tg.comparator != "qualitative"]
+    day_before = period.start - timedelta(days=1)
+    # 6-7: observations counted up to the roll-up date: sums per date range, and the rows themselves for
+    # the targets whose running totals or fractions need them in order
+    sums, obs = _observation_sums(session, plan=plan, targets=numeric_targets, dates=(as_of, day_before), as_of=as_of)
+    # 8: reports from the period's start on (those after its end tell the progress at its end)
     reports = session.exec(
         select(
             ProgressReport.id,
@@ -439,7 +485,7 @@ def build_rollup(
         )
         .order_by(col(ProgressReport.received_at), col(ProgressReport.id))
     ).all()
-    # 8: reminders to departments' contacts sent in the period
+    # 9: reminders to departments' contacts sent in the period
     reminders = session.exec(
         select(ReminderOccurrence.id, ReminderOccurrence.task_id, Contact.department_id, ReminderOccurrence.sent_at)
         .join(Contact, col(Contact.id) == ReminderOccurrence.contact_id)
@@ -452,14 +498,14 @@ def build_rollup(
             col(ReminderOccurrence.sent_at) < until,
         )
     ).all()
-    # 9: requests for help still open, or opened in the period
+    # 10: requests for help still open, or opened in the period
     requests = session.exec(
         select(CrossRequest)
         .where(col(CrossRequest.task_id).in_(plan_tasks))
         .where((CrossRequest.status == "open") | (col(CrossRequest.created_at) >= since))
         .order_by(col(CrossRequest.created_at))
     ).all()
-    # 10: extensions waiting, or requested or decided in the period
+    # 11: extensions waiting, or requested or decided in the period
     extensions = session.exec(
         select(Extension)
         .where(col(Extension.task_id).in_(plan_tasks))
@@ -470,13 +516,18 @@ def build_rollup(
         )
         .order_by(col(Extension.requested_at))
     ).all()
-    # 11: the event log for the period
-    event_rows = session.exec(
-        select(Event.at, Event.type, Event.task_id, Event.payload)
-        .where(Event.plan_id == pid, col(Event.type).in_(CHANGE_TYPES), Event.at >= since, Event.at < until)
-        .order_by(col(Event.at), col(Event.id))
-    ).all()
-    # 12: the last meeting before the period ends
+    # 12: the event log for the period. By type and time (ix_event_type_at): the plan is checked here, since
+    # a condition on plan_id leads SQLite to ix_event_plan_id and every progress report the plan ever had.
+    event_rows = [
+        row[:4]
+        for row in session.exec(
+            select(Event.at, Event.type, Event.task_id, Event.payload, Event.plan_id)
+            .where(col(Event.type).in_(CHANGE_TYPES), Event.at >= since, Event.at < until)
+            .order_by(col(Event.at), col(Event.id))
+        )
+        if row[4] == pid
+    ]
+    # 13: the last meeting before the period ends
     last_meeting = session.exec(
         select(Meeting)
         .where(Meeting.plan_id == pid, Meeting.held_on <= period.end)
@@ -531,36 +582,41 @@ def build_rollup(
                 answered_by_task[task_id] += 1
                 answered_by_dept[dept_id] += 1
 
-    def progress_at_start(t: Task) -> int:
+    def progress_at_start(t: _TaskRow) -> int:
         r = first_in_period.get(t.id) or first_after_end.get(t.id)
         return int((r[5] or {}).get("progress", t.progress)) if r else t.progress
 
-    def progress_at_end(t: Task) -> int:
+    def progress_at_end(t: _TaskRow) -> int:
         r = first_after_end.get(t.id)
         return int((r[5] or {}).get("progress", t.progress)) if r else t.progress
 
     # quotas
-    targets_by_task: dict[int | None, list[Target]] = defaultdict(list)
-    for tg in targets:
+    targets_by_task: dict[int | None, list[_TargetRow]] = defaultdict(list)
+    for tg in numeric_targets:
         targets_by_task[tg.task_id].append(tg)
-    day_before = period.start - timedelta(days=1)
 
-    def quota_line(tg: Target, code: str | None) -> QuotaLine:
-        rows = obs.get(tg.id, [])  # type: ignore[arg-type]
-        q: QuotaProgress = quota_progress(
-            tg,
-            rows,
-            on=as_of,
-            plan_start=plan.start_date,
-            plan_end=plan.end_date,  # type: ignore[arg-type]
+    window: dict[tuple[Any, ...], QuotaProgress] = {}
+
+    def progress_on(tg: _TargetRow, on: date) -> QuotaProgress:
+        target = cast(Target, tg)  # quota_progress reads only the columns _TargetRow has
+        rows = obs.get(tg.id)
+        if rows is not None:  # running totals or fractions: the rows in order, as everywhere else
+            return quota_progress(target, rows, on=on, plan_start=plan.start_date, plan_end=plan.end_date)  # type: ignore[arg-type]
+        # Whole increments only: the counting window and trajectory with nothing counted (the same for every
+        # target with the same goal and dates), plus the summed ranges that make up the window.
+        key = (tg.comparator, tg.value, tg.baseline, tg.period, tg.start_date, tg.due_date, on)
+        q = window.get(key)
+        if q is None:
+            q = window[key] = quota_progress(target, (), on=on, plan_start=plan.start_date, plan_end=plan.end_date)  # type: ignore[arg-type]
+        lo, hi = q.period_start, min(q.period_end, on)  # type: ignore[type-var]
+        added = sum(r.total for r in sums.get(tg.id, ()) if lo <= r.first and r.last <= hi)  # type: ignore[operator]
+        return QuotaProgress(
+            tg.metric, tg.name, tg.unit, q.period, q.actual + added, q.goal, q.expected, q.period_start, q.period_end
         )
-        before = quota_progress(
-            tg,
-            rows,
-            on=day_before,
-            plan_start=plan.start_date,
-            plan_end=plan.end_date,  # type: ignore[arg-type]
-        )
+
+    def quota_line(tg: _TargetRow, code: str | None) -> QuotaLine:
+        q = progress_on(tg, as_of)
+        before = progress_on(tg, day_before)
         # A new counting window (1 January for an annual quota) starts from zero, not from last year.
         added = q.actual - before.actual if before.period_start == q.period_start else q.actual
         return QuotaLine(
@@ -576,9 +632,6 @@ def build_rollup(
             reached=q.reached,
             task_code=code,
         )
-
-    def numeric(tg: Target) -> bool:
-        return tg.value is not None and tg.comparator != "qualitative"
 
     # requests and extensions
     request_lines: dict[int, list[RequestLine]] = defaultdict(list)
@@ -647,14 +700,14 @@ def build_rollup(
     for t in tasks:
         if t.archived_at is not None and t.archived_at < since:
             continue  # archived before the period: history, not news
-        quotas = [quota_line(tg, t.code) for tg in targets_by_task.get(t.id, []) if numeric(tg)]
+        quotas = [quota_line(tg, t.code) for tg in targets_by_task.get(t.id, [])]
         period_reports = in_period.get(t.id, [])
         last_status = period_reports[-1][4] if period_reports else None
         if last_status is None and t.colour_reason == "reported_at_risk":
             last_status = "at_risk"  # the latest report, older than the period, said so
         until_due = workdays_until(t.due_date)
         a = assess(
-            t,
+            cast(Task, t),  # assess reads status and due_date
             [_as_progress(q) for q in quotas if q.period != "qualitative"],
             today=as_of,
             workdays_until_due=until_due,
@@ -733,7 +786,7 @@ def build_rollup(
         key=lambda x: (-x.lead_tasks, x.code),
     )
 
-    goals = [quota_line(tg, None) for tg in targets_by_task.get(None, []) if numeric(tg)]
+    goals = [quota_line(tg, None) for tg in targets_by_task.get(None, [])]
     rollup = Rollup(
         plan=plan,
         period=period,
@@ -749,6 +802,73 @@ def build_rollup(
     )
     rollup.decisions = decisions_needed(rollup)
     return rollup
+
+
+def _observation_sums(
+    session: Session, *, plan: Plan, targets: list[_TargetRow], dates: tuple[date, ...], as_of: date
+) -> tuple[dict[int, list[_ObsSum]], dict[int, list[_Obs]]]:
+    """Observations of ``targets`` up to ``as_of``, in two queries whatever their number.
+
+    The first sums them per target and date range, the ranges cut at every counting window's first day and
+    at the day after its last (``period_bounds`` on each of ``dates``), so every window is a union of ranges.
+    Sums of plain increments of whole numbers are exact in any order; a target with a running total, a
+    fraction or a fractional baseline gets its rows instead (the second query), to be counted in order by
+    ``quota_progress`` exactly as the rest of coordbot counts them."""
+    plan_start, plan_end = plan.start_date, plan.end_date
+    cuts: set[date] = set()
+    for tg in targets:
+        for on in dates:
+            start, end = period_bounds(cast(Target, tg), on, plan_start, plan_end)  # type: ignore[arg-type]
+            cuts.update((start, min(end, on) + timedelta(days=1)))
+    edges = sorted(d for d in cuts if d <= as_of)
+    day = col(Observation.observed_on)
+    bucket: Any = (
+        case(*((day < edge, literal(i, Integer)) for i, edge in enumerate(edges)), else_=literal(len(edges), Integer))
+        if len(edges) <= MAX_BUCKETS
+        else day
+    )
+    plain = (Observation.mode == "increment") & (Observation.value == func.round(Observation.value))
+    mine = col(Observation.target_id).in_(select(Target.id).where(Target.plan_id == plan.id))
+    counted = (mine, ~col(Observation.voided), day <= as_of)
+    sums: dict[int, list[_ObsSum]] = defaultdict(list)
+    exact: set[int] = {
+        tg.id
+        for tg in targets
+        if tg.period == "at-date" and tg.baseline is not None and not float(tg.baseline).is_integer()
+    }
+    for target_id, first, last, total, irregular in session.exec(
+        select(
+            Observation.target_id,
+            func.min(day),
+            func.max(day),
+            func.sum(Observation.value),
+            func.sum(case((plain, 0), else_=1)),
+        )
+        .where(*counted)
+        .group_by(Observation.target_id, bucket)
+    ):
+        if irregular:
+            exact.add(target_id)
+        sums[target_id].append(_ObsSum(_as_date(first), _as_date(last), float(total)))
+    obs: dict[int, list[_Obs]] = {tid: [] for tid in exact}
+    for row in session.exec(
+        select(
+            Observation.id,
+            Observation.target_id,
+            Observation.value,
+            Observation.mode,
+            Observation.observed_on,
+            Observation.recorded_at,
+            Observation.voided,
+        ).where(*counted, col(Observation.target_id).in_(sorted(exact)))
+    ):
+        obs[row[1]].append(_Obs(*row))
+    return sums, obs
+
+
+def _as_date(value: Any) -> date:
+    # min()/max() of a date column come back as text on SQLite
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def _as_progress(q: QuotaLine) -> QuotaProgress:
