@@ -197,7 +197,8 @@ class Target(SQLModel, table=True):
 class Observation(SQLModel, table=True):
     """One reported value of a target's metric: an increment (新增) or a running total (累计)."""
 
-    __table_args__ = (Index("ix_observation_target_date", "target_id", "observed_on"),)
+    # Covering index: quota sums read (target, date window, voided, mode, value) without touching the table.
+    __table_args__ = (Index("ix_observation_rollup", "target_id", "observed_on", "voided", "mode", "value"),)
 
     id: int | None = Field(default=None, primary_key=True)
     target_id: int = Field(foreign_key="target.id")
