@@ -145,6 +145,9 @@ def settings(url: str, server: FakeBotAPI, **overrides: Any) -> Settings:
         telegram_token=Secret(TOKEN),
         telegram_base_url=server.base_url,
         webhook_secret=Secret(SECRET),
+        # The front end passes this to its limiter as overall_per_second, which overrides UNLIMITED's own
+        # value: without it coordbot stays capped at Telegram's 30 messages/s while the echo bot is not.
+        telegram_rate_per_second=1e6,
         **overrides,
     )
 

@@ -8,14 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from typing import Protocol
 
-from coordbot.plan.models import Colour, Observation, Target, Task, TaskStatus
+from coordbot.plan.models import Colour, Target, Task, TaskStatus
 
 # A quota counts as behind when it is below this share of where the straight-line trajectory says it
 # should be by now: small dips early in a year are normal.
 BEHIND_TOLERANCE = 0.85
 AT_RISK_WORKDAYS = 3
+
+
+class ObservationLike(Protocol):
+    """What is read of an observation: an ``Observation``, or a row of just these columns (cheaper to load)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def observed_on(self) -> date: ...
+    @property
+    def recorded_at(self) -> datetime: ...
+    @property
+    def voided(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +66,7 @@ def period_bounds(target: Target, on: date, plan_start: date, plan_end: date) ->
     return start, end
 
 
-def actual_value(observations: Iterable[Observation], start: date, end: date, baseline: float = 0.0) -> float:
+def actual_value(observations: Iterable[ObservationLike], start: date, end: date, baseline: float = 0.0) -> float:
     """Counted value in [start, end]: the last reported total, plus the increments reported after it."""
     rows = sorted(
         (o for o in observations if not o.voided and start <= o.observed_on <= end),
@@ -60,12 +78,28 @@ def actual_value(observations: Iterable[Observation], start: date, end: date, ba
     return value
 
 
-def quota_progress(
-    target: Target, observations: Iterable[Observation], *, on: date, plan_start: date, plan_end: date
-) -> QuotaProgress:
+def counting_window(target: Target, on: date, plan_start: date, plan_end: date) -> tuple[date, date, float]:
+    """The observations counted on ``on`` (those in [start, stop]) and the value counting starts from."""
     start, end = period_bounds(target, on, plan_start, plan_end)
     baseline = (target.baseline or 0.0) if target.period == "at-date" else 0.0
-    actual = actual_value(observations, start, min(end, on), baseline)
+    return start, min(end, on), baseline
+
+
+def quota_progress(
+    target: Target,
+    observations: Iterable[ObservationLike],
+    *,
+    on: date,
+    plan_start: date,
+    plan_end: date,
+    actual: float | None = None,
+) -> QuotaProgress:
+    """``actual``: the counted value when the caller already has it, exactly as ``actual_value`` would give it
+    for these observations (then ``observations`` is not read)."""
+    start, end = period_bounds(target, on, plan_start, plan_end)
+    _, stop, baseline = counting_window(target, on, plan_start, plan_end)
+    if actual is None:
+        actual = actual_value(observations, start, stop, baseline)
     expected = None
     # A level to reach by a date (每万人口…达到30件) has a trajectory only from a known baseline; counts
     # (quotas) start from zero. Counts are whole: one conference a year is not "behind" in March.

@@ -6,18 +6,19 @@ and voids what the report added. Only the office closes a task (销号); a "done
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import and_, case, func, or_
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.text import render
 from coordbot.plan.models import Contact, Department, Observation, Plan, Role, Target, Task, TaskStatus
-from coordbot.plan.progress import assess, quota_progress
+from coordbot.plan.progress import QuotaProgress, assess, counting_window, quota_progress
 from coordbot.replies.models import CrossRequest, ProgressReport
 from coordbot.replies.parser import DepartmentRef, ParsedReply, Quantity, Status, TargetRef, parse_reply
 from coordbot.scheduling.calendar import WorkCalendar
@@ -70,6 +71,7 @@ class Applied:
     task: Task
     quantities: list[tuple[Target, float, str]] = field(default_factory=list)  # (target, value, mode)
     quota_lines: list[str] = field(default_factory=list)
+    quotas: list[QuotaProgress] = field(default_factory=list)  # after the report: the confirmation shows them
     help_departments: list[Department] = field(default_factory=list)
     unmatched: list[Quantity] = field(default_factory=list)  # numbers the office should look at
     ambiguities: tuple[str, ...] = ()
@@ -220,6 +222,7 @@ def apply_report(
         )
         task.colour, task.colour_reason = a.colour, a.reason
     applied.quota_lines = [q.metric for q in quotas]
+    applied.quotas = quotas
     events.record(
         session,
         "progress.reported",
@@ -259,27 +262,120 @@ def apply_report(
     return applied
 
 
-def _quotas(session: Session, targets: Sequence[Target], *, today: date, plan: Plan):  # type: ignore[no-untyped-def]
-    numeric = [t for t in targets if t.value is not None and t.comparator == ">="]
+# What quota_progress reads of an observation. Plain rows, not ORM instances: a busy target gains an
+# observation with every report, and building instances for all of them was most of a report's cost.
+_OBSERVATION_COLUMNS = (
+    Observation.target_id,
+    Observation.id,
+    Observation.value,
+    Observation.mode,
+    Observation.observed_on,
+    Observation.recorded_at,
+    Observation.voided,
+)
+_EXACT = 2.0**53  # sums of whole numbers below this are exact in floating point, in any order
+
+
+def _numeric(targets: Sequence[Target]) -> list[Target]:
+    return [t for t in targets if t.value is not None and t.comparator == ">="]
+
+
+def _summed(session: Session, windows: dict[int, tuple[date, date, float]]) -> dict[int, float]:
+    """Counted values the database can sum exactly: targets whose window holds only whole-number increments.
+
+    ``actual_value`` adds in time order from the baseline; with whole numbers and no running total (累计) in
+    the window, any order gives the same float, so one aggregate row per target replaces loading them all.
+    """
+    in_window = [
+        and_(Observation.target_id == tid, Observation.observed_on >= start, Observation.observed_on <= stop)
+        for tid, (start, stop, _) in windows.items()
+    ]
+    value = col(Observation.value)
+    stats = {
+        row[0]: row[1:]
+        for row in session.execute(
+            select(
+                Observation.target_id,
+                func.count(),
+                func.sum(value),
+                func.sum(func.abs(value)),
+                func.sum(case((Observation.mode == "total", 1), else_=0)),
+                func.sum(case((value != func.round(value), 1), else_=0)),
+            )
+            .where(~col(Observation.voided), or_(*in_window))
+            .group_by(Observation.target_id)
+        )
+    }
+    out: dict[int, float] = {}
+    for tid, (_, _, baseline) in windows.items():
+        count, total, magnitude, totals, fractional = stats.get(tid, (0, 0.0, 0.0, 0, 0))
+        if not count:
+            out[tid] = baseline
+        elif not totals and not fractional and float(baseline).is_integer() and abs(baseline) + magnitude < _EXACT:
+            out[tid] = baseline + float(total)
+    return out
+
+
+def _observations(session: Session, target_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """The live observations of these targets (rows with Observation's attribute names), by target id."""
+    by_target: dict[int, list[Any]] = {tid: [] for tid in target_ids}
+    if by_target:
+        live = col(Observation.target_id).in_(list(by_target)), ~col(Observation.voided)
+        for row in session.execute(select(*_OBSERVATION_COLUMNS).where(*live)):
+            by_target[row.target_id].append(row)
+    return by_target
+
+
+def _progress(
+    session: Session, numeric: Sequence[Target], plan_of: Callable[[Target], Plan], *, today: date
+) -> list[QuotaProgress]:
+    """quota_progress of each target (``plan_of(target)``: its task's plan), summed in the database where exact."""
     if not numeric:
         return []
-    obs = list(
-        session.exec(
-            select(Observation).where(col(Observation.target_id).in_([t.id for t in numeric]), ~col(Observation.voided))
-        )
-    )
+    bounds = {t.id: (plan_of(t).start_date, plan_of(t).end_date) for t in numeric}
+    windows = {t.id: counting_window(t, today, *bounds[t.id]) for t in numeric}
+    summed = _summed(session, windows)  # type: ignore[arg-type]
+    rows = _observations(session, [t.id for t in numeric if t.id not in summed])  # type: ignore[misc]
     return [
         quota_progress(
-            t, [o for o in obs if o.target_id == t.id], on=today, plan_start=plan.start_date, plan_end=plan.end_date
+            t,
+            rows.get(t.id, ()),  # type: ignore[arg-type]
+            on=today,
+            plan_start=bounds[t.id][0],
+            plan_end=bounds[t.id][1],
+            actual=summed.get(t.id),  # type: ignore[arg-type]
         )
         for t in numeric
     ]
 
 
-def quota_lines_for(session: Session, task: Task, *, today: date):  # type: ignore[no-untyped-def]
+def _quotas(session: Session, targets: Sequence[Target], *, today: date, plan: Plan) -> list[QuotaProgress]:
+    return _progress(session, _numeric(targets), lambda _target: plan, today=today)
+
+
+def quota_lines_for(session: Session, task: Task, *, today: date) -> list[QuotaProgress]:
     plan = session.get(Plan, task.plan_id)
     targets = list(session.exec(select(Target).where(Target.task_id == task.id, col(Target.archived_at).is_(None))))
     return _quotas(session, targets, today=today, plan=plan)  # type: ignore[arg-type]
+
+
+def quota_lines_for_tasks(session: Session, tasks: Sequence[Task], *, today: date) -> dict[int, list[QuotaProgress]]:
+    """``quota_lines_for`` of many tasks with a few queries in all (a task list is one line per task)."""
+    out: dict[int, list[QuotaProgress]] = {t.id: [] for t in tasks}  # type: ignore[misc]
+    if not out:
+        return out
+    numeric = _numeric(
+        session.exec(
+            select(Target)
+            .where(col(Target.task_id).in_(list(out)), col(Target.archived_at).is_(None))
+            .order_by(col(Target.task_id), col(Target.id))
+        ).all()
+    )
+    plans = {t.id: session.get(Plan, t.plan_id) for t in tasks}  # from the identity map after the first
+    progress = _progress(session, numeric, lambda target: plans[target.task_id], today=today)
+    for target, line in zip(numeric, progress, strict=True):
+        out[target.task_id].append(line)  # type: ignore[index]
+    return out
 
 
 def _queue_cross_request(

@@ -15,8 +15,11 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from coordbot.channels.base import Button, Inbound, Outbound, Reply
@@ -34,7 +37,7 @@ from coordbot.plan.models import (
     Task,
     TaskDepartment,
 )
-from coordbot.replies.apply import Applied, apply_report, quota_lines_for, revise_report, undo_report
+from coordbot.replies.apply import Applied, apply_report, quota_lines_for_tasks, revise_report, undo_report
 from coordbot.replies.models import InboundMessage, ProgressReport
 from coordbot.replies.parser import Status
 from coordbot.scheduling.calendar import WorkCalendar
@@ -56,6 +59,26 @@ STATUS_ACTIONS = {
 CONTACT_COMMANDS = {"report", "done", "blocked", "extend"}
 OFFICE_COMMANDS = {"overdue", "digest", "approve", "reject", "close"}
 READER_COMMANDS = {"summary"}
+
+
+def _latest_reports() -> Any:
+    """The statement behind ``Conversation._last_reports``, built once (an alias is costly to build)."""
+    r = aliased(ProgressReport)
+    latest = (
+        select(r.id)
+        .where(r.task_id == Task.id, ~col(r.voided))
+        .order_by(col(r.received_at).desc(), col(r.id).desc())
+        .limit(1)
+        .correlate(Task)
+        .scalar_subquery()
+    )
+    ids = select(latest).where(col(Task.id).in_(bindparam("task_ids", expanding=True)))
+    return select(ProgressReport.task_id, ProgressReport.text, ProgressReport.received_at).where(
+        col(ProgressReport.id).in_(ids)
+    )
+
+
+_LATEST_REPORTS = _latest_reports()
 
 
 @dataclass
@@ -273,14 +296,8 @@ class Conversation:
             tasks = self._open_tasks(s, me.department_id)  # type: ignore[union-attr]
             dept = s.get(Department, me.department_id)  # type: ignore[union-attr]
             title = (dept.short_name or dept.name) if dept else ""
-        last = {}
-        if tasks:
-            for r in s.exec(
-                select(ProgressReport)
-                .where(col(ProgressReport.task_id).in_([t.id for t in tasks]), ~col(ProgressReport.voided))
-                .order_by(col(ProgressReport.received_at))
-            ):
-                last[r.task_id] = r
+        last = self._last_reports(s, tasks)
+        quotas = quota_lines_for_tasks(s, tasks, today=today)
         rows = [
             {
                 "code": t.code,
@@ -289,13 +306,24 @@ class Conversation:
                 "status": t.status,
                 "progress": t.progress,
                 "due_date": t.due_date,
-                "quotas": quota_lines_for(s, t, today=today),
+                "quotas": quotas[t.id],  # type: ignore[index]
                 "last_report": last[t.id].text if t.id in last else "",
                 "last_report_at": last[t.id].received_at if t.id in last else None,
             }
             for t in tasks
         ]
         return Reply(render("chat/tasks.html", locale=who.locale, title=title, tasks=rows, tz=self.calendar.tz.key))
+
+    def _last_reports(self, s: Session, tasks: list[Task]) -> dict[int, Any]:
+        """Each task's latest live report (task_id, text, received_at); the newest id among equal times.
+
+        One indexed look-up per task (task_id, received_at): loading every report of every task to keep the
+        last grew with each reply.
+        """
+        if not tasks:
+            return {}
+        rows = s.execute(_LATEST_REPORTS, {"task_ids": [t.id for t in tasks]})
+        return {row.task_id: row for row in rows}
 
     def _overdue(self, s: Session, who: Who) -> Reply:
         depts = {d.id: d for d in s.exec(select(Department))}
@@ -453,8 +481,7 @@ class Conversation:
 
     def _confirm(self, s: Session, who: Who, applied: Applied, now: datetime) -> Reply:
         task, report = applied.task, applied.report
-        today = now.astimezone(self.calendar.tz).date()
-        progress = {q.metric: q for q in quota_lines_for(s, task, today=today)}
+        progress = {q.metric: q for q in applied.quotas}  # what apply_report computed after the report
         quantities = [
             {
                 "name": t.name,
