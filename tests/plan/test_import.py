@@ -212,7 +212,8 @@ def test_reminder_policy_in_the_file_is_checked_when_loading(minimal_plan_path: 
     text = minimal_plan_path.read_text(encoding="utf-8")
     ok = text.replace("  office: amr\n", "  office: amr\n  reminders: {periodic_weekday: 周三, send_time: \"10:00\"}\n")
     assert parse_plan_text(ok, "ok.yaml").data.plan.reminders["periodic_weekday"] == "周三"
-    bad = text.replace("        kind: recurring\n", "        kind: recurring\n        reminders: {send_tme: \"10:00\"}\n")
+    typo = '        kind: recurring\n        reminders: {send_tme: "10:00"}\n'
+    bad = text.replace("        kind: recurring\n", typo)
     with pytest.raises(PlanFileError, match=r"bad\.yaml:\d+ \[groups\[1\]\.tasks\[0\]\.reminders\]: .*send_tme"):
         parse_plan_text(bad, "bad.yaml")
     bad_time = text.replace("  office: amr\n", "  office: amr\n  reminders: {send_time: \"20:00\"}\n")
