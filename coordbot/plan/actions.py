@@ -5,6 +5,7 @@ Keyword-only functions over a session; each writes its event in the caller's tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 
 from sqlmodel import Session, col, select
@@ -12,6 +13,7 @@ from sqlmodel import Session, col, select
 from coordbot.core import events
 from coordbot.core.clock import utcnow
 from coordbot.plan.models import Contact, Extension, Task, TaskStatus
+from coordbot.plan.progress import Assessment, QuotaProgress, assess
 
 
 class ActionError(ValueError):
@@ -117,3 +119,28 @@ def close_task(*, session: Session, task: Task, actor: str, now: datetime | None
 
 def pending_extensions(*, session: Session) -> list[Extension]:
     return list(session.exec(select(Extension).where(Extension.status == "requested").order_by(col(Extension.id))))
+
+
+def recolour(
+    *,
+    session: Session,
+    task: Task,
+    quotas: Sequence[QuotaProgress],
+    today: date,
+    workdays_until_due: int | None,
+    last_report_status: str | None,
+    now: datetime,
+) -> tuple[Assessment, bool]:
+    """Apply the colour rules; a change writes task.colour_changed (and task.overdue when it turns overdue).
+
+    Returns the assessment and whether the colour or its reason changed.
+    """
+    a = assess(task, quotas, today=today, workdays_until_due=workdays_until_due, last_report_status=last_report_status)
+    if (a.colour, a.reason) == (task.colour, task.colour_reason):
+        return a, False
+    where = {"at": now, "plan_id": task.plan_id, "task_id": task.id, "department_id": task.lead_department_id}
+    events.record(session, "task.colour_changed", **where, old=task.colour, new=a.colour, reason=a.reason)
+    if a.overdue and task.colour_reason != "overdue":
+        events.record(session, "task.overdue", **where, due=task.due_date)
+    task.colour, task.colour_reason = a.colour, a.reason
+    return a, True

@@ -17,8 +17,9 @@ from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.text import render
+from coordbot.plan.actions import recolour
 from coordbot.plan.models import Contact, Department, Observation, Plan, Role, Target, Task, TaskStatus
-from coordbot.plan.progress import QuotaProgress, assess, counting_window, quota_progress
+from coordbot.plan.progress import QuotaProgress, counting_window, quota_progress
 from coordbot.replies.models import CrossRequest, ProgressReport
 from coordbot.replies.parser import DepartmentRef, ParsedReply, Quantity, Status, TargetRef, parse_reply
 from coordbot.scheduling.calendar import WorkCalendar
@@ -207,20 +208,15 @@ def apply_report(
     # Colour now, not at the next review: the contact's confirmation shows it.
     quotas = _quotas(session, targets, today=today, plan=plan)
     until_due = calendar.workdays_between(today, task.due_date) if task.due_date else None
-    a = assess(task, quotas, today=today, workdays_until_due=until_due, last_report_status=report.status)
-    if (a.colour, a.reason) != (task.colour, task.colour_reason):
-        events.record(
-            session,
-            "task.colour_changed",
-            at=now,
-            plan_id=task.plan_id,
-            task_id=task.id,
-            department_id=task.lead_department_id,
-            old=task.colour,
-            new=a.colour,
-            reason=a.reason,
-        )
-        task.colour, task.colour_reason = a.colour, a.reason
+    recolour(
+        session=session,
+        task=task,
+        quotas=quotas,
+        today=today,
+        workdays_until_due=until_due,
+        last_report_status=report.status,
+        now=now,
+    )
     applied.quota_lines = [q.metric for q in quotas]
     applied.quotas = quotas
     events.record(

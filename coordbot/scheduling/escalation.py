@@ -16,8 +16,9 @@ from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.text import render
+from coordbot.plan.actions import recolour
 from coordbot.plan.models import OPEN_STATUSES, Contact, Department, Observation, Plan, Role, Target, Task
-from coordbot.plan.progress import assess, quota_progress
+from coordbot.plan.progress import quota_progress
 from coordbot.replies.models import ProgressReport
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import POLICY_KINDS, add_occurrence, plan_policy, task_policy
@@ -87,34 +88,19 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
                 for t in by_task[task.id]  # type: ignore[index]
             ]
             until_due = calendar.workdays_between(today, task.due_date) if task.due_date else None
-            a = assess(
-                task, quotas, today=today, workdays_until_due=until_due, last_report_status=last_status.get(task.id)
+            was_overdue = task.colour_reason == "overdue"
+            a, changed = recolour(
+                session=session,
+                task=task,
+                quotas=quotas,
+                today=today,
+                workdays_until_due=until_due,
+                last_report_status=last_status.get(task.id),
+                now=now,
             )
-            if (a.colour, a.reason) != (task.colour, task.colour_reason):
-                events.record(
-                    session,
-                    "task.colour_changed",
-                    at=now,
-                    plan_id=plan.id,
-                    task_id=task.id,
-                    department_id=task.lead_department_id,
-                    old=task.colour,
-                    new=a.colour,
-                    reason=a.reason,
-                )
-                if a.overdue and task.colour_reason != "overdue":
-                    events.record(
-                        session,
-                        "task.overdue",
-                        at=now,
-                        plan_id=plan.id,
-                        task_id=task.id,
-                        department_id=task.lead_department_id,
-                        due=task.due_date,
-                    )
-                    report.overdue += 1
-                task.colour, task.colour_reason = a.colour, a.reason
+            if changed:
                 report.recoloured += 1
+                report.overdue += a.overdue and not was_overdue
 
             n = task_policy(task, base).escalate_after_unanswered
             unanswered = sent_counts.get(task.id, 0)  # type: ignore[arg-type]

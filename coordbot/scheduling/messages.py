@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -25,6 +25,31 @@ BATCH_MIN = 3
 def status_buttons(ref: str, locale: str) -> tuple[tuple[Button, ...], ...]:
     words = labels(locale)["buttons"]
     return tuple(tuple(Button(words[a], a, ref) for a in row) for row in TASK_ACTIONS)
+
+
+def reminder_text(
+    *,
+    task: Task,
+    kind: str,
+    detail: str,
+    ref_date: date | None,
+    quotas: list,
+    fire_at: datetime,
+    calendar: WorkCalendar,
+    locale: str,
+) -> str:
+    """One task reminder as the contact reads it (also what ``coordbot reminders preview`` shows)."""
+    days = calendar.workdays_between(fire_at.astimezone(calendar.tz).date(), ref_date) if ref_date else 0
+    return render(
+        "reminder.html",
+        locale=locale,
+        task=task,
+        kind=kind,
+        detail=detail,
+        ref_date=ref_date,
+        quotas=quotas,
+        days_to_event=days,
+    )
 
 
 def _still_wanted(task: Task) -> bool:
@@ -122,20 +147,15 @@ def build_messages(
                     for t in targets_by_task[task.id]  # type: ignore[index]
                 ]
             quotas = quotas_by_task[task.id]  # type: ignore[index]
-            days_to_event = (
-                calendar.workdays_between(occ.fire_at.astimezone(calendar.tz).date(), occ.ref_date)
-                if occ.ref_date
-                else 0
-            )
-            text = render(
-                "reminder.html",
-                locale=locale,
+            text = reminder_text(
                 task=task,
                 kind=occ.kind,
                 detail=occ.detail,
                 ref_date=occ.ref_date,
                 quotas=quotas,
-                days_to_event=days_to_event,
+                fire_at=occ.fire_at,
+                calendar=calendar,
+                locale=locale,
             )
             out[occ_id] = (
                 contact.channel,

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from coordbot.core.text import render
 from coordbot.plan.models import Contact, Plan, Role, Target, Task
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import plan_policy, task_policy, task_schedule
+from coordbot.scheduling.messages import reminder_text
 from coordbot.scheduling.models import ReminderOccurrence
 from coordbot.scheduling.policy import plan_reminders
 
@@ -92,16 +92,15 @@ def preview_task(
     out = []
     for p in planned:
         quotas = quota_lines_for(session, task, today=p.fire_at.astimezone(calendar.tz).date())
-        days = calendar.workdays_between(p.fire_at.astimezone(calendar.tz).date(), p.ref_date)
-        text = render(
-            "reminder.html",
-            locale=locale,
+        text = reminder_text(
             task=task,
             kind=p.kind,
             detail=p.detail,
             ref_date=p.ref_date,
             quotas=quotas,
-            days_to_event=days,
+            fire_at=p.fire_at,
+            calendar=calendar,
+            locale=locale,
         )
         out.append(Preview(p.fire_at, p.kind, recipients, text))
     return out
