@@ -165,6 +165,13 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         raise ConfigError("setting 'delivery' expects 'at-least-once' or 'at-most-once'")
     if settings.telegram_mode not in ("polling", "webhook"):
         raise ConfigError("setting 'telegram_mode' expects 'polling' or 'webhook'")
+    if settings.telegram_mode == "webhook" and settings.telegram_token:
+        if not settings.webhook_secret:
+            raise ConfigError(
+                f"webhook mode needs a secret: set {ENV_PREFIX}WEBHOOK_SECRET (Telegram sends it back on every update)"
+            )
+        if not settings.webhook_url.startswith("https://"):
+            raise ConfigError("setting 'webhook_url' must be the public https:// address Telegram will call")
     if settings.locale not in ("zh", "en"):
         raise ConfigError("setting 'locale' expects 'zh' or 'en'")
     return settings

@@ -53,6 +53,12 @@ def test_secret_from_file(tmp_path: Path) -> None:
         ("", {"COORDBOT_TICK_SECONDS": "soon"}, "COORDBOT_TICK_SECONDS: setting 'tick_seconds' expects float"),
         ("", {"COORDBOT_DELIVERY": "twice"}, "'delivery'"),
         ("- a list\n", {}, "expected a mapping"),
+        ("telegram_mode: webhook\n", {"COORDBOT_TELEGRAM_TOKEN": "1:x"}, "webhook mode needs a secret"),
+        (
+            "telegram_mode: webhook\nwebhook_url: http://bot.example\n",
+            {"COORDBOT_TELEGRAM_TOKEN": "1:x", "COORDBOT_WEBHOOK_SECRET": "s3cret"},
+            "must be the public https",
+        ),
     ],
 )
 def test_bad_settings_say_which_and_why(tmp_path: Path, content: str, env: dict[str, str], expected: str) -> None:
