@@ -76,3 +76,33 @@ def test_db_upgrade_and_config_mask_secrets(cli, monkeypatch: pytest.MonkeyPatch
     shown = cli("config")
     assert "VERYSECRET" not in shown
     assert "telegram_token: (set)" in shown
+
+
+def test_digest_briefing_and_meeting_commands(cli, tmp_path: Path) -> None:
+    cli("plan", "import", str(SHIPPED))
+    md = cli("digest", "--week", "2026-W11", "--format", "md")
+    assert "2026-W11" in md and "18" in md
+    assert "ISO week" in cli("digest", "--week", "2026-11", ok=False)
+    out = tmp_path / "digest.html"
+    assert "digest written to" in cli("digest", "--format", "html", "--out", str(out))
+    assert out.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
+
+    docx = tmp_path / "briefing.docx"
+    assert "briefing written" in cli("briefing", "--meeting-date", "2026-03-27", "--format", "docx", "--out", str(docx))
+    assert docx.read_bytes()[:2] == b"PK"  # a zip container, as DOCX files are
+
+    decisions = tmp_path / "decisions.yaml"
+    decisions.write_text(
+        'meeting:\n  date: 2026-03-27\ndecisions:\n  deadlines:\n    - task: "4.2"\n      due: 2026-09-30\n'
+        "      reason: 会议明确阶段性时限\n",
+        encoding="utf-8",
+    )
+    assert "1 decision(s) applied" in cli("meeting", "record", str(decisions))
+    shown = cli("plan", "show")
+    assert "4.2" in shown and "2026-09-30" in shown
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        'meeting:\n  date: 2026-03-28\ndecisions:\n  closures:\n    - task: "9.9"\n      reason: x\n', encoding="utf-8"
+    )
+    refused = cli("meeting", "record", str(bad), ok=False)
+    assert re.search(r"bad\.yaml:\d+", refused) and "9.9" in refused
