@@ -13,6 +13,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
@@ -153,13 +154,22 @@ async def build_channels(runtime: Runtime) -> AsyncIterator[Runtime]:
             await bot.shutdown()
 
 
+def _project_path(path: Path) -> Path:
+    """A relative path from the settings, found from the working directory or else from the project."""
+    if path.is_absolute() or path.exists():
+        return path
+    from coordbot.core.db import PROJECT_ROOT
+
+    return PROJECT_ROOT / path
+
+
 def make_runtime(settings: Settings, engine: Engine, *, clock: Clock | None = None) -> Runtime:
     from coordbot.reports.digest import chat_reports
 
     return Runtime(
         settings=settings,
         engine=engine,
-        calendar=WorkCalendar(settings.holidays_dir, tz=settings.timezone),
+        calendar=WorkCalendar(_project_path(settings.holidays_dir), tz=settings.timezone),
         clock=clock or SystemClock(),
         chat_reports=chat_reports,
     )
