@@ -4,6 +4,11 @@ baseline: one SQL aggregate over all the progress reports (count and latest per 
 
 Run: .venv/bin/python bench/reports.py [--postgres URL] [--no-postgres] [--reports 500000]
 
+Measurement conveniences (they do not change what is timed): ``--sqlite-file F`` / ``--pg-database NAME`` keep
+the loaded benchmark database and reuse it on the next run instead of reloading (~30-50 s); ``--rounds N``
+repeats the measurements and prints the medians; ``--no-briefing`` times the aggregate and the digest only;
+``--no-sqlite`` skips SQLite.
+
 Targets (issue 6): digest within 3x the aggregate; briefing for the big plan under 10 s.
 A scratch SQLite file and a scratch PostgreSQL database are created and dropped.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -337,64 +343,105 @@ def timed(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
     return best
 
 
-def measure(engine: Engine, plan_code: str, label: str) -> None:
+def measure(engine: Engine, plan_code: str, label: str, *, briefing: bool = True) -> dict[str, float]:
     with Session(engine, expire_on_commit=False) as s:
         plan = s.exec(select(Plan).where(Plan.code == plan_code)).one()
         agg = timed(lambda: s.execute(text(AGGREGATE)).all())
         digest = timed(lambda: build_digest(session=s, plan=plan, now=NOW, store=False).render("html"))
-        md = timed(
-            lambda: build_briefing(
-                session=s, plan=plan, meeting_date=NOW.date(), since=SINCE, now=NOW, with_charts=False
-            ).to_markdown(),
-            repeat=1,
-        )
+        md = brief = float("nan")
+        if briefing:
+            md = timed(
+                lambda: build_briefing(
+                    session=s, plan=plan, meeting_date=NOW.date(), since=SINCE, now=NOW, with_charts=False
+                ).to_markdown(),
+                repeat=1,
+            )
 
-        def full() -> None:
-            doc = build_briefing(session=s, plan=plan, meeting_date=NOW.date(), since=SINCE, now=NOW)
-            doc.to_docx()
-            doc.to_html()
+            def full() -> None:
+                doc = build_briefing(session=s, plan=plan, meeting_date=NOW.date(), since=SINCE, now=NOW)
+                doc.to_docx()
+                doc.to_html()
 
-        brief = timed(full, repeat=1)
-    print(
-        f"{label:<34} aggregate {agg * 1000:8.1f} ms | digest {digest * 1000:8.1f} ms "
-        f"({digest / agg:5.1f}x) | briefing md {md:6.2f} s | briefing docx+html+charts {brief:6.2f} s"
+            brief = timed(full, repeat=1)
+    result = {"agg": agg, "digest": digest, "ratio": digest / agg, "md": md, "brief": brief}
+    print(_line(label, result), flush=True)
+    return result
+
+
+def _line(label: str, r: dict[str, float]) -> str:
+    return (
+        f"{label:<34} aggregate {r['agg'] * 1000:8.1f} ms | digest {r['digest'] * 1000:8.1f} ms "
+        f"({r['ratio']:5.1f}x) | briefing md {r['md']:6.2f} s | briefing docx+html+charts {r['brief']:6.2f} s"
     )
 
 
-def run(engine: Engine, name: str, reports: int) -> None:
-    upgrade(engine)
-    with session_scope(engine) as s:
-        service.import_plan(session=s, loaded=load_plan_file(PLAN_FILE), now=NOW - timedelta(days=90))
-    t = time.perf_counter()
-    build_big_plan(engine, departments=200, tasks=5000, reports=reports)
-    print(f"[{name}] synthetic plan loaded in {time.perf_counter() - t:.1f} s")
-    measure(engine, "songjiang-ip-2024-2026", f"[{name}] shipped plan (18 tasks)")
-    measure(engine, "province", f"[{name}] province (5,000 tasks, {reports:,} rep.)")
+def _loaded(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        try:
+            return conn.execute(text("SELECT count(*) FROM plan WHERE code = 'province'")).scalar() == 1
+        except Exception:
+            return False
+
+
+def run(engine: Engine, name: str, reports: int, *, rounds: int = 1, briefing: bool = True) -> None:
+    if _loaded(engine):
+        upgrade(engine)  # new migrations (indexes) apply to a reused database too
+        print(f"[{name}] reusing the loaded benchmark database")
+    else:
+        upgrade(engine)
+        with session_scope(engine) as s:
+            service.import_plan(session=s, loaded=load_plan_file(PLAN_FILE), now=NOW - timedelta(days=90))
+        t = time.perf_counter()
+        build_big_plan(engine, departments=200, tasks=5000, reports=reports)
+        print(f"[{name}] synthetic plan loaded in {time.perf_counter() - t:.1f} s")
+    results: dict[str, list[dict[str, float]]] = {"shipped": [], "province": []}
+    for _ in range(rounds):
+        results["shipped"].append(
+            measure(engine, "songjiang-ip-2024-2026", f"[{name}] shipped plan (18 tasks)", briefing=briefing)
+        )
+        results["province"].append(
+            measure(engine, "province", f"[{name}] province (5,000 tasks, {reports:,} rep.)", briefing=briefing)
+        )
+    if rounds > 1:
+        for key, label in (("shipped", "shipped"), ("province", "province")):
+            med = {k: statistics.median(r[k] for r in results[key]) for k in results[key][0]}
+            print(_line(f"[{name}] median of {rounds}: {label}", med))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--reports", type=int, default=500_000)
+    ap.add_argument("--sqlite-file", type=Path, help="keep the SQLite benchmark database here; reuse it if loaded")
+    ap.add_argument("--pg-database", help="keep the PostgreSQL benchmark database under this name; reuse it if loaded")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the measurements; print the medians")
+    ap.add_argument("--no-briefing", action="store_true", help="time the aggregate and the digest only")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(f"sqlite:///{tmp}/bench.db")
-        run(engine, "sqlite", args.reports)
-        engine.dispose()
+    opts = {"rounds": args.rounds, "briefing": not args.no_briefing}
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = args.sqlite_file or Path(tmp) / "bench.db"
+            engine = make_engine(f"sqlite:///{path}")
+            run(engine, "sqlite", args.reports, **opts)
+            engine.dispose()
     if args.no_postgres:
         return
-    name = f"coordbot_bench_{uuid.uuid4().hex[:8]}"
+    name = args.pg_database or f"coordbot_bench_{uuid.uuid4().hex[:8]}"
     admin = make_engine(args.postgres).execution_options(isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
         engine = make_engine(make_url(args.postgres).set(database=name).render_as_string(hide_password=False))
-        run(engine, "postgresql", args.reports)
+        run(engine, "postgresql", args.reports, **opts)
         engine.dispose()
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not args.pg_database:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

@@ -34,6 +34,7 @@ class ProgressReport(SQLModel, table=True):
     __tablename__ = "progress_report"
     __table_args__ = (
         Index("ix_report_task_received", "task_id", "received_at"),
+        Index("ix_report_received", "received_at"),  # a period's reports, whatever the plan's size (roll-ups)
         Index("ix_report_source_ref", "source_ref"),
     )
 

@@ -39,6 +39,7 @@ class ReminderOccurrence(SQLModel, table=True):
         UniqueConstraint("task_id", "contact_id", "kind", "fire_at", name="uq_reminder_key"),
         Index("ix_reminder_due", "status", "fire_at"),
         Index("ix_reminder_task_status", "task_id", "status"),
+        Index("ix_reminder_sent", "status", "sent_at"),  # reminders sent in a period (roll-ups)
     )
 
     id: int | None = Field(default=None, primary_key=True)
