@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
@@ -134,10 +135,12 @@ def redeem_invite(*, session: Session, code: str, channel: str, address: str, no
 
 def contacts_for_address(*, session: Session, channel: str, address: str) -> list[Contact]:
     """Every active binding of a chat (a person may be a contact of one department and leader of none)."""
-    return list(
-        session.exec(
-            select(Contact)
-            .where(Contact.channel == channel, Contact.address == address, Contact.active)
-            .order_by(col(Contact.id))
-        )
-    )
+    return list(session.exec(_CONTACTS_FOR_ADDRESS, params={"channel": channel, "address": address}))
+
+
+# Built once: it runs on every inbound update.
+_CONTACTS_FOR_ADDRESS = (
+    select(Contact)
+    .where(Contact.channel == bindparam("channel"), Contact.address == bindparam("address"), Contact.active)
+    .order_by(col(Contact.id))
+)

@@ -37,7 +37,14 @@ from coordbot.plan.models import (
     Task,
     TaskDepartment,
 )
-from coordbot.replies.apply import Applied, apply_report, quota_lines_for_tasks, revise_report, undo_report
+from coordbot.replies.apply import (
+    ALL_DEPARTMENTS,
+    Applied,
+    apply_report,
+    quota_lines_for_tasks,
+    revise_report,
+    undo_report,
+)
 from coordbot.replies.models import InboundMessage, ProgressReport
 from coordbot.replies.parser import Status
 from coordbot.scheduling.calendar import WorkCalendar
@@ -79,6 +86,41 @@ def _latest_reports() -> Any:
 
 
 _LATEST_REPORTS = _latest_reports()
+
+
+_INBOUND_INSERTS: dict[Any, Any] = {}
+
+
+def _record_inbound_statement(insert: Any) -> Any:
+    """The de-duplicating INSERT of an inbound message, built once per dialect's ``insert``."""
+    stmt = _INBOUND_INSERTS.get(insert)
+    if stmt is None:
+        table = InboundMessage.__table__  # type: ignore[attr-defined]
+        values = ("channel", "external_id", "received_at", "chat_id", "sender_id", "kind", "text")
+        # On the table, not the entity: the ORM's bulk-insert path around a one-row INSERT cost more than it.
+        stmt = _INBOUND_INSERTS[insert] = (
+            insert(table)
+            .values({name: bindparam(name, type_=table.c[name].type) for name in values})
+            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+            .returning(table.c.id)
+        )
+    return stmt
+
+
+# Statements of every update, built once (building one costs more than running it on SQLite).
+_TASK_BY_CODE = select(Task).where(Task.code == bindparam("code"), col(Task.archived_at).is_(None))
+_OPEN_TASKS = (
+    select(Task)
+    .where(
+        col(Task.archived_at).is_(None),
+        col(Task.status).in_(OPEN_STATUSES),
+        (Task.lead_department_id == bindparam("department_id"))
+        | col(Task.id).in_(
+            select(TaskDepartment.task_id).where(TaskDepartment.department_id == bindparam("department_id"))
+        ),
+    )
+    .order_by(Task.position)
+)
 
 
 @dataclass
@@ -144,22 +186,16 @@ class Conversation:
             return self._route(s, msg, inbound_id)
 
     def _record_inbound(self, s: Session, msg: Inbound) -> int | None:
-        insert = _insert(s)
-        stmt = (
-            insert(InboundMessage)
-            .values(
-                channel=msg.channel,
-                external_id=msg.external_id,
-                received_at=self.clock.now(),
-                chat_id=msg.chat_id,
-                sender_id=msg.sender_id,
-                kind=msg.kind,
-                text=msg.text[:4000],
-            )
-            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
-            .returning(InboundMessage.id)
-        )
-        row = s.execute(stmt).first()
+        params = {
+            "channel": msg.channel,
+            "external_id": msg.external_id,
+            "received_at": self.clock.now(),
+            "chat_id": msg.chat_id,
+            "sender_id": msg.sender_id,
+            "kind": msg.kind,
+            "text": msg.text[:4000],
+        }
+        row = s.execute(_record_inbound_statement(_insert(s)), params).first()
         return row[0] if row else None
 
     def _route(self, s: Session, msg: Inbound, inbound_id: int) -> Reply | None:
@@ -222,7 +258,7 @@ class Conversation:
         if cmd in ("start", "help"):
             return Reply(render("chat/help.html", locale=who.locale, role=who.primary.role))
         if cmd == "whoami":
-            depts = {d.id: d for d in s.exec(select(Department))}
+            depts = {d.id: d for d in s.exec(ALL_DEPARTMENTS)}
             bindings = [
                 {"name": c.name, "role": c.role, "department": depts[c.department_id].name} for c in who.bindings
             ]
@@ -265,7 +301,7 @@ class Conversation:
         code = code.strip().strip("【】[]").removeprefix("任务")
         if not code:
             return None
-        return s.exec(select(Task).where(Task.code == code, col(Task.archived_at).is_(None))).first()
+        return s.exec(_TASK_BY_CODE, params={"code": code}).first()
 
     def _may_report(self, s: Session, contact: Contact, task: Task) -> bool:
         if task.lead_department_id == contact.department_id:
@@ -273,18 +309,7 @@ class Conversation:
         return s.get(TaskDepartment, (task.id, contact.department_id)) is not None
 
     def _open_tasks(self, s: Session, department_id: int) -> list[Task]:
-        co = select(TaskDepartment.task_id).where(TaskDepartment.department_id == department_id)
-        return list(
-            s.exec(
-                select(Task)
-                .where(
-                    col(Task.archived_at).is_(None),
-                    col(Task.status).in_(OPEN_STATUSES),
-                    (Task.lead_department_id == department_id) | col(Task.id).in_(co),
-                )
-                .order_by(Task.position)
-            )
-        )
+        return list(s.exec(_OPEN_TASKS, params={"department_id": department_id}))
 
     def _tasks(self, s: Session, who: Who, now: datetime) -> Reply:
         today = now.astimezone(self.calendar.tz).date()
@@ -326,7 +351,7 @@ class Conversation:
         return {row.task_id: row for row in rows}
 
     def _overdue(self, s: Session, who: Who) -> Reply:
-        depts = {d.id: d for d in s.exec(select(Department))}
+        depts = {d.id: d for d in s.exec(ALL_DEPARTMENTS)}
         tasks = s.exec(
             select(Task)
             .where(
