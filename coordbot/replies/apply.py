@@ -551,3 +551,51 @@ def _parsed_json(parsed: ParsedReply | None) -> dict[str, Any]:
         "ambiguities": list(parsed.ambiguities),
         "confidence": parsed.confidence,
     }
+
+
+def numeric_targets(session: Session, task_id: int) -> list[Target]:
+    """A task's live numeric targets in a stable order (button indexes refer to it)."""
+    rows = session.exec(
+        select(Target).where(Target.task_id == task_id, col(Target.archived_at).is_(None)).order_by(Target.metric)
+    ).all()
+    return [t for t in rows if t.value is not None and t.comparator != "qualitative"]
+
+
+def unmatched_indexes(report: ProgressReport, targets: Sequence[Target]) -> list[int]:
+    """Positions in the report's parsed quantities of numbers that count toward none of the task's targets."""
+    metrics = {t.metric for t in targets}
+    return [i for i, q in enumerate(report.parsed.get("quantities", [])) if q.get("metric") not in metrics]
+
+
+def assign_quantity(
+    *, session: Session, report: ProgressReport, index: int, target: Target, now: datetime, calendar: WorkCalendar
+) -> tuple[float, str]:
+    """The contact said which target an unclear number counts toward: record it as the report's observation
+    (undo voids it with the rest of the report). Returns (value, mode)."""
+    quantities = [dict(q) for q in report.parsed.get("quantities", [])]
+    if report.voided or not 0 <= index < len(quantities) or target.task_id != report.task_id:
+        raise ValueError("this question is no longer open")
+    q = quantities[index]
+    if q.get("assigned"):
+        raise ValueError("this number was already counted")
+    value, mode = float(q["value"]), q.get("mode") or "increment"
+    obs = Observation(
+        target_id=target.id,  # type: ignore[arg-type]
+        value=value,
+        mode=mode,
+        observed_on=report.received_at.astimezone(calendar.tz).date(),
+        source="report",
+        report_id=report.id,
+        contact_id=report.contact_id,
+        recorded_at=now,
+    )
+    session.add(obs)
+    session.flush()
+    q.update(metric=target.metric, assigned=True)
+    report.parsed = {**report.parsed, "quantities": quantities}
+    report.previous = {**report.previous, "observations": [*report.previous.get("observations", []), obs.id]}
+    task = session.get(Task, report.task_id)
+    events.record(session, "observation.recorded", at=now, plan_id=task.plan_id if task else None,
+                  task_id=report.task_id, contact_id=report.contact_id, metric=target.metric, value=value,
+                  mode=mode, report=report.id, chosen_by="contact")
+    return value, mode

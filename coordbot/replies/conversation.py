@@ -41,9 +41,13 @@ from coordbot.replies.apply import (
     ALL_DEPARTMENTS,
     Applied,
     apply_report,
+    assign_quantity,
+    numeric_targets,
+    quota_lines_for,
     quota_lines_for_tasks,
     revise_report,
     undo_report,
+    unmatched_indexes,
 )
 from coordbot.replies.models import InboundMessage, ProgressReport
 from coordbot.replies.parser import Status
@@ -533,6 +537,20 @@ class Conversation:
         )
         words = labels(who.locale)["buttons"]
         buttons: tuple[tuple[Button, ...], ...] = ((Button(words["undo"], "undo", f"p{report.id}"),),)
+        if applied.unmatched:
+            # A number that fits no target, or several: ask which one, with a button per target.
+            targets = numeric_targets(s, task.id)  # type: ignore[arg-type]
+            open_numbers = unmatched_indexes(report, targets)
+            if targets and open_numbers:
+                first = applied.unmatched[0]
+                text += "\n" + render(
+                    "chat/ask_quantity.html", locale=who.locale, number=f"{first.value.normalize():f}{first.unit}"
+                )
+                choices = [
+                    Button(t.name[:30], "setqty", f"p{report.id}:{open_numbers[0]}:{k}")
+                    for k, t in enumerate(targets[:8])
+                ]
+                buttons = (*(tuple(choices[k : k + 2]) for k in range(0, len(choices), 2)), *buttons)
         if "conflicting_status" in applied.ambiguities:
             text += "\n" + render("chat/ask_status.html", locale=who.locale, code=task.code)
             buttons = (
@@ -541,6 +559,31 @@ class Conversation:
                 *buttons,
             )
         return Reply(text, buttons=buttons)
+
+    def _set_quantity(self, s: Session, who: Who, ref: str, now: datetime) -> Reply:
+        """Count an unclear number toward the target the contact chose."""
+        report_id, _, rest = ref[1:].partition(":")
+        index, _, choice = rest.partition(":")
+        report = s.get(ProgressReport, int(report_id)) if report_id.isdigit() else None
+        if report is None or who.contact is None or report.contact_id != who.contact.id or not index.isdigit():
+            return self._error(who, "gone")
+        targets = numeric_targets(s, report.task_id)
+        if not choice.isdigit() or int(choice) >= len(targets):
+            return self._error(who, "gone")
+        target = targets[int(choice)]
+        try:
+            value, mode = assign_quantity(
+                session=s, report=report, index=int(index), target=target, now=now, calendar=self.calendar
+            )
+        except ValueError:
+            return self._error(who, "gone")
+        task = s.get(Task, report.task_id)
+        today = now.astimezone(self.calendar.tz).date()
+        quota = next((q for q in quota_lines_for(s, task, today=today) if q.metric == target.metric), None)  # type: ignore[arg-type]
+        text = render(
+            "chat/quantity_assigned.html", locale=who.locale, target=target, value=value, mode=mode, quota=quota
+        )
+        return Reply(text, alert=_toast(text))
 
     def _task_for_reply(self, s: Session, msg: Inbound) -> tuple[Task | None, int | None, list[tuple[Task, int]]]:
         """The task a reply is about: the reminder it answers, or the task named in the message it answers.
@@ -636,6 +679,8 @@ class Conversation:
             return self._report(
                 s, who, task, "", now, source="button", status=STATUS_ACTIONS[action], reminder_id=occ.id
             )  # type: ignore[union-attr]
+        if action == "setqty":
+            return self._set_quantity(s, who, ref, now)
         if action == "undo" or action == "setstatus":
             report_id, _, value = ref[1:].partition(":")
             report = s.get(ProgressReport, int(report_id)) if report_id.isdigit() else None
