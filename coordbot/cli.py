@@ -386,15 +386,22 @@ def digest_cmd(ctx: Ctx, week: str | None, fmt: str, out: Path | None, code: str
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
 @click.option("--plan", "code", help="Plan code (default: the most recent plan).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.option("--send", is_flag=True, help="Also send the file to the office and the leaders through the channels.")
 @pass_ctx
-def briefing_cmd(ctx: Ctx, meeting_date, since, fmt: str, out: Path, code: str | None, lang: str | None) -> None:  # type: ignore[no-untyped-def]
+def briefing_cmd(  # type: ignore[no-untyped-def]
+    ctx: Ctx, meeting_date, since, fmt: str, out: Path, code: str | None, lang: str | None, send: bool
+) -> None:
     """Generate the joint-meeting briefing (联席会议简报) as DOCX, HTML or Markdown."""
+    import asyncio
+
+    from coordbot.app import build_channels
     from coordbot.core.clock import SystemClock
     from coordbot.reports.briefing import write_briefing
+    from coordbot.reports.distribute import send_report_file
 
     with session_scope(ctx.engine()) as session:
         p = _plan_or_fail(session, code)
-        write_briefing(
+        row = write_briefing(
             session=session,
             plan=p,
             meeting_date=meeting_date.date(),
@@ -404,7 +411,24 @@ def briefing_cmd(ctx: Ctx, meeting_date, since, fmt: str, out: Path, code: str |
             since=since.date() if since else None,
             locale=lang or ctx.settings.locale,
         )
+        title, briefing_id = f"{p.title} 联席会议简报（{meeting_date.date():%Y-%m-%d}）", row.id
     click.echo(f"briefing written to {out}")
+    if not send:
+        return
+    rt = _runtime(ctx)
+
+    async def deliver():  # type: ignore[no-untyped-def]
+        async with build_channels(rt):
+            if not rt.channels:
+                raise click.ClickException("no channel to send with: set COORDBOT_TELEGRAM_TOKEN")
+            return await send_report_file(
+                engine=rt.engine, channels=rt.channels, path=out, title=title, clock=rt.clock, briefing_id=briefing_id
+            )
+
+    sent = asyncio.run(deliver())
+    click.echo(f"sent to {len(sent.delivered)}: {', '.join(sent.delivered) or '-'}")
+    for name, error in sent.failed:
+        click.echo(f"not delivered to {name}: {error}", err=True)
 
 
 @main.group()
