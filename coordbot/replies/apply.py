@@ -443,6 +443,14 @@ def _queue_cross_request(
     )
 
 
+def _void_observations(session: Session, report: ProgressReport) -> None:
+    """Void what a report counted; the rows stay for the audit trail."""
+    for obs_id in report.previous.get("observations", []):
+        obs = session.get(Observation, obs_id)
+        if obs is not None:
+            obs.voided = True
+
+
 def undo_report(*, session: Session, report: ProgressReport, now: datetime, actor: str) -> Task:
     """Restore the task as it was before the report and void what the report added."""
     task = session.get(Task, report.task_id)
@@ -459,10 +467,7 @@ def undo_report(*, session: Session, report: ProgressReport, now: datetime, acto
     if later is not None:
         raise ValueError("a later report exists; correct it instead")
     _restore(task, report.previous)
-    for obs_id in report.previous.get("observations", []):
-        obs = session.get(Observation, obs_id)
-        if obs is not None:
-            obs.voided = True
+    _void_observations(session, report)
     for req_id in report.previous.get("requests", []):
         req = session.get(CrossRequest, req_id)
         if req is not None and req.status == "open":
@@ -498,10 +503,7 @@ def revise_report(
     assert task is not None
     original_time = report.received_at
     _restore(task, report.previous)
-    for obs_id in report.previous.get("observations", []):
-        obs = session.get(Observation, obs_id)
-        if obs is not None:
-            obs.voided = True
+    _void_observations(session, report)
     applied = apply_report(
         session=session,
         task=task,
