@@ -1,6 +1,7 @@
 """Inbound-update benchmark: coordbot's Telegram front end end to end, against a bare PTB echo bot.
 
 Run: .venv/bin/python bench/updates.py [--contacts 50] [--updates 1000] [--samples 200] [--postgres URL]
+     [--handler-processes N]
 
 Everything goes over real HTTP through the fake Bot API server (``coordbot.testing.fake_telegram``) with its
 flood limits off, and coordbot's own limiter opened up, so what is measured is the handling:
@@ -9,7 +10,8 @@ flood limits off, and coordbot's own limiter opened up, so what is measured is t
   the clock runs from the first update queued to the last answer received by the server. Each one is
   received, de-duplicated and stored, understood, applied and answered. The same-run baseline is a bare PTB
   echo bot (same PTB set-up: polling, 8 concurrent updates) answering every message with its text.
-  Target: coordbot >= 0.5x the echo bot.
+  Target: coordbot >= 0.5x the echo bot. coordbot runs as configured by default: its conversation in a
+  worker process (``--handler-processes 0`` measures it in a thread of the main process instead).
 * latency (webhook): one update at a time, from ``inject`` to the answer arriving at the fake server;
   p50 / p99. Target: p99 < 50 ms on SQLite.
 """
@@ -138,8 +140,12 @@ async def push(server: FakeBotAPI, contacts: int, updates: int) -> float:
     return time.perf_counter() - started
 
 
+HANDLER_PROCESSES = Settings.handler_processes  # the default, unless --handler-processes says otherwise
+
+
 def settings(url: str, server: FakeBotAPI, **overrides: Any) -> Settings:
     return Settings(
+        handler_processes=HANDLER_PROCESSES,
         database_url=url,
         holidays_dir=HOLIDAYS,
         telegram_token=Secret(TOKEN),
@@ -242,7 +248,15 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--updates", type=int, default=1000, help="updates pushed for throughput (default 1000)")
     parser.add_argument("--samples", type=int, default=200, help="webhook latency samples (default 200)")
     parser.add_argument("--postgres", metavar="URL", help="also run on this PostgreSQL server (scratch database)")
+    parser.add_argument(
+        "--handler-processes",
+        type=int,
+        default=Settings.handler_processes,
+        help=f"coordbot's worker processes for the conversation, 0: a thread (default {Settings.handler_processes})",
+    )
     args = parser.parse_args(argv)
+    global HANDLER_PROCESSES
+    HANDLER_PROCESSES = args.handler_processes
     logging.basicConfig(level=logging.ERROR)
     telegram_module.TelegramRateLimiter = UNLIMITED  # type: ignore[misc,assignment]
 
@@ -251,7 +265,9 @@ async def main(argv: list[str] | None = None) -> int:
     if args.postgres:
         results.append(await run_backend("postgresql", args.postgres, args, echo))
 
+    where = f"{args.handler_processes} worker process(es)" if args.handler_processes else "a thread"
     print(f"\ninbound updates: {args.updates} from {args.contacts} contacts; fake Bot API, rate limits off")
+    print(f"coordbot's conversation runs in {where} (setting handler_processes)")
     print(f"  bare PTB echo bot (baseline)      {echo:8.0f} updates/s")
     for r in results:
         print(

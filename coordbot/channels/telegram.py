@@ -8,7 +8,6 @@ receives updates by long polling or by webhook (served by coordbot's aiohttp app
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import html
 import json
@@ -46,6 +45,7 @@ from coordbot.channels.base import (
     TransientChannelError,
 )
 from coordbot.channels.ratelimit import TelegramRateLimiter
+from coordbot.replies.workers import WorkerConfig, make_runner
 
 if TYPE_CHECKING:
     from coordbot.app import Runtime
@@ -291,6 +291,17 @@ class TelegramFrontend:
             default_locale=s.locale,
             reports=getattr(runtime, "chat_reports", None),
         )
+        config = WorkerConfig(
+            database_url=s.database_url,
+            holidays_dir=runtime.calendar.overrides_dir or s.holidays_dir,
+            timezone=s.timezone,
+            locale=s.locale,
+            channel="telegram",
+        )
+        # A conversation given by the caller runs here, in a thread; ours may run in worker processes.
+        self.runner = make_runner(
+            conversation=self.conversation, config=config, processes=0 if conversation else s.handler_processes
+        )
         self._web_runner: web.AppRunner | None = None
 
     @property
@@ -298,6 +309,7 @@ class TelegramFrontend:
         return self.app.bot.username or ""
 
     async def start(self) -> None:
+        await self.runner.start()
         await self.app.initialize()
         await self.app.start()
         if self.mode == "webhook":
@@ -321,13 +333,14 @@ class TelegramFrontend:
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
+        await self.runner.close()
 
     async def deliver(self, update: Update) -> None:
         inbound = inbound_from_update(update, self.bot_username)
         if inbound is None:
             return
         try:
-            reply = await asyncio.to_thread(self.conversation.handle, inbound)
+            reply = await self.runner.handle(inbound, now=self.runtime.clock.now())
         except Exception:
             log.exception("update %s could not be handled", update.update_id)
             reply = None

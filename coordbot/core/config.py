@@ -69,6 +69,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     output_dir: Path = Path("var/out")
+    # Worker processes that handle chat updates beside the event loop (0: a thread of the main process).
+    handler_processes: int = 1
 
     @property
     def tz(self) -> ZoneInfo:
@@ -172,6 +174,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
             )
         if not settings.webhook_url.startswith("https://"):
             raise ConfigError("setting 'webhook_url' must be the public https:// address Telegram will call")
+    if settings.handler_processes < 0:
+        raise ConfigError("setting 'handler_processes' expects 0 (a thread) or a number of worker processes")
     if settings.locale not in ("zh", "en"):
         raise ConfigError("setting 'locale' expects 'zh' or 'en'")
     return settings

@@ -90,17 +90,26 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-@event.listens_for(OrmSession, "after_commit")
-def _dispatch_after_commit(session: OrmSession) -> None:
-    pending = session.info.pop(_PENDING, None)
-    if not pending:
-        return
-    for ev in pending:
+def dispatch(committed: list[Event]) -> None:
+    """Call the subscribers of these committed events (after a commit here, or one in a worker process)."""
+    for ev in committed:
         for handler in (*_handlers.get(ev.type, ()), *_handlers.get("*", ())):
             try:
                 handler(ev)
             except Exception:  # one faulty subscriber must not break the others or the caller
                 log.exception("event handler %r failed for %s", handler, ev.type)
+
+
+def snapshot(ev: Event) -> dict[str, Any]:
+    """A committed event as plain data, to be rebuilt with ``Event(**data)`` in another process."""
+    return ev.model_dump()
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _dispatch_after_commit(session: OrmSession) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        dispatch(pending)
 
 
 @event.listens_for(OrmSession, "after_rollback")

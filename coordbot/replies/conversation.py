@@ -181,19 +181,23 @@ class Conversation:
 
     # ---- entry point ---------------------------------------------------------------------------
 
-    def handle(self, msg: Inbound) -> Reply | None:
-        """Process one inbound message; ``None`` when it was processed before (or needs no answer)."""
+    def handle(self, msg: Inbound, *, now: datetime | None = None) -> Reply | None:
+        """Process one inbound message; ``None`` when it was processed before (or needs no answer).
+
+        ``now``: when it arrived, by the caller's clock (a worker process has no clock of its own).
+        """
+        now = now or self.clock.now()
         with session_scope(self.engine) as s:
-            inbound_id = self._record_inbound(s, msg)
+            inbound_id = self._record_inbound(s, msg, now)
             if inbound_id is None:
                 return None
-            return self._route(s, msg, inbound_id)
+            return self._route(s, msg, inbound_id, now)
 
-    def _record_inbound(self, s: Session, msg: Inbound) -> int | None:
+    def _record_inbound(self, s: Session, msg: Inbound, now: datetime) -> int | None:
         params = {
             "channel": msg.channel,
             "external_id": msg.external_id,
-            "received_at": self.clock.now(),
+            "received_at": now,
             "chat_id": msg.chat_id,
             "sender_id": msg.sender_id,
             "kind": msg.kind,
@@ -202,8 +206,7 @@ class Conversation:
         row = s.execute(_record_inbound_statement(_insert(s)), params).first()
         return row[0] if row else None
 
-    def _route(self, s: Session, msg: Inbound, inbound_id: int) -> Reply | None:
-        now = self.clock.now()
+    def _route(self, s: Session, msg: Inbound, inbound_id: int, now: datetime) -> Reply | None:
         if msg.kind == "command" and msg.command == "start" and msg.start_code:
             return self._bind(s, msg, now)
         bindings = contacts_for_address(session=s, channel=self.channel, address=msg.sender_id)

@@ -191,6 +191,9 @@ def make_settings(db_url: str, server: FakeBotAPI) -> Callable[..., Settings]:
             "telegram_mode": "polling",
             "webhook_secret": Secret(WEBHOOK_SECRET),
             "tick_seconds": 3600.0,  # the tests tick the engine themselves
+            # The conversation in a thread, as each of these tests starts a front end; test_workers.py runs
+            # it in a worker process, the default outside the tests.
+            "handler_processes": 0,
         }
         values.update(overrides)
         return Settings(**values)

@@ -1,0 +1,158 @@
+"""Where the conversation runs: in a thread beside the event loop, or in worker processes.
+
+Handling one update is about 2 ms of Python (parsing, the ORM, templates). In a thread it shares the GIL with
+the event loop that receives updates and sends answers, so the two take turns on one core and hand the GIL
+over at every database call. A worker process runs it on another core: bench/updates.py measured
+200 -> 370 updates/s on SQLite (2 cores).
+
+Whichever runs it, the caller's clock stamps the update and the events it committed reach this process's
+subscribers (the scheduler re-plans reminders on them), as they would after a commit here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy.engine import make_url
+
+from coordbot.channels.base import Inbound, Reply
+from coordbot.core import events
+
+log = logging.getLogger("coordbot.workers")
+
+
+class ConversationRunner(Protocol):
+    async def start(self) -> None: ...
+
+    async def handle(self, msg: Inbound, *, now: datetime) -> Reply | None: ...
+
+    async def close(self) -> None: ...
+
+
+class ThreadRunner:
+    """The conversation in a thread of this process (the database work must not block the event loop)."""
+
+    def __init__(self, conversation: Any) -> None:
+        self.conversation = conversation
+
+    async def start(self) -> None:
+        return None
+
+    async def handle(self, msg: Inbound, *, now: datetime) -> Reply | None:
+        return await asyncio.to_thread(self.conversation.handle, msg, now=now)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker process needs to build its own Conversation (plain values: it crosses processes)."""
+
+    database_url: str
+    holidays_dir: Path
+    timezone: str
+    locale: str
+    channel: str
+
+
+class ProcessRunner:
+    """The conversation in worker processes, each with its own engine; one update at a time per worker."""
+
+    def __init__(self, config: WorkerConfig, processes: int) -> None:
+        if processes < 1:
+            raise ValueError("ProcessRunner needs at least one process")
+        self.config = config
+        self.processes = processes
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        # spawn, not fork: the parent runs threads (the event loop's executor, the database pool's).
+        return concurrent.futures.ProcessPoolExecutor(
+            self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self.config,),
+        )
+
+    async def start(self) -> None:
+        """Start the workers now, so the first update does not wait for Python to start and import."""
+        self._pool = self._new_pool()
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._pool, _ready) for _ in range(self.processes)))
+
+    async def handle(self, msg: Inbound, *, now: datetime) -> Reply | None:
+        loop = asyncio.get_running_loop()
+        if self._pool is None:
+            self._pool = self._new_pool()
+        pool = self._pool
+        try:
+            reply, committed = await loop.run_in_executor(pool, _handle_in_worker, msg, now)
+        except concurrent.futures.BrokenExecutor:
+            # A worker died (killed, out of memory): its transaction never committed, so the update can run
+            # again on a fresh pool; de-duplication on the update id keeps that safe.
+            log.error("a conversation worker died; starting new ones")
+            if self._pool is pool:
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+            reply, committed = await loop.run_in_executor(self._pool, _handle_in_worker, msg, now)
+        events.dispatch([events.Event(**data) for data in committed])
+        return reply  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+def make_runner(*, conversation: Any, config: WorkerConfig, processes: int) -> ConversationRunner:
+    """Worker processes when asked for and the database can be shared between processes; else a thread."""
+    url = make_url(config.database_url)
+    in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    if processes < 1 or in_memory:
+        return ThreadRunner(conversation)
+    return ProcessRunner(config, processes)
+
+
+# ---- inside a worker process -------------------------------------------------------------------------
+
+_conversation: Any = None
+_committed: list[events.Event] = []
+
+
+def _init_worker(config: WorkerConfig) -> None:
+    global _conversation
+    from coordbot.core.db import make_engine
+    from coordbot.replies.conversation import Conversation
+    from coordbot.reports.digest import chat_reports
+    from coordbot.scheduling.calendar import WorkCalendar
+
+    logging.basicConfig(level=logging.WARNING)
+    _conversation = Conversation(
+        engine=make_engine(config.database_url),
+        calendar=WorkCalendar(config.holidays_dir, tz=config.timezone),
+        channel=config.channel,
+        default_locale=config.locale,
+        reports=chat_reports,
+    )
+    events.subscribe("*", _committed.append)
+
+
+def _ready() -> bool:
+    return _conversation is not None
+
+
+def _handle_in_worker(msg: Inbound, now: datetime) -> tuple[Reply | None, list[dict[str, Any]]]:
+    _committed.clear()
+    try:
+        reply = _conversation.handle(msg, now=now)
+        return reply, [events.snapshot(ev) for ev in _committed]
+    finally:
+        _committed.clear()
