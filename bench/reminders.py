@@ -100,8 +100,14 @@ def seed(url: str, n: int) -> tuple[float, int]:
 def dispatch(url: str) -> tuple[float, int]:
     engine = make_engine(url)
     channel = MemoryChannel("telegram")
-    eng = ReminderEngine(engine=engine, channels={"telegram": channel}, calendar=WorkCalendar(HOLIDAYS),
-                         clock=FakeClock(AFTER), batch_size=500, grace=timedelta(days=30))
+    eng = ReminderEngine(
+        engine=engine,
+        channels={"telegram": channel},
+        calendar=WorkCalendar(HOLIDAYS),
+        clock=FakeClock(AFTER),
+        batch_size=500,
+        grace=timedelta(days=30),
+    )
     t0 = time.perf_counter()
     report = asyncio.run(eng.tick())
     elapsed = time.perf_counter() - t0
@@ -129,8 +135,12 @@ def dispatch_two(url: str) -> tuple[float, list[int]]:
 def reset(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE reminder_occurrence SET status='pending', claimed_by=NULL, lease_until=NULL, "
-                          "sent_at=NULL, message_ref=NULL, attempts=0"))
+        conn.execute(
+            text(
+                "UPDATE reminder_occurrence SET status='pending', claimed_by=NULL, lease_until=NULL, "
+                "sent_at=NULL, message_ref=NULL, attempts=0"
+            )
+        )
         conn.execute(text("DELETE FROM event WHERE type = 'reminder.sent'"))
     engine.dispose()
 

@@ -37,9 +37,7 @@ class DepartmentIn(_Strict):
     code: Code
     name: Text
     short_name: str = ""
-    kind: Literal["government", "party", "police", "judicial", "park", "association", "town", "other"] = (
-        "government"
-    )
+    kind: Literal["government", "party", "police", "judicial", "park", "association", "town", "other"] = "government"
     aliases: list[str] = []
 
 

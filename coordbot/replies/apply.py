@@ -597,7 +597,17 @@ def assign_quantity(
     report.parsed = {**report.parsed, "quantities": quantities}
     report.previous = {**report.previous, "observations": [*report.previous.get("observations", []), obs.id]}
     task = session.get(Task, report.task_id)
-    events.record(session, "observation.recorded", at=now, plan_id=task.plan_id if task else None,
-                  task_id=report.task_id, contact_id=report.contact_id, metric=target.metric, value=value,
-                  mode=mode, report=report.id, chosen_by="contact")
+    events.record(
+        session,
+        "observation.recorded",
+        at=now,
+        plan_id=task.plan_id if task else None,
+        task_id=report.task_id,
+        contact_id=report.contact_id,
+        metric=target.metric,
+        value=value,
+        mode=mode,
+        report=report.id,
+        chosen_by="contact",
+    )
     return value, mode

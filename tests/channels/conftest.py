@@ -143,6 +143,7 @@ def handled(monkeypatch: pytest.MonkeyPatch) -> Iterator[Handled]:
 def fast_client_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """coordbot's own limiter without the per-chat second: the functional tests exchange many messages in
     one chat, and the fake server's limits are off for them (the flood test keeps both on)."""
+
     def open_limiter(**_: object) -> TelegramRateLimiter:
         # Ignores the front end's own overall_per_second (a partial's keyword would be overridden by it).
         return TelegramRateLimiter(overall_per_second=10_000, chat_interval=1e-4, group_per_minute=1e6)

@@ -137,7 +137,8 @@ BAD_CASES = {
     "outside_period": (lambda t: t.replace("due: 2024-12-31", "due: 2027-01-15"), r"outside the plan period"),
     "unknown_field": (lambda t: t.replace("unit: 项", "unit: 项\n            valu: 3"), r"valu\]: unknown field"),
     "duplicate_key": (
-        lambda t: t.replace("  office: amr\n", "  office: amr\n  office: sci\n"), r"key 'office' appears twice"
+        lambda t: t.replace("  office: amr\n", "  office: amr\n  office: sci\n"),
+        r"key 'office' appears twice",
     ),
     "bad_kind": (lambda t: t.replace("kind: recurring", "kind: sometimes"), r"'one-off', 'recurring' or 'metric'"),
     "bad_month_day": (lambda t: t.replace('day: "04-26"', 'day: "04-31"'), r"day"),
@@ -189,8 +190,14 @@ def test_reimport_keeps_later_decisions_but_file_edits_win(engine: Engine, minim
         t11.title = "会议调整后的标题"
         plan = s.exec(select(Plan)).one()
         t11.due_date = dt.date(2025, 3, 31)
-        extra = Task(plan_id=plan.id, group_id=t11.group_id, code="1.9", title="会议新增任务",
-                     lead_department_id=sci.id, origin="meeting:2026-03-27")
+        extra = Task(
+            plan_id=plan.id,
+            group_id=t11.group_id,
+            code="1.9",
+            title="会议新增任务",
+            lead_department_id=sci.id,
+            origin="meeting:2026-03-27",
+        )
         s.add(extra)
     report = _import(engine, parse_plan_text(text, "v1.yaml"))
     assert not report.changed, report.changes
@@ -210,12 +217,12 @@ def test_reimport_keeps_later_decisions_but_file_edits_win(engine: Engine, minim
 
 def test_reminder_policy_in_the_file_is_checked_when_loading(minimal_plan_path: Path) -> None:
     text = minimal_plan_path.read_text(encoding="utf-8")
-    ok = text.replace("  office: amr\n", "  office: amr\n  reminders: {periodic_weekday: 周三, send_time: \"10:00\"}\n")
+    ok = text.replace("  office: amr\n", '  office: amr\n  reminders: {periodic_weekday: 周三, send_time: "10:00"}\n')
     assert parse_plan_text(ok, "ok.yaml").data.plan.reminders["periodic_weekday"] == "周三"
     typo = '        kind: recurring\n        reminders: {send_tme: "10:00"}\n'
     bad = text.replace("        kind: recurring\n", typo)
     with pytest.raises(PlanFileError, match=r"bad\.yaml:\d+ \[groups\[1\]\.tasks\[0\]\.reminders\]: .*send_tme"):
         parse_plan_text(bad, "bad.yaml")
-    bad_time = text.replace("  office: amr\n", "  office: amr\n  reminders: {send_time: \"20:00\"}\n")
+    bad_time = text.replace("  office: amr\n", '  office: amr\n  reminders: {send_time: "20:00"}\n')
     with pytest.raises(PlanFileError, match=r"\[plan\.reminders\]: .*sending window"):
         parse_plan_text(bad_time, "bad.yaml")

@@ -46,8 +46,9 @@ def test_corpus_is_large_and_varied() -> None:
     ],
 )
 def test_corpus_case(case) -> None:  # type: ignore[no-untyped-def]
-    parsed = parse_reply(case.text, today=case.today, targets=case.targets, departments=DEPARTMENTS,
-                         task_codes=TASK_CODES)
+    parsed = parse_reply(
+        case.text, today=case.today, targets=case.targets, departments=DEPARTMENTS, task_codes=TASK_CODES
+    )
     got = actual_fields(parsed)
     diffs = {f: (case.expected[f], got[f]) for f in FIELDS if got[f] != case.expected[f]}
     assert not diffs, f"{case.text!r}: field → (expected, got) {diffs}; ambiguities={parsed.ambiguities}"
@@ -157,8 +158,19 @@ def test_field_precision_and_recall_floor(cases, parse_case, floor) -> None:  # 
 # --------------------------------------------------------------------------------------------- numerals
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("三", 3), ("十", 10), ("十二", 12), ("二十", 20), ("二十五", 25), ("一百零五", 105), ("两千", 2000),
-     ("三千万", 30_000_000), ("一亿二千万", 120_000_000), ("十万", 100_000), ("二〇二六", 2026)],
+    [
+        ("三", 3),
+        ("十", 10),
+        ("十二", 12),
+        ("二十", 20),
+        ("二十五", 25),
+        ("一百零五", 105),
+        ("两千", 2000),
+        ("三千万", 30_000_000),
+        ("一亿二千万", 120_000_000),
+        ("十万", 100_000),
+        ("二〇二六", 2026),
+    ],
 )
 def test_chinese_numerals(text: str, value: int) -> None:
     assert cn_to_int(text) == value
@@ -177,9 +189,14 @@ def test_arabic_numbers_with_separators() -> None:
 
 @pytest.mark.parametrize(
     ("text", "unit_target", "value"),
-    [("质押融资1.2亿元", PLEDGE, Decimal(12000)), ("质押融资3000万元", PLEDGE, Decimal(3000)),
-     ("质押融资3000万元", PLEDGE_YI, Decimal("0.3")), ("质押融资1.2亿", PLEDGE, Decimal(12000)),
-     ("pledge financing RMB 120 million", PLEDGE, Decimal(12000)), ("融资500000元", PLEDGE, Decimal(50))],
+    [
+        ("质押融资1.2亿元", PLEDGE, Decimal(12000)),
+        ("质押融资3000万元", PLEDGE, Decimal(3000)),
+        ("质押融资3000万元", PLEDGE_YI, Decimal("0.3")),
+        ("质押融资1.2亿", PLEDGE, Decimal(12000)),
+        ("pledge financing RMB 120 million", PLEDGE, Decimal(12000)),
+        ("融资500000元", PLEDGE, Decimal(50)),
+    ],
 )
 def test_money_is_normalised_to_the_target_unit(text: str, unit_target: TargetRef, value: Decimal) -> None:
     (q,) = parse(text, targets=[unit_target]).quantities
@@ -222,12 +239,29 @@ def test_dates_percents_and_codes_are_not_quantities() -> None:
 # -------------------------------------------------------------------------------------- status/negation
 @pytest.mark.parametrize(
     ("text", "status"),
-    [("已完成", Status.DONE), ("尚未完成", None), ("还没完成", None), ("未完成", None), ("没有困难", Status.ON_TRACK),
-     ("无困难", Status.ON_TRACK), ("有困难", Status.BLOCKED), ("不是很顺利", Status.AT_RISK), ("顺利", Status.ON_TRACK),
-     ("不正常", Status.AT_RISK), ("no blockers", Status.ON_TRACK), ("blocked", Status.BLOCKED),
-     ("not done yet", None), ("not started", Status.NOT_STARTED), ("尚未启动", Status.NOT_STARTED),
-     ("不断推进中", Status.ON_TRACK), ("没有滞后", Status.ON_TRACK), ("滞后", Status.AT_RISK),
-     ("完成率50%", None), ("預計下週完成", Status.ON_TRACK), ("受阻", Status.BLOCKED)],
+    [
+        ("已完成", Status.DONE),
+        ("尚未完成", None),
+        ("还没完成", None),
+        ("未完成", None),
+        ("没有困难", Status.ON_TRACK),
+        ("无困难", Status.ON_TRACK),
+        ("有困难", Status.BLOCKED),
+        ("不是很顺利", Status.AT_RISK),
+        ("顺利", Status.ON_TRACK),
+        ("不正常", Status.AT_RISK),
+        ("no blockers", Status.ON_TRACK),
+        ("blocked", Status.BLOCKED),
+        ("not done yet", None),
+        ("not started", Status.NOT_STARTED),
+        ("尚未启动", Status.NOT_STARTED),
+        ("不断推进中", Status.ON_TRACK),
+        ("没有滞后", Status.ON_TRACK),
+        ("滞后", Status.AT_RISK),
+        ("完成率50%", None),
+        ("預計下週完成", Status.ON_TRACK),
+        ("受阻", Status.BLOCKED),
+    ],
 )
 def test_status_and_negation(text: str, status: Status | None) -> None:
     assert parse(text).status is status
@@ -241,9 +275,23 @@ def test_percent_100_means_done_and_conflicts_are_reported() -> None:
 
 @pytest.mark.parametrize(
     ("text", "pct"),
-    [("60%", 60), ("６０％", 60), ("百分之六十", 60), ("六成", 60), ("过半", 50), ("一半", 50), ("half done", 50),
-     ("大半", 70), ("60 percent", 60), ("进度3/4", 75), ("完成四分之三", 75), ("62.5%", 63), ("同比增长20%", None),
-     ("进度从40%提高到60%", 60), ("成员3人", None)],
+    [
+        ("60%", 60),
+        ("６０％", 60),
+        ("百分之六十", 60),
+        ("六成", 60),
+        ("过半", 50),
+        ("一半", 50),
+        ("half done", 50),
+        ("大半", 70),
+        ("60 percent", 60),
+        ("进度3/4", 75),
+        ("完成四分之三", 75),
+        ("62.5%", 63),
+        ("同比增长20%", None),
+        ("进度从40%提高到60%", 60),
+        ("成员3人", None),
+    ],
 )
 def test_percent_forms(text: str, pct: int | None) -> None:
     assert parse(text).percent == pct
@@ -252,20 +300,42 @@ def test_percent_forms(text: str, pct: int | None) -> None:
 # ---------------------------------------------------------------------------------------------- dates
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("6月底前完成", date(2025, 6, 30)), ("5月底前完成", date(2026, 5, 31)), ("下周五完成", date(2025, 6, 20)),
-     ("本周五前", date(2025, 6, 13)), ("月底前完成", date(2025, 6, 30)), ("年底前完成", date(2025, 12, 31)),
-     ("下个月中旬完成", date(2025, 7, 15)), ("预计2026-12-31完成", date(2026, 12, 31)),
-     ("预计2026年12月31日完成", date(2026, 12, 31)), ("12月31日前完成", date(2025, 12, 31)),
-     ("12.31前完成", date(2025, 12, 31)), ("by end of June", date(2025, 6, 30)), ("by Friday", date(2025, 6, 13)),
-     ("next Friday", date(2025, 6, 20)), ("done in two weeks", date(2025, 6, 25)), ("春节前完成", date(2026, 2, 16)),
-     ("十月底前完成", date(2025, 10, 31)), ("3个工作日内", date(2025, 6, 16))],
+    [
+        ("6月底前完成", date(2025, 6, 30)),
+        ("5月底前完成", date(2026, 5, 31)),
+        ("下周五完成", date(2025, 6, 20)),
+        ("本周五前", date(2025, 6, 13)),
+        ("月底前完成", date(2025, 6, 30)),
+        ("年底前完成", date(2025, 12, 31)),
+        ("下个月中旬完成", date(2025, 7, 15)),
+        ("预计2026-12-31完成", date(2026, 12, 31)),
+        ("预计2026年12月31日完成", date(2026, 12, 31)),
+        ("12月31日前完成", date(2025, 12, 31)),
+        ("12.31前完成", date(2025, 12, 31)),
+        ("by end of June", date(2025, 6, 30)),
+        ("by Friday", date(2025, 6, 13)),
+        ("next Friday", date(2025, 6, 20)),
+        ("done in two weeks", date(2025, 6, 25)),
+        ("春节前完成", date(2026, 2, 16)),
+        ("十月底前完成", date(2025, 10, 31)),
+        ("3个工作日内", date(2025, 6, 16)),
+    ],
 )
 def test_expected_dates(text: str, expected: date) -> None:
     assert parse(text).expected_date == expected
 
 
-@pytest.mark.parametrize("text", ["昨天召开了推进会", "6月5日已召开推进会", "截至5月底累计完成8项", "上周完成检查",
-                                  "6月以来开展了3次", "本周开展2项"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "昨天召开了推进会",
+        "6月5日已召开推进会",
+        "截至5月底累计完成8项",
+        "上周完成检查",
+        "6月以来开展了3次",
+        "本周开展2项",
+    ],
+)
 def test_dates_of_things_that_happened_are_not_expected(text: str) -> None:
     assert parse(text).expected_date is None
 

@@ -66,9 +66,7 @@ class BotApiSpec:
     def check(self, value: Any, types: str | list[str]) -> None:
         """Assert ``value`` conforms; the message lists every violation."""
         errors = self.validate(value, types)
-        assert not errors, (
-            f"not a valid {types}:\n  " + "\n  ".join(errors) + f"\nvalue: {json.dumps(value)[:2000]}"
-        )
+        assert not errors, f"not a valid {types}:\n  " + "\n  ".join(errors) + f"\nvalue: {json.dumps(value)[:2000]}"
 
     def validate_response(self, method: str, body: Any) -> list[str]:
         """Violations of a full Bot API answer ``{"ok": true, "result": ...}`` or the error form."""
@@ -106,11 +104,7 @@ class BotApiSpec:
                 errors += self._validate_one(item, inner, f"{path}[{i}]")
             return errors
         if type_expr in _PRIMITIVES:
-            return (
-                []
-                if _is_primitive(value, type_expr)
-                else [f"{path}: expected {type_expr}, got {value!r:.80}"]
-            )
+            return [] if _is_primitive(value, type_expr) else [f"{path}: expected {type_expr}, got {value!r:.80}"]
         spec_type = self.types.get(type_expr)
         if spec_type is None:
             raise KeyError(f"type {type_expr!r} is not in the Bot API spec")

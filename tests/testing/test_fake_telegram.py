@@ -73,9 +73,7 @@ def png(width: int, height: int) -> bytes:
 
     raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def retry_after(exc: RetryAfter) -> float:
@@ -124,9 +122,7 @@ async def test_send_message_with_inline_keyboard(server: FakeBotAPI, bot: Bot) -
 
 
 async def test_force_reply_is_recorded_but_not_in_message_object(server: FakeBotAPI, bot: Bot) -> None:
-    msg = await bot.send_message(
-        ALICE, "What blocked you?", reply_markup=ForceReply(input_field_placeholder="...")
-    )
+    msg = await bot.send_message(ALICE, "What blocked you?", reply_markup=ForceReply(input_field_placeholder="..."))
     assert msg.reply_markup is None  # Telegram's Message only carries inline keyboards
     [stored] = server.sent_messages(ALICE)
     assert stored["reply_markup"] == {"force_reply": True, "input_field_placeholder": "..."}
@@ -159,9 +155,7 @@ async def test_replies_with_reply_parameters_and_legacy_id(server: FakeBotAPI, b
     assert status == 200 and body["result"]["reply_to_message"]["message_id"] == 1
     with pytest.raises(BadRequest, match=r"(?i)message to be replied not found"):
         await bot.send_message(ZHANG, "x", reply_parameters=ReplyParameters(999))
-    ok = await bot.send_message(
-        ZHANG, "y", reply_parameters=ReplyParameters(999, allow_sending_without_reply=True)
-    )
+    ok = await bot.send_message(ZHANG, "y", reply_parameters=ReplyParameters(999, allow_sending_without_reply=True))
     assert ok.reply_to_message is None
 
 
@@ -222,9 +216,7 @@ async def test_delete_message(server: FakeBotAPI, bot: Bot) -> None:
 
 async def test_send_document_bytes_multipart_and_download(server: FakeBotAPI, bot: Bot) -> None:
     content = "周报\n第1周".encode() * 1000
-    msg = await bot.send_document(
-        GROUP, content, filename="weekly.docx", caption="<b>周报</b>", parse_mode="HTML"
-    )
+    msg = await bot.send_document(GROUP, content, filename="weekly.docx", caption="<b>周报</b>", parse_mode="HTML")
     assert msg.document.file_name == "weekly.docx" and msg.document.file_size == len(content)
     assert msg.caption == "周报" and msg.caption_entities[0].type == "bold"
     [doc] = server.documents
@@ -246,11 +238,7 @@ async def test_send_photo_reports_sizes(server: FakeBotAPI, bot: Bot) -> None:
     assert sizes == [(90, 45), (320, 160), (800, 400), (1000, 500)]
     assert msg.photo[-1].file_size == len(image)
     [rec] = server.photos
-    assert (
-        rec["content"] == image
-        and (rec["width"], rec["height"]) == (1000, 500)
-        and rec["caption"] == "燃尽图"
-    )
+    assert rec["content"] == image and (rec["width"], rec["height"]) == (1000, 500) and rec["caption"] == "燃尽图"
     resent = await bot.send_photo(ZHANG, msg.photo[-1].file_id)
     assert (resent.photo[-1].width, resent.photo[-1].height) == (1000, 500)
     with pytest.raises(BadRequest, match=r"(?i)Image_process_failed"):
@@ -299,19 +287,14 @@ async def test_callback_query_round_trip(server: FakeBotAPI, bot: Bot) -> None:
     [update] = await bot.get_updates()
     assert update.update_id == pressed["update_id"]
     query = update.callback_query
-    assert (
-        query.data == "yes:7" and query.from_user.id == ZHANG and query.message.message_id == msg.message_id
-    )
+    assert query.data == "yes:7" and query.from_user.id == ZHANG and query.message.message_id == msg.message_id
     assert await bot.answer_callback_query(query.id, text="已记录") is True
     assert server.callback_answers[0]["text"] == "已记录" and server.callback_answers[0]["data"] == "yes:7"
     with pytest.raises(BadRequest, match=r"(?i)Query is too old"):
         await bot.answer_callback_query(query.id)
     with pytest.raises(ValueError, match="no button"):
         server.user_presses(ZHANG, msg.message_id, "forged")
-    assert (
-        server.user_presses(ZHANG, msg.message_id, "forged", strict=False)["callback_query"]["data"]
-        == "forged"
-    )
+    assert server.user_presses(ZHANG, msg.message_id, "forged", strict=False)["callback_query"]["data"] == "forged"
 
 
 # --- inbound
@@ -973,26 +956,19 @@ def test_validator_detects_violations(spec: BotApiSpec) -> None:
     }
     assert spec.validate(good, "Message") == []
     assert (
-        any(
-            "missing required field 'date'" in e
-            for e in spec.validate({**good, "date": None} | {}, "Message")
-        )
+        any("missing required field 'date'" in e for e in spec.validate({**good, "date": None} | {}, "Message"))
         is False
     )  # None is a wrong type, not a missing field
     missing = {k: v for k, v in good.items() if k != "date"}
     assert spec.validate(missing, "Message") == ["$: Message is missing required field 'date'"]
-    assert spec.validate({**good, "message_id": "1"}, "Message") == [
-        "$.message_id: expected Integer, got '1'"
-    ]
+    assert spec.validate({**good, "message_id": "1"}, "Message") == ["$.message_id: expected Integer, got '1'"]
     assert spec.validate({**good, "date": True}, "Message")  # bool is not an Integer
     assert spec.validate({**good, "texts": "typo"}, "Message") == ["$: Message has no field 'texts'"]
     bad_nested = {**good, "reply_markup": {"inline_keyboard": [[{"callback_data": "d"}]]}}
     assert spec.validate(bad_nested, "Message") == [
         "$.reply_markup.inline_keyboard[0][0]: InlineKeyboardButton is missing required field 'text'"
     ]
-    assert spec.validate(
-        {"inline_keyboard": [{"text": "t"}]}, "InlineKeyboardMarkup"
-    )  # not an array of arrays
+    assert spec.validate({"inline_keyboard": [{"text": "t"}]}, "InlineKeyboardMarkup")  # not an array of arrays
     assert spec.validate(1.5, "Float") == [] and spec.validate(2, "Float") == []
     assert spec.validate(True, ["Message", "Boolean"]) == []
     assert spec.validate("x", ["Message", "Boolean"])

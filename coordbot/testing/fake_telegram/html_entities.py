@@ -227,9 +227,7 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> tuple[str, list[d
             raise EntityParseError(f"Unclosed start tag at byte offset {_byte_offset(text, begin)}")
         tag = text[name_start:i].lower()
         if tag not in _ALL_TAGS:
-            raise EntityParseError(
-                f'Unsupported start tag "{tag}" at byte offset {_byte_offset(text, begin)}'
-            )
+            raise EntityParseError(f'Unsupported start tag "{tag}" at byte offset {_byte_offset(text, begin)}')
         attrs, i = _parse_attrs(text, i, tag, begin)
         if tag == "span" and attrs.get("class") != "tg-spoiler":
             raise EntityParseError(

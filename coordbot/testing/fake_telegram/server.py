@@ -46,12 +46,9 @@ _NOT_MODIFIED = (
     "the same as a current content and reply markup of the message"
 )
 _WEBHOOK_CONFLICT = (
-    "Conflict: can't use getUpdates method while webhook is active; "
-    "use deleteWebhook to delete the webhook first"
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
 )
-_POLL_CONFLICT = (
-    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
-)
+_POLL_CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 _QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 
 
@@ -92,9 +89,7 @@ class Upload:
     data: bytes
 
     def __repr__(self) -> str:
-        return (
-            f"Upload(filename={self.filename!r}, content_type={self.content_type!r}, size={len(self.data)})"
-        )
+        return f"Upload(filename={self.filename!r}, content_type={self.content_type!r}, size={len(self.data)})"
 
 
 @dataclass
@@ -213,11 +208,7 @@ def _decode(name: str, kind: str, value: Any) -> Any:
             return json.loads(value) if isinstance(value, str) else value
         if kind in (STR, FILE):
             return (
-                value
-                if isinstance(value, str)
-                else json.dumps(value)
-                if isinstance(value, dict | list)
-                else str(value)
+                value if isinstance(value, str) else json.dumps(value) if isinstance(value, dict | list) else str(value)
             )
     except (ValueError, TypeError) as exc:
         if kind == OBJ:
@@ -405,9 +396,7 @@ class FakeBotAPI:
         self._chats[user_id] = _Chat(user_id, "private", user=user, started=started)
         return dict(user)
 
-    def add_group(
-        self, chat_id: int, title: str, *, chat_type: str | None = None, username: str | None = None
-    ) -> JSON:
+    def add_group(self, chat_id: int, title: str, *, chat_type: str | None = None, username: str | None = None) -> JSON:
         """Create a group the bot is in; ids <= -10**12 are supergroups unless ``chat_type`` says so."""
         if chat_id >= 0:
             raise ValueError("group chat ids are negative")
@@ -594,9 +583,7 @@ class FakeBotAPI:
                 async with asyncio.timeout(min(remaining, 0.1)):
                     await self._activity.wait()
 
-    async def wait_for_messages(
-        self, chat_id: int | None = None, count: int = 1, timeout: float = 5.0
-    ) -> list[JSON]:
+    async def wait_for_messages(self, chat_id: int | None = None, count: int = 1, timeout: float = 5.0) -> list[JSON]:
         """Wait until the bot has sent at least ``count`` messages (to ``chat_id``); returns them all."""
         await self.wait_for(lambda: len(self.sent_messages(chat_id)) >= count, timeout)
         return self.sent_messages(chat_id)
@@ -705,9 +692,7 @@ class FakeBotAPI:
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
-            return web.json_response(
-                {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
-            )
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         file_id = self._file_paths.get(request.match_info["path"])
         if file_id is None:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
@@ -828,9 +813,7 @@ class FakeBotAPI:
                 fut.set_result(outcome)
         self._pollers.clear()
 
-    def _format_text(
-        self, text: str, parse_mode: str | None, entities: Any, *, what: str
-    ) -> tuple[str, list[JSON]]:
+    def _format_text(self, text: str, parse_mode: str | None, entities: Any, *, what: str) -> tuple[str, list[JSON]]:
         """Apply parse_mode or explicit entities; ``what`` is "text" or "caption" for error messages."""
         if parse_mode and parse_mode.lower() == "html":
             try:
@@ -866,8 +849,7 @@ class FakeBotAPI:
                     if not isinstance(button, dict) or not isinstance(button.get("text"), str):
                         raise ApiError(
                             400,
-                            'Bad Request: can\'t parse inline keyboard button: Field "text" must '
-                            "be of type String",
+                            'Bad Request: can\'t parse inline keyboard button: Field "text" must be of type String',
                         )
                     if "callback_data" in button:
                         data = button["callback_data"]
@@ -928,9 +910,7 @@ class FakeBotAPI:
         if stored is None:
             raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
         if stored.kind != kind:
-            raise ApiError(
-                400, f"Bad Request: can't use file of type {stored.kind.title()} as {kind.title()}"
-            )
+            raise ApiError(400, f"Bad Request: can't use file of type {stored.kind.title()} as {kind.title()}")
         return stored
 
     async def _send_media(self, p: JSON, kind: str) -> JSON:
@@ -960,9 +940,7 @@ class FakeBotAPI:
                 media = []
                 for vw, vh in variants:
                     # Smaller variants are re-encoded by Telegram; estimate their size by pixel ratio.
-                    part = (
-                        data if (vw, vh) == variants[-1] else data[: max(1, len(data) * vw * vh // (w * h))]
-                    )
+                    part = data if (vw, vh) == variants[-1] else data[: max(1, len(data) * vw * vh // (w * h))]
                     media.append(self._store_file("photo", part, {"width": vw, "height": vh}, ".jpg"))
             else:
                 media = [dict(source.meta)]
@@ -1049,9 +1027,7 @@ class FakeBotAPI:
                 error = "Connection refused"
             except Exception as exc:  # any failure counts as a failed delivery; the loop must not die
                 error = f"{type(exc).__name__}: {exc}"
-            self.webhook_deliveries.append(
-                WebhookDelivery(time.monotonic(), update["update_id"], status, error)
-            )
+            self.webhook_deliveries.append(WebhookDelivery(time.monotonic(), update["update_id"], status, error))
             self._notify()
             if error is None:
                 if self._updates and self._updates[0] is update:
@@ -1188,9 +1164,7 @@ class FakeBotAPI:
         if p.get("chat_id") is None:
             raise ApiError(400, "Bad Request: chat_id is empty")
         chat = self._writable_chat(p["chat_id"])
-        text, entities = self._format_text(
-            p.get("text") or "", p.get("parse_mode"), p.get("entities"), what="text"
-        )
+        text, entities = self._format_text(p.get("text") or "", p.get("parse_mode"), p.get("entities"), what="text")
         if not text.strip():
             raise ApiError(400, "Bad Request: message text is empty")
         markup = self._check_markup(p.get("reply_markup"))
@@ -1247,9 +1221,7 @@ class FakeBotAPI:
         msg = self._editable(p)
         if "text" not in msg:
             raise ApiError(400, "Bad Request: there is no text in the message to edit")
-        text, entities = self._format_text(
-            p.get("text") or "", p.get("parse_mode"), p.get("entities"), what="text"
-        )
+        text, entities = self._format_text(p.get("text") or "", p.get("parse_mode"), p.get("entities"), what="text")
         if not text.strip():
             raise ApiError(400, "Bad Request: message text is empty")
         # Omitting reply_markup in an edit removes the inline keyboard, as on Telegram.
