@@ -140,7 +140,7 @@ async def push(server: FakeBotAPI, contacts: int, updates: int) -> float:
     return time.perf_counter() - started
 
 
-HANDLER_PROCESSES = Settings.handler_processes  # the default, unless --handler-processes says otherwise
+HANDLER_PROCESSES = Settings().handler_processes  # the default, unless --handler-processes says otherwise
 
 
 def settings(url: str, server: FakeBotAPI, **overrides: Any) -> Settings:
@@ -251,8 +251,8 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--handler-processes",
         type=int,
-        default=Settings.handler_processes,
-        help=f"coordbot's worker processes for the conversation, 0: a thread (default {Settings.handler_processes})",
+        default=Settings().handler_processes,
+        help=f"coordbot's worker processes for the conversation, 0: a thread (default {Settings().handler_processes})",
     )
     args = parser.parse_args(argv)
     global HANDLER_PROCESSES

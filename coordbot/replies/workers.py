@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import signal
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -134,6 +135,8 @@ def _init_worker(config: WorkerConfig) -> None:
     from coordbot.reports.digest import chat_reports
     from coordbot.scheduling.calendar import WorkCalendar
 
+    # Ctrl-C reaches the whole process group: the main process stops the workers when it stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
     _conversation = Conversation(
         engine=make_engine(config.database_url),
