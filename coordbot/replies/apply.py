@@ -1,7 +1,8 @@
 """Apply a progress report to the plan: status, progress, colour, metric observations, requests for help.
 
 Everything a report changes is remembered on the report (``previous``), so undo restores the task exactly
-and voids what the report added. Only the office closes a task (销号); a "done" report sets 已报结.
+and voids what the report added (the observations and requests carry its id). Only the office closes a task
+(销号); a "done" report sets 已报结.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def apply_report(
     if "conflicting_status" in ambiguities:
         said_status = None  # ask, do not guess
 
+    revising = report is not None
     if report is None:
         report = ProgressReport(
             task_id=task.id, department_id=contact.department_id if contact else task.lead_department_id
@@ -138,6 +140,8 @@ def apply_report(
     report.percent = parsed.percent if parsed else None
     report.expected_date = parsed.expected_date if parsed else None
     report.parsed = _parsed_json(parsed)
+    # What undo restores. What the report adds (observations, requests) carries its id instead: undo finds
+    # them by it, so the report is written once.
     report.previous = _snapshot(task)
     session.flush()
 
@@ -158,7 +162,6 @@ def apply_report(
     task.updated_at = now
 
     by_metric = {t.metric: t for t in targets}
-    observation_ids: list[int] = []
     for q in parsed.quantities if parsed else ():
         target = by_metric.get(q.metric) if q.metric else None
         if target is None:
@@ -175,9 +178,10 @@ def apply_report(
             recorded_at=now,
         )
         session.add(obs)
-        session.flush()
-        observation_ids.append(obs.id)  # type: ignore[arg-type]
         applied.quantities.append((target, float(q.value), q.mode))
+    if applied.quantities:
+        session.flush()  # the quota queries below read them
+    for target, value, mode in applied.quantities:  # after the flush: written with the report's own event
         events.record(
             session,
             "observation.recorded",
@@ -186,18 +190,30 @@ def apply_report(
             task_id=task.id,
             contact_id=report.contact_id,
             metric=target.metric,
-            value=float(q.value),
-            mode=q.mode,
+            value=value,
+            mode=mode,
             report=report.id,
         )
 
-    request_ids: list[int] = []
+    # An edited report keeps the requests it still makes (no second notice) and withdraws the others.
+    asked_before: dict[int, CrossRequest] = {}
+    if revising:
+        asked_before = {
+            r.to_department_id: r
+            for r in session.exec(
+                select(CrossRequest).where(CrossRequest.report_id == report.id, CrossRequest.status == "open")
+            )
+        }
     if parsed:
         own = contact.department_id if contact else task.lead_department_id
         by_code = {d.code: d for d in departments}
         for code in parsed.help_departments:
             dept = by_code.get(code)
-            if dept is None or dept.id == own:
+            if dept is None or dept.id == own or dept in applied.help_departments:
+                continue
+            if dept.id in asked_before:
+                asked_before.pop(dept.id)  # type: ignore[arg-type]
+                applied.help_departments.append(dept)
                 continue
             req = CrossRequest(
                 task_id=task.id,
@@ -209,15 +225,15 @@ def apply_report(
             )
             session.add(req)
             session.flush()
-            request_ids.append(req.id)  # type: ignore[arg-type]
             applied.help_departments.append(dept)
             _queue_cross_request(
                 session, req, task, dept, by_id={d.id: d for d in departments}, now=now, calendar=calendar
             )
-    report.previous = {**report.previous, "observations": observation_ids, "requests": request_ids}
-
+    for withdrawn in asked_before.values():
+        withdrawn.status = "withdrawn"
+        withdrawn.closed_at = now
     # Colour now, not at the next review: the contact's confirmation shows it. The quota queries read only
-    # observations, all flushed above: the task, the report and the events go in the one flush at the end.
+    # observations, flushed above: the task and the events go in the one flush at the end.
     with session.no_autoflush:
         quotas = _quotas(session, targets, today=today, plan=plan)
     until_due = calendar.workdays_between(today, task.due_date) if task.due_date else None
@@ -445,10 +461,8 @@ def _queue_cross_request(
 
 def _void_observations(session: Session, report: ProgressReport) -> None:
     """Void what a report counted; the rows stay for the audit trail."""
-    for obs_id in report.previous.get("observations", []):
-        obs = session.get(Observation, obs_id)
-        if obs is not None:
-            obs.voided = True
+    for obs in session.exec(select(Observation).where(Observation.report_id == report.id, ~col(Observation.voided))):
+        obs.voided = True
 
 
 def undo_report(*, session: Session, report: ProgressReport, now: datetime, actor: str) -> Task:
@@ -468,11 +482,11 @@ def undo_report(*, session: Session, report: ProgressReport, now: datetime, acto
         raise ValueError("a later report exists; correct it instead")
     _restore(task, report.previous)
     _void_observations(session, report)
-    for req_id in report.previous.get("requests", []):
-        req = session.get(CrossRequest, req_id)
-        if req is not None and req.status == "open":
-            req.status = "withdrawn"
-            req.closed_at = now
+    for req in session.exec(
+        select(CrossRequest).where(CrossRequest.report_id == report.id, CrossRequest.status == "open")
+    ):
+        req.status = "withdrawn"
+        req.closed_at = now
     report.voided = True
     events.record(
         session,
@@ -595,7 +609,6 @@ def assign_quantity(
     session.flush()
     q.update(metric=target.metric, assigned=True)
     report.parsed = {**report.parsed, "quantities": quantities}
-    report.previous = {**report.previous, "observations": [*report.previous.get("observations", []), obs.id]}
     task = session.get(Task, report.task_id)
     events.record(
         session,

@@ -14,9 +14,11 @@ from coordbot.core.clock import FakeClock
 from coordbot.core.db import session_scope
 from coordbot.plan import service
 from coordbot.plan.loader import parse_plan_text
-from coordbot.plan.models import Contact, Department, Observation, Target
+from coordbot.plan.models import Contact, Department, Observation, Target, Task
 from coordbot.replies.conversation import Conversation
+from coordbot.replies.models import CrossRequest, ProgressReport
 from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
 
 ROOT = Path(__file__).resolve().parents[2]
 SECOND_TARGET = """          - metric: navigation_projects
@@ -48,8 +50,7 @@ def _say(conv: Conversation, uid: str, text: str = "", **kw):  # type: ignore[no
             chat_id="1001",
             sender_id="1001",
             text=text,
-            message_ref=f"1001:{uid}",
-            **kw,
+            **{"message_ref": f"1001:{uid}", **kw},
         )
     )
 
@@ -99,3 +100,36 @@ def test_a_stranger_cannot_answer_the_question(engine: Engine, minimal_plan_path
     assert "该操作已失效" in other.text
     with Session(engine) as s:
         assert s.exec(select(Observation)).all() == []
+
+
+def test_undo_after_an_edit_voids_every_count_and_withdraws_the_request(
+    engine: Engine, minimal_plan_path: Path
+) -> None:
+    """What a report added carries its id: an edit replaces it, and undo then takes back what is left."""
+    conv = _conversation(engine, minimal_plan_path)
+    with session_scope(engine) as s:
+        finance = s.exec(select(Department).where(Department.code == "finance")).one()
+        s.add(Contact(department_id=finance.id, name="财政局联络员", address="3003"))
+    with Session(engine) as s:
+        before = s.exec(select(Task).where(Task.code == "2.1")).one()
+        state = (before.status, before.progress, before.colour, before.last_report_at)
+    first = _say(conv, "u1", "2.1 本周开展双随机检查2项，需要区财政局协调经费")
+    assert "已记录：任务2.1" in first.text
+    edited = _say(conv, "u2", "2.1 本周开展双随机检查3项，需要区财政局协调经费", kind="edited", message_ref="1001:u1")
+    assert edited is not None and "已记录：任务2.1" in edited.text
+    with Session(engine) as s:
+        [report] = s.exec(select(ProgressReport)).all()
+        assert "observations" not in report.previous and "requests" not in report.previous
+        counts = sorted((o.value, o.voided) for o in s.exec(select(Observation)))
+        assert counts == [(2.0, True), (3.0, False)]  # the edit replaced the count in place
+        assert [r.status for r in s.exec(select(CrossRequest))] == ["open"]  # asked once, not again
+        notices = s.exec(select(ReminderOccurrence).where(ReminderOccurrence.kind == ReminderKind.CROSS_REQUEST))
+        assert len(notices.all()) == 1
+
+    undo = next(b for row in edited.buttons for b in row if b.action == "undo")
+    assert "已撤销" in _say(conv, "u3", kind="callback", callback_action="undo", callback_ref=undo.ref).text
+    with Session(engine) as s:
+        assert [o.voided for o in s.exec(select(Observation))] == [True, True]
+        assert [r.status for r in s.exec(select(CrossRequest))] == ["withdrawn"]
+        after = s.exec(select(Task).where(Task.code == "2.1")).one()
+        assert (after.status, after.progress, after.colour, after.last_report_at) == state
