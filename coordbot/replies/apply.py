@@ -182,18 +182,7 @@ def apply_report(
     if applied.quantities:
         session.flush()  # the quota queries below read them
     for target, value, mode in applied.quantities:  # after the flush: written with the report's own event
-        events.record(
-            session,
-            "observation.recorded",
-            at=now,
-            plan_id=task.plan_id,
-            task_id=task.id,
-            contact_id=report.contact_id,
-            metric=target.metric,
-            value=value,
-            mode=mode,
-            report=report.id,
-        )
+        _observation_recorded(session, report, target, value, mode, plan_id=task.plan_id, now=now)
 
     # An edited report keeps the requests it still makes (no second notice) and withdraws the others.
     asked_before: dict[int, CrossRequest] = {}
@@ -610,17 +599,32 @@ def assign_quantity(
     q.update(metric=target.metric, assigned=True)
     report.parsed = {**report.parsed, "quantities": quantities}
     task = session.get(Task, report.task_id)
+    plan_id = task.plan_id if task else None
+    _observation_recorded(session, report, target, value, mode, plan_id=plan_id, now=now, chosen_by="contact")
+    return value, mode
+
+
+def _observation_recorded(
+    session: Session,
+    report: ProgressReport,
+    target: Target,
+    value: float,
+    mode: str,
+    *,
+    plan_id: int | None,
+    now: datetime,
+    **extra: Any,
+) -> None:
     events.record(
         session,
         "observation.recorded",
         at=now,
-        plan_id=task.plan_id if task else None,
+        plan_id=plan_id,
         task_id=report.task_id,
         contact_id=report.contact_id,
         metric=target.metric,
         value=value,
         mode=mode,
         report=report.id,
-        chosen_by="contact",
+        **extra,
     )
-    return value, mode
