@@ -187,12 +187,7 @@ def apply_report(
     # An edited report keeps the requests it still makes (no second notice) and withdraws the others.
     asked_before: dict[int, CrossRequest] = {}
     if revising:
-        asked_before = {
-            r.to_department_id: r
-            for r in session.exec(
-                select(CrossRequest).where(CrossRequest.report_id == report.id, CrossRequest.status == "open")
-            )
-        }
+        asked_before = {r.to_department_id: r for r in _open_requests(session, report)}
     if parsed:
         own = contact.department_id if contact else task.lead_department_id
         by_code = {d.code: d for d in departments}
@@ -448,6 +443,12 @@ def _queue_cross_request(
     )
 
 
+def _open_requests(session: Session, report: ProgressReport) -> list[CrossRequest]:
+    """The report's requests for help that are still open."""
+    stmt = select(CrossRequest).where(CrossRequest.report_id == report.id, CrossRequest.status == "open")
+    return list(session.exec(stmt))
+
+
 def _void_observations(session: Session, report: ProgressReport) -> None:
     """Void what a report counted; the rows stay for the audit trail."""
     for obs in session.exec(select(Observation).where(Observation.report_id == report.id, ~col(Observation.voided))):
@@ -471,9 +472,7 @@ def undo_report(*, session: Session, report: ProgressReport, now: datetime, acto
         raise ValueError("a later report exists; correct it instead")
     _restore(task, report.previous)
     _void_observations(session, report)
-    for req in session.exec(
-        select(CrossRequest).where(CrossRequest.report_id == report.id, CrossRequest.status == "open")
-    ):
+    for req in _open_requests(session, report):
         req.status = "withdrawn"
         req.closed_at = now
     report.voided = True
