@@ -97,8 +97,8 @@ class ProcessRunner:
         try:
             reply, committed = await loop.run_in_executor(pool, _handle_in_worker, msg, now)
         except concurrent.futures.BrokenExecutor:
-            # A worker died (killed, out of memory): its transaction never committed, so the update can run
-            # again on a fresh pool; de-duplication on the update id keeps that safe.
+            # A worker died (killed, out of memory). Run the update again on a fresh pool: if the worker died
+            # before its commit, this handles it; if after, de-duplication on the update id makes it a no-op.
             log.error("a conversation worker died; starting new ones")
             if self._pool is pool:
                 pool.shutdown(wait=False, cancel_futures=True)
