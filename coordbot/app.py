@@ -24,6 +24,7 @@ from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
+from coordbot.core.events import EventType
 from coordbot.plan.models import Plan
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import ReminderEngine
@@ -34,13 +35,13 @@ log = logging.getLogger("coordbot.app")
 REVIEW_EVERY = timedelta(minutes=15)
 # Changes after which the occurrences must be regenerated at the next tick, not at the next housekeeping.
 RESCHEDULING_EVENTS = (
-    "extension.approved",
-    "task.reported_done",
-    "task.closed",
-    "task.archived",
-    "task.updated",
-    "task.assigned",
-    "contact.bound",
+    EventType.EXTENSION_APPROVED,
+    EventType.TASK_REPORTED_DONE,
+    EventType.TASK_CLOSED,
+    EventType.TASK_ARCHIVED,
+    EventType.TASK_UPDATED,
+    EventType.TASK_ASSIGNED,
+    EventType.CONTACT_BOUND,
 )
 
 

@@ -274,18 +274,18 @@ def _write_reports(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
 def _summary(engine) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import func
 
-    from coordbot.core.events import Event
+    from coordbot.core.events import Event, EventType
 
     with session_scope(engine) as s:
         counts = dict(s.exec(select(Event.type, func.count()).group_by(Event.type)).all())
     click.echo("\n两周小结（事件日志）：")
     for kind, label in (
-        ("reminder.sent", "提醒已发送"),
-        ("progress.reported", "进展报送"),
-        ("observation.recorded", "指标数据"),
-        ("crossrequest.opened", "跨部门协调请求"),
-        ("task.escalated", "督办"),
-        ("extension.approved", "延期获批"),
-        ("task.colour_changed", "红黄绿变化"),
+        (EventType.REMINDER_SENT, "提醒已发送"),
+        (EventType.PROGRESS_REPORTED, "进展报送"),
+        (EventType.OBSERVATION_RECORDED, "指标数据"),
+        (EventType.CROSSREQUEST_OPENED, "跨部门协调请求"),
+        (EventType.TASK_ESCALATED, "督办"),
+        (EventType.EXTENSION_APPROVED, "延期获批"),
+        (EventType.TASK_COLOUR_CHANGED, "红黄绿变化"),
     ):
         click.echo(f"  {label}：{counts.get(kind, 0)}")

@@ -3,17 +3,19 @@
 from coordbot.core.events import Event
 from coordbot.plan.models import (
     Contact,
+    CrossRequest,
     Department,
     Extension,
     Invite,
     Observation,
     Plan,
+    ProgressReport,
     Target,
     Task,
     TaskDepartment,
     TaskGroup,
 )
-from coordbot.replies.models import CrossRequest, InboundMessage, ProgressReport
+from coordbot.replies.models import InboundMessage
 from coordbot.reports.models import Briefing, Digest, Meeting
 from coordbot.scheduling.models import ReminderOccurrence
 

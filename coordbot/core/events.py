@@ -10,6 +10,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, event
@@ -20,6 +21,43 @@ from coordbot.core.clock import utcnow
 from coordbot.core.types import AwareDateTime
 
 log = logging.getLogger("coordbot.events")
+
+
+class EventType(StrEnum):
+    """Every kind of event coordbot writes: one name per state change, in the log's ``type`` column."""
+
+    TASK_ASSIGNED = "task.assigned"
+    TASK_UPDATED = "task.updated"
+    TASK_ARCHIVED = "task.archived"
+    TASK_CLOSED = "task.closed"
+    TASK_REPORTED_DONE = "task.reported_done"
+    TASK_COLOUR_CHANGED = "task.colour_changed"
+    TASK_ESCALATED = "task.escalated"
+    TASK_OVERDUE = "task.overdue"
+    TASK_BLOCKED = "task.blocked"
+    EXTENSION_REQUESTED = "extension.requested"
+    EXTENSION_APPROVED = "extension.approved"
+    EXTENSION_REJECTED = "extension.rejected"
+    CROSSREQUEST_OPENED = "crossrequest.opened"
+    REMINDER_SCHEDULED = "reminder.scheduled"
+    REMINDER_CANCELLED = "reminder.cancelled"
+    REMINDER_SENT = "reminder.sent"
+    REMINDER_FAILED = "reminder.failed"
+    REMINDER_FOLDED = "reminder.folded"
+    REMINDER_LEASE_EXPIRED = "reminder.lease_expired"
+    PROGRESS_REPORTED = "progress.reported"
+    PROGRESS_REVISED = "progress.revised"
+    PROGRESS_UNDONE = "progress.undone"
+    OBSERVATION_RECORDED = "observation.recorded"
+    MEETING_RECORDED = "meeting.recorded"
+    PLAN_IMPORTED = "plan.imported"
+    INVITE_CREATED = "invite.created"
+    CONTACT_BOUND = "contact.bound"
+    CONTACT_UNREACHABLE = "contact.unreachable"
+    DIGEST_QUEUED = "digest.queued"
+    DIGEST_COMPILED = "digest.compiled"
+    BRIEFING_ISSUED = "briefing.issued"
+    REPORT_SENT = "report.sent"
 
 
 class Event(SQLModel, table=True):
@@ -44,7 +82,7 @@ _handlers: dict[str, list[Handler]] = defaultdict(list)
 _PENDING = "coordbot_pending_events"
 
 
-def subscribe(event_type: str, handler: Handler) -> Callable[[], None]:
+def subscribe(event_type: EventType | str, handler: Handler) -> Callable[[], None]:
     """Call ``handler`` after each committed event of ``event_type`` (``"*"`` for all); returns an unsubscriber."""
     _handlers[event_type].append(handler)
     return lambda: _handlers[event_type].remove(handler)
@@ -52,7 +90,7 @@ def subscribe(event_type: str, handler: Handler) -> Callable[[], None]:
 
 def record(
     session: Session,
-    type: str,
+    type: EventType,
     *,
     at: datetime | None = None,
     plan_id: int | None = None,

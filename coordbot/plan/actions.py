@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.clock import utcnow
+from coordbot.core.events import EventType
 from coordbot.plan.models import Contact, Extension, Task, TaskStatus
 from coordbot.plan.progress import Assessment, QuotaProgress, assess
 
@@ -47,7 +48,7 @@ def request_extension(
     task.updated_at = now
     events.record(
         session,
-        "extension.requested",
+        EventType.EXTENSION_REQUESTED,
         at=now,
         plan_id=task.plan_id,
         task_id=task.id,
@@ -108,7 +109,7 @@ def close_task(*, session: Session, task: Task, actor: str, now: datetime | None
     task.updated_at = now
     events.record(
         session,
-        "task.closed",
+        EventType.TASK_CLOSED,
         at=now,
         plan_id=task.plan_id,
         task_id=task.id,
@@ -139,8 +140,8 @@ def recolour(
     if (a.colour, a.reason) == (task.colour, task.colour_reason):
         return a, False
     where = {"at": now, "plan_id": task.plan_id, "task_id": task.id, "department_id": task.lead_department_id}
-    events.record(session, "task.colour_changed", **where, old=task.colour, new=a.colour, reason=a.reason)
+    events.record(session, EventType.TASK_COLOUR_CHANGED, **where, old=task.colour, new=a.colour, reason=a.reason)
     if a.overdue and task.colour_reason != "overdue":
-        events.record(session, "task.overdue", **where, due=task.due_date)
+        events.record(session, EventType.TASK_OVERDUE, **where, due=task.due_date)
     task.colour, task.colour_reason = a.colour, a.reason
     return a, True

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.clock import utcnow
+from coordbot.core.events import EventType
 from coordbot.plan.models import Contact, Department, Invite, Role
 
 INVITE_TTL = timedelta(days=7)
@@ -79,7 +80,7 @@ def create_invite(
     session.flush()
     events.record(
         session,
-        "invite.created",
+        EventType.INVITE_CREATED,
         at=now,
         department_id=dept.id,
         actor=created_by,
@@ -122,7 +123,7 @@ def redeem_invite(*, session: Session, code: str, channel: str, address: str, no
     invite.contact_id = contact.id
     events.record(
         session,
-        "contact.bound",
+        EventType.CONTACT_BOUND,
         at=now,
         department_id=invite.department_id,
         contact_id=contact.id,

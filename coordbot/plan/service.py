@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.clock import utcnow
+from coordbot.core.events import EventType
 from coordbot.plan.loader import LoadedPlan
 from coordbot.plan.models import (
     Contact,
@@ -191,7 +192,7 @@ def import_plan(
             report.changes.append(f"+ task {t.code} {t.title}")
             events.record(
                 session,
-                "task.assigned",
+                EventType.TASK_ASSIGNED,
                 at=now,
                 plan_id=plan.id,
                 task_id=task.id,
@@ -220,7 +221,7 @@ def import_plan(
                 report.changes.append(f"~ task {t.code}: {_fmt(diff)}")
                 events.record(
                     session,
-                    "task.updated",
+                    EventType.TASK_UPDATED,
                     at=now,
                     plan_id=plan.id,
                     task_id=task.id,
@@ -259,7 +260,9 @@ def import_plan(
         if code not in seen_tasks and task.archived_at is None and task.origin == "plan":
             task.archived_at = now
             report.changes.append(f"- task {code} archived (kept with its history)")
-            events.record(session, "task.archived", at=now, plan_id=plan.id, task_id=task.id, actor=actor, code=code)
+            events.record(
+                session, EventType.TASK_ARCHIVED, at=now, plan_id=plan.id, task_id=task.id, actor=actor, code=code
+            )
     for metric, target in targets.items():
         if metric not in seen_metrics and target.archived_at is None:
             target.archived_at = now
@@ -293,7 +296,7 @@ def import_plan(
     if report.changed:
         events.record(
             session,
-            "plan.imported",
+            EventType.PLAN_IMPORTED,
             at=now,
             plan_id=plan.id,
             actor=actor,

@@ -18,11 +18,22 @@ from sqlalchemy import and_, bindparam, case, func, or_
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
+from coordbot.core.events import EventType
 from coordbot.core.text import render
 from coordbot.plan.actions import recolour
-from coordbot.plan.models import Contact, Department, Observation, Plan, Role, Target, Task, TaskStatus
+from coordbot.plan.models import (
+    Contact,
+    CrossRequest,
+    Department,
+    Observation,
+    Plan,
+    ProgressReport,
+    Role,
+    Target,
+    Task,
+    TaskStatus,
+)
 from coordbot.plan.progress import QuotaProgress, counting_window, quota_progress
-from coordbot.replies.models import CrossRequest, ProgressReport
 from coordbot.replies.parser import DepartmentRef, ParsedReply, Quantity, Status, TargetRef, parse_reply
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import ReminderKind
@@ -234,7 +245,7 @@ def apply_report(
     applied.quotas = quotas
     events.record(
         session,
-        "progress.reported",
+        EventType.PROGRESS_REPORTED,
         at=now,
         plan_id=task.plan_id,
         task_id=task.id,
@@ -250,7 +261,7 @@ def apply_report(
     if said_status == Status.DONE and is_lead:
         events.record(
             session,
-            "task.reported_done",
+            EventType.TASK_REPORTED_DONE,
             at=now,
             plan_id=task.plan_id,
             task_id=task.id,
@@ -260,7 +271,7 @@ def apply_report(
     if said_status == Status.BLOCKED and is_lead:
         events.record(
             session,
-            "task.blocked",
+            EventType.TASK_BLOCKED,
             at=now,
             plan_id=task.plan_id,
             task_id=task.id,
@@ -432,7 +443,7 @@ def _queue_cross_request(
         )
     events.record(
         session,
-        "crossrequest.opened",
+        EventType.CROSSREQUEST_OPENED,
         at=now,
         plan_id=task.plan_id,
         task_id=task.id,
@@ -478,7 +489,7 @@ def undo_report(*, session: Session, report: ProgressReport, now: datetime, acto
     report.voided = True
     events.record(
         session,
-        "progress.undone",
+        EventType.PROGRESS_UNDONE,
         at=now,
         plan_id=task.plan_id,
         task_id=task.id,
@@ -522,7 +533,7 @@ def revise_report(
     report.received_at = original_time
     events.record(
         session,
-        "progress.revised",
+        EventType.PROGRESS_REVISED,
         at=now,
         plan_id=task.plan_id,
         task_id=task.id,
@@ -616,7 +627,7 @@ def _observation_recorded(
 ) -> None:
     events.record(
         session,
-        "observation.recorded",
+        EventType.OBSERVATION_RECORDED,
         at=now,
         plan_id=plan_id,
         task_id=report.task_id,

@@ -34,6 +34,7 @@ from coordbot.plan.models import (
     Department,
     Extension,
     Plan,
+    ProgressReport,
     Role,
     Task,
     TaskDepartment,
@@ -50,7 +51,7 @@ from coordbot.replies.apply import (
     undo_report,
     unmatched_indexes,
 )
-from coordbot.replies.models import InboundMessage, ProgressReport
+from coordbot.replies.models import InboundMessage
 from coordbot.replies.parser import Status
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import _insert

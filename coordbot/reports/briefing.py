@@ -19,6 +19,7 @@ import yaml
 from sqlmodel import Session
 
 from coordbot.core import events
+from coordbot.core.events import EventType
 from coordbot.core.text import TEMPLATES_DIR, environment
 from coordbot.plan.models import Plan
 from coordbot.reports import charts
@@ -287,7 +288,7 @@ def write_briefing(
     session.flush()
     events.record(
         session,
-        "briefing.issued",
+        EventType.BRIEFING_ISSUED,
         at=now,
         plan_id=plan.id,
         briefing=row.id,

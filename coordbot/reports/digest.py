@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
+from coordbot.core.events import EventType
 from coordbot.core.text import TEMPLATES_DIR, environment, render
 from coordbot.plan.models import Contact, Department, Plan, Role
 from coordbot.plan.service import get_plan
@@ -98,7 +99,7 @@ def leaders_summary(
     red = [t for t in ex if t.colour == "red"]
     yellow = [t for t in ex if t.colour == "yellow"]
     codes = {t.code for t in tasks}
-    changes = [c for c in reversed(rollup.changes) if c.type != "task.colour_changed"]
+    changes = [c for c in reversed(rollup.changes) if c.type != EventType.TASK_COLOUR_CHANGED]
     decisions = rollup.decisions
     if department_code:
         changes = [c for c in changes if c.task_code in codes]
@@ -200,7 +201,7 @@ def build_digest(
     session.flush()
     events.record(
         session,
-        "digest.compiled",
+        EventType.DIGEST_COMPILED,
         at=now,
         plan_id=plan.id,
         digest=row.id,
@@ -274,7 +275,7 @@ def queue_weekly_digest(
             detail=f"digest:{digest.label}",
         )
     digest.sent_at = now
-    events.record(session, "digest.queued", at=now, plan_id=plan.id, digest=digest.id, recipients=len(contacts))
+    events.record(session, EventType.DIGEST_QUEUED, at=now, plan_id=plan.id, digest=digest.id, recipients=len(contacts))
     return len(contacts)
 
 

@@ -11,6 +11,7 @@ from coordbot.channels.base import Channel, ChannelError, Outbound
 from coordbot.core import events
 from coordbot.core.clock import Clock
 from coordbot.core.db import session_scope
+from coordbot.core.events import EventType
 from coordbot.core.text import render
 from coordbot.plan.models import Contact, Role
 from coordbot.reports.models import Briefing
@@ -62,7 +63,7 @@ async def send_report_file(
     with session_scope(engine) as session:
         events.record(
             session,
-            "report.sent",
+            EventType.REPORT_SENT,
             at=clock.now(),
             file=path.name,
             title=title,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
+from coordbot.core.events import EventType
 from coordbot.plan.loader import Path_, Problem, _describe, _dotted, _line_for, _line_index, _PlanLoader
 from coordbot.plan.models import Department, Plan, Target, Task, TaskDepartment, TaskGroup, TaskStatus
 from coordbot.plan.schema import Code, TargetIn, Text
@@ -286,7 +287,7 @@ def record_meeting(
             )
         events.record(
             session,
-            "task.assigned",
+            EventType.TASK_ASSIGNED,
             task_id=task.id,
             department_id=task.lead_department_id,
             code=nt.code,
@@ -304,7 +305,7 @@ def record_meeting(
         task.due_date, task.updated_at = dl.due, now
         events.record(
             session,
-            "task.updated",
+            EventType.TASK_UPDATED,
             task_id=task.id,
             department_id=task.lead_department_id,
             code=task.code,
@@ -340,7 +341,7 @@ def record_meeting(
         task.updated_at = now
         events.record(
             session,
-            "task.updated",
+            EventType.TASK_UPDATED,
             task_id=task.id,
             department_id=task.lead_department_id,
             code=task.code,
@@ -360,12 +361,17 @@ def record_meeting(
         task = tasks[cl.task]
         task.status, task.progress, task.updated_at = TaskStatus.CLOSED, 100, now
         events.record(
-            session, "task.closed", task_id=task.id, department_id=task.lead_department_id, reason=cl.reason, **ev
+            session,
+            EventType.TASK_CLOSED,
+            task_id=task.id,
+            department_id=task.lead_department_id,
+            reason=cl.reason,
+            **ev,
         )
         applied.append({"kind": "close", "task_code": task.code, "title": task.title, "detail": cl.reason})
     meeting.decisions = applied
     events.record(
-        session, "meeting.recorded", held_on=mf.meeting.date, count=len(applied), title=mf.meeting.title, **ev
+        session, EventType.MEETING_RECORDED, held_on=mf.meeting.date, count=len(applied), title=mf.meeting.title, **ev
     )
     session.flush()
     return meeting

@@ -27,15 +27,17 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
-from coordbot.core.events import Event
+from coordbot.core.events import Event, EventType
 from coordbot.plan.models import (
     OPEN_STATUSES,
     Colour,
     Contact,
+    CrossRequest,
     Department,
     Extension,
     Observation,
     Plan,
+    ProgressReport,
     Role,
     Target,
     Task,
@@ -44,7 +46,6 @@ from coordbot.plan.models import (
     TaskStatus,
 )
 from coordbot.plan.progress import Assessment, QuotaProgress, assess, period_bounds, quota_progress
-from coordbot.replies.models import CrossRequest, ProgressReport
 from coordbot.reports.models import Meeting
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import POLICY_KINDS
@@ -52,20 +53,20 @@ from coordbot.scheduling.models import OccurrenceStatus, ReminderOccurrence
 
 QUERIES = 13  # what build_rollup issues, whatever the plan's size (a test holds it to this)
 CHANGE_TYPES = (
-    "task.assigned",
-    "task.updated",
-    "task.archived",
-    "task.colour_changed",
-    "task.overdue",
-    "task.escalated",
-    "task.reported_done",
-    "task.blocked",
-    "task.closed",
-    "extension.requested",
-    "extension.approved",
-    "extension.rejected",
-    "crossrequest.opened",
-    "meeting.recorded",
+    EventType.TASK_ASSIGNED,
+    EventType.TASK_UPDATED,
+    EventType.TASK_ARCHIVED,
+    EventType.TASK_COLOUR_CHANGED,
+    EventType.TASK_OVERDUE,
+    EventType.TASK_ESCALATED,
+    EventType.TASK_REPORTED_DONE,
+    EventType.TASK_BLOCKED,
+    EventType.TASK_CLOSED,
+    EventType.EXTENSION_REQUESTED,
+    EventType.EXTENSION_APPROVED,
+    EventType.EXTENSION_REJECTED,
+    EventType.CROSSREQUEST_OPENED,
+    EventType.MEETING_RECORDED,
 )
 STALE_REQUEST_DAYS = 5  # an open request for help older than this goes to the leaders
 _WEEK = re.compile(r"^(\d{4})-W(\d{1,2})$")
@@ -743,9 +744,9 @@ def _build_rollup(
     changes: list[ChangeLine] = []
     for at, type_, task_id, payload in event_rows:
         t = task_by_id.get(task_id) if task_id else None
-        if type_ == "task.reported_done" and task_id:
+        if type_ == EventType.TASK_REPORTED_DONE and task_id:
             done_in_period.add(task_id)
-        elif type_ == "task.closed" and task_id:
+        elif type_ == EventType.TASK_CLOSED and task_id:
             closed_in_period.add(task_id)
         changes.append(ChangeLine(at, type_, t.code if t else None, t.title if t else "", payload or {}))
 

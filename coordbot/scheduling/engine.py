@@ -37,6 +37,7 @@ from coordbot.channels.base import Channel, ChannelError, NoChannelError, Outbou
 from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import is_postgres, session_scope
+from coordbot.core.events import EventType
 from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Role, Target, Task, TaskStatus
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
@@ -192,11 +193,11 @@ def sync_reminders(
             report.created += _insert_occurrences(session, rows)
         plan.reminders_synced_until = max(window_end, synced) if synced else window_end
         if report.cancelled:
-            events.record(session, "reminder.cancelled", at=now, plan_id=plan.id, count=report.cancelled)
+            events.record(session, EventType.REMINDER_CANCELLED, at=now, plan_id=plan.id, count=report.cancelled)
         if rows:
             events.record(
                 session,
-                "reminder.scheduled",
+                EventType.REMINDER_SCHEDULED,
                 at=now,
                 plan_id=plan.id,
                 count=len(rows),
@@ -300,7 +301,7 @@ def claim_due(
             if occ.status == OccurrenceStatus.CLAIMED:
                 events.record(
                     session,
-                    "reminder.lease_expired",
+                    EventType.REMINDER_LEASE_EXPIRED,
                     at=now,
                     task_id=occ.task_id,
                     contact_id=occ.contact_id,
@@ -343,7 +344,12 @@ def _fold(
         occ.folded_into_id = catch_up.id
         occ.error = "missed while coordbot was down; folded into a catch-up message"
     events.record(
-        session, "reminder.folded", at=now, contact_id=contact_id, occurrence=catch_up.id, folded=[o.id for o in old]
+        session,
+        EventType.REMINDER_FOLDED,
+        at=now,
+        contact_id=contact_id,
+        occurrence=catch_up.id,
+        folded=[o.id for o in old],
     )
     return Claimed(catch_up.id, catch_up.kind, contact_id, None, now, 1, tuple(o.id for o in old))  # type: ignore[arg-type]
 
@@ -359,7 +365,7 @@ def _fail_expired_claims(session: Session, now: datetime) -> None:
         occ.error = "its worker stopped while sending; not sent again (delivery: at-most-once)"
         events.record(
             session,
-            "reminder.failed",
+            EventType.REMINDER_FAILED,
             at=now,
             task_id=occ.task_id,
             contact_id=occ.contact_id,
@@ -571,7 +577,7 @@ class ReminderEngine:
                 for c, _, ref in delivered:
                     events.record(
                         session,
-                        "reminder.sent",
+                        EventType.REMINDER_SENT,
                         at=now,
                         task_id=c.task_id,
                         contact_id=c.contact_id,
@@ -605,7 +611,7 @@ class ReminderEngine:
                 report.errors.append(str(exc))
                 events.record(
                     session,
-                    "reminder.failed",
+                    EventType.REMINDER_FAILED,
                     at=now,
                     task_id=c.task_id,
                     contact_id=c.contact_id,
@@ -628,7 +634,7 @@ class ReminderEngine:
                     )
                     events.record(
                         session,
-                        "contact.unreachable",
+                        EventType.CONTACT_UNREACHABLE,
                         at=now,
                         contact_id=contact.id,
                         department_id=contact.department_id,

@@ -15,11 +15,21 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
+from coordbot.core.events import EventType
 from coordbot.core.text import render
 from coordbot.plan.actions import recolour
-from coordbot.plan.models import OPEN_STATUSES, Contact, Department, Observation, Plan, Role, Target, Task
+from coordbot.plan.models import (
+    OPEN_STATUSES,
+    Contact,
+    Department,
+    Observation,
+    Plan,
+    ProgressReport,
+    Role,
+    Target,
+    Task,
+)
 from coordbot.plan.progress import quota_progress
-from coordbot.replies.models import ProgressReport
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import POLICY_KINDS, add_occurrence, plan_policy, task_policy
 from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
@@ -128,7 +138,7 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
                     recipients_by_id[c.id] = c
                 events.record(
                     session,
-                    "task.escalated",
+                    EventType.TASK_ESCALATED,
                     at=now,
                     plan_id=plan.id,
                     task_id=task.id,

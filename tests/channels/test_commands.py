@@ -9,8 +9,7 @@ from sqlmodel import Session, select
 
 from coordbot.channels.telegram import TelegramFrontend
 from coordbot.core.events import Event
-from coordbot.plan.models import Extension, Observation
-from coordbot.replies.models import ProgressReport
+from coordbot.plan.models import Extension, Observation, ProgressReport
 from coordbot.testing.fake_telegram import FakeBotAPI
 
 from .conftest import OFFICE, WANG, ZHAO, BoundFactory, button_data, buttons, task_row

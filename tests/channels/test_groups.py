@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from coordbot.app import Runtime
 from coordbot.channels.telegram import TelegramFrontend
 from coordbot.core.clock import FakeClock
-from coordbot.replies.models import ProgressReport
+from coordbot.plan.models import ProgressReport
 from coordbot.testing.fake_telegram import FakeBotAPI
 
 from .conftest import (

@@ -10,8 +10,7 @@ from sqlmodel import Session, select
 from coordbot.app import Runtime
 from coordbot.channels.telegram import TelegramFrontend
 from coordbot.core.clock import FakeClock
-from coordbot.plan.models import Observation, Task
-from coordbot.replies.models import ProgressReport
+from coordbot.plan.models import Observation, ProgressReport, Task
 from coordbot.scheduling.engine import ReminderEngine
 from coordbot.scheduling.models import ReminderOccurrence
 from coordbot.testing.fake_telegram import FakeBotAPI

@@ -18,8 +18,8 @@ from coordbot.app import make_runtime, serve
 from coordbot.channels.telegram import WEBHOOK_PATH
 from coordbot.core.clock import FakeClock
 from coordbot.core.config import Settings
-from coordbot.plan.models import Observation
-from coordbot.replies.models import InboundMessage, ProgressReport
+from coordbot.plan.models import Observation, ProgressReport
+from coordbot.replies.models import InboundMessage
 from coordbot.testing.fake_telegram import FakeBotAPI
 
 from .conftest import WANG, WEBHOOK_SECRET, Handled, Person, free_port

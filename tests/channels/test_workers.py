@@ -18,8 +18,9 @@ from coordbot.core import events
 from coordbot.core.clock import FakeClock
 from coordbot.core.config import ConfigError, Settings, load_settings
 from coordbot.plan.loader import LoadedPlan
+from coordbot.plan.models import ProgressReport
 from coordbot.replies.conversation import Conversation
-from coordbot.replies.models import InboundMessage, ProgressReport
+from coordbot.replies.models import InboundMessage
 from coordbot.replies.workers import ProcessRunner, ThreadRunner, WorkerConfig, make_runner
 
 from .conftest import HOLIDAYS, OFFICE, WANG, BoundFactory, buttons, task_row

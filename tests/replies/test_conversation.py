@@ -14,9 +14,8 @@ from coordbot.core.clock import FakeClock
 from coordbot.core.db import session_scope
 from coordbot.plan import service
 from coordbot.plan.loader import parse_plan_text
-from coordbot.plan.models import Contact, Department, Observation, Target, Task
+from coordbot.plan.models import Contact, CrossRequest, Department, Observation, ProgressReport, Target, Task
 from coordbot.replies.conversation import Conversation
-from coordbot.replies.models import CrossRequest, ProgressReport
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
 

@@ -20,8 +20,17 @@ from coordbot.core import events
 from coordbot.core.db import session_scope
 from coordbot.plan import actions, service
 from coordbot.plan.loader import load_plan_file
-from coordbot.plan.models import Contact, Department, Observation, Plan, Target, Task, TaskStatus
-from coordbot.replies.models import CrossRequest, ProgressReport
+from coordbot.plan.models import (
+    Contact,
+    CrossRequest,
+    Department,
+    Observation,
+    Plan,
+    ProgressReport,
+    Target,
+    Task,
+    TaskStatus,
+)
 from coordbot.scheduling.models import ReminderOccurrence
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -291,8 +291,8 @@ async def test_a_contacts_weekly_requests_go_out_as_one_message(
     from coordbot.channels.base import Inbound
     from coordbot.plan import service
     from coordbot.plan.loader import parse_plan_text
+    from coordbot.plan.models import ProgressReport
     from coordbot.replies.conversation import Conversation
-    from coordbot.replies.models import ProgressReport
 
     # Make amr lead three recurring/metric tasks (1.2, 2.1, 2.2).
     text = minimal_plan_path.read_text(encoding="utf-8").replace("lead: sci", "lead: amr")
