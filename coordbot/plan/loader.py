@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from coordbot.plan.policy import ReminderPolicy
 from coordbot.plan.schema import PlanFile
 
 Path_ = tuple[str | int, ...]
@@ -135,8 +136,6 @@ def _describe(err: dict[str, Any]) -> str:
 
 def _policy_problems(data: PlanFile, lines: dict[Path_, int]) -> list[Problem]:
     """Reminder policies are checked now, not when the scheduler first reads them at 09:30 on a Monday."""
-    from coordbot.scheduling.policy import ReminderPolicy
-
     problems: list[Problem] = []
     try:
         base = ReminderPolicy.from_mapping(data.plan.reminders, where="plan reminders")

@@ -31,9 +31,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import chinese_calendar
 import yaml
 
+from coordbot.plan.policy import QuietHours
+
 __all__ = [
     "DEFAULT_TZ",
-    "QuietHours",
     "WorkCalendar",
     "ensure_aware",
     "get_zone",
@@ -82,31 +83,6 @@ def ensure_aware(dt: datetime, what: str = "datetime") -> datetime:
 def local(dt: datetime, tz: str | ZoneInfo = DEFAULT_TZ) -> datetime:
     """Convert an aware datetime to the wall clock of ``tz``; ValueError on a naive datetime."""
     return ensure_aware(dt).astimezone(get_zone(tz))
-
-
-@dataclass(frozen=True)
-class QuietHours:
-    """The daily sending window: messages go out from ``start`` (inclusive) to ``end`` (exclusive).
-
-    Everything outside the window, and every non-working day, is quiet. The window cannot wrap midnight
-    (no one wants a 23:00–07:00 *sending* window for a government office).
-    """
-
-    start: time = time(9, 0)
-    end: time = time(18, 0)
-
-    def __post_init__(self) -> None:
-        for name in ("start", "end"):
-            value = getattr(self, name)
-            if not isinstance(value, time):
-                raise ValueError(f"QuietHours.{name} must be a datetime.time, got {value!r}")
-            if value.tzinfo is not None:
-                raise ValueError(f"QuietHours.{name} must be a local wall-clock time without tzinfo")
-        if not self.start < self.end:
-            raise ValueError(f"QuietHours start {self.start:%H:%M} must be before end {self.end:%H:%M}")
-
-    def contains(self, t: time) -> bool:
-        return self.start <= t < self.end
 
 
 @dataclass(frozen=True)

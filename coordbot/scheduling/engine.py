@@ -39,9 +39,10 @@ from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import is_postgres, session_scope
 from coordbot.core.events import EventType
 from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Role, Target, Task, TaskStatus
+from coordbot.plan.policy import ReminderPolicy
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
-from coordbot.scheduling.policy import ReminderPolicy, TaskSchedule, plan_reminders
+from coordbot.scheduling.policy import TaskSchedule, plan_reminders
 
 log = logging.getLogger("coordbot.scheduling")
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordbot.scheduling.calendar import QuietHours, WorkCalendar, load_override_file, local
+from coordbot.plan.policy import QuietHours
+from coordbot.scheduling.calendar import WorkCalendar, load_override_file, local
 
 from . import CN_2026_MAKEUP, ref_add_workdays, ref_is_workday
 

@@ -10,8 +10,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordbot.scheduling.calendar import QuietHours, WorkCalendar
-from coordbot.scheduling.policy import PlannedReminder, ReminderPolicy, TaskSchedule, plan_reminders
+from coordbot.plan.policy import QuietHours, ReminderPolicy
+from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.policy import PlannedReminder, TaskSchedule, plan_reminders
 
 from . import ref_add_workdays, ref_is_workday
 
