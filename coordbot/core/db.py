@@ -7,13 +7,15 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 try:
@@ -207,6 +209,25 @@ class _GatedConnection(sqlite3.Connection):
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+InsertOrIgnore = postgresql.Insert | sqlite.Insert
+
+
+def insert_or_ignore(bind: Session | Connection | Engine, table: Table, *, key: Sequence[str]) -> InsertOrIgnore:
+    """``INSERT INTO table … ON CONFLICT (key) DO NOTHING`` in the dialect of ``bind`` (PostgreSQL or SQLite).
+
+    Add ``.values(…)`` / ``.returning(…)`` as needed; the returned statement is built once per dialect,
+    table and key (building a statement costs more than running it on SQLite).
+    """
+    dialect = bind.get_bind().dialect.name if isinstance(bind, Session) else bind.dialect.name
+    return _insert_or_ignore(dialect, table, tuple(key))
+
+
+@lru_cache(maxsize=32)
+def _insert_or_ignore(dialect: str, table: Table, key: tuple[str, ...]) -> InsertOrIgnore:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(key))
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from coordbot.plan.progress import QuotaProgress, counting_window, quota_progres
 from coordbot.replies.parser import DepartmentRef, ParsedReply, Quantity, Status, TargetRef, parse_reply
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import ReminderKind
+from coordbot.scheduling.outbox import add_occurrence
 
 STATUS_OF_REPORT = {
     Status.DONE: TaskStatus.REPORTED_DONE,
@@ -412,8 +413,6 @@ def _queue_cross_request(
     now: datetime,
     calendar: WorkCalendar,
 ) -> None:
-    from coordbot.scheduling.engine import add_occurrence
-
     requester = by_id[req.from_department_id]
     contacts = session.exec(
         select(Contact).where(

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from coordbot.channels.base import Button, Inbound, Outbound, Reply
 from coordbot.core.clock import Clock, SystemClock
-from coordbot.core.db import session_scope
+from coordbot.core.db import insert_or_ignore, session_scope
 from coordbot.core.text import labels, render
 from coordbot.plan import actions
 from coordbot.plan.contacts import BindError, contacts_for_address, redeem_invite
@@ -54,7 +54,6 @@ from coordbot.replies.apply import (
 from coordbot.replies.models import InboundMessage
 from coordbot.replies.parser import Status
 from coordbot.scheduling.calendar import WorkCalendar
-from coordbot.scheduling.engine import _insert
 from coordbot.scheduling.models import ReminderOccurrence
 
 log = logging.getLogger("coordbot.replies")
@@ -94,20 +93,20 @@ def _latest_reports() -> Any:
 _LATEST_REPORTS = _latest_reports()
 
 
-_INBOUND_INSERTS: dict[Any, Any] = {}
+_INBOUND_INSERTS: dict[str, Any] = {}
 
 
-def _record_inbound_statement(insert: Any) -> Any:
-    """The de-duplicating INSERT of an inbound message, built once per dialect's ``insert``."""
-    stmt = _INBOUND_INSERTS.get(insert)
+def _record_inbound_statement(s: Session) -> Any:
+    """The de-duplicating INSERT of an inbound message, built once per dialect."""
+    dialect = s.get_bind().dialect.name
+    stmt = _INBOUND_INSERTS.get(dialect)
     if stmt is None:
         table = InboundMessage.__table__  # type: ignore[attr-defined]
         values = ("channel", "external_id", "received_at", "chat_id", "sender_id", "kind", "text")
         # On the table, not the entity: the ORM's bulk-insert path around a one-row INSERT cost more than it.
-        stmt = _INBOUND_INSERTS[insert] = (
-            insert(table)
+        stmt = _INBOUND_INSERTS[dialect] = (
+            insert_or_ignore(s, table, key=("channel", "external_id"))
             .values({name: bindparam(name, type_=table.c[name].type) for name in values})
-            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
             .returning(table.c.id)
         )
     return stmt
@@ -210,7 +209,7 @@ class Conversation:
             "kind": msg.kind,
             "text": msg.text[:4000],
         }
-        row = s.execute(_record_inbound_statement(_insert(s)), params).first()
+        row = s.execute(_record_inbound_statement(s), params).first()
         return row[0] if row else None
 
     def _route(self, s: Session, msg: Inbound, inbound_id: int, now: datetime) -> Reply | None:

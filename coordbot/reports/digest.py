@@ -240,8 +240,8 @@ def queue_weekly_digest(
     """For the scheduler (Friday 16:00 on a working day): the chat digest to every bound office contact and
     the summary to every bound leader (their department's items), as durable notice occurrences.
     Idempotent per week: a digest already queued is not queued again. Returns the number of messages."""
-    from coordbot.scheduling.engine import add_occurrence
     from coordbot.scheduling.models import ReminderKind
+    from coordbot.scheduling.outbox import add_occurrence
 
     result = build_digest(session=session, plan=plan, now=now, calendar=calendar)
     digest = result.digest

@@ -23,12 +23,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -42,6 +40,7 @@ from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Role, Target, Tas
 from coordbot.plan.policy import ReminderPolicy
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
+from coordbot.scheduling.outbox import insert_occurrences, notify_office
 from coordbot.scheduling.policy import TaskSchedule, plan_reminders
 
 log = logging.getLogger("coordbot.scheduling")
@@ -77,11 +76,6 @@ def task_schedule(task: Task, plan: Plan, targets: Sequence[Target]) -> TaskSche
         events=tuple((e["name"], e["day"]) for e in task.dated_events),
         has_quota=has_quota,
     )
-
-
-def _insert(engine_or_session: Any):  # type: ignore[no-untyped-def]
-    dialect = engine_or_session.get_bind().dialect.name
-    return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
 # ---- generation ------------------------------------------------------------------------------------
@@ -191,7 +185,7 @@ def sync_reminders(
                     occ.error = "no longer wanted by the policy (deadline moved, task done or archived)"
                     report.cancelled += 1
         if rows:
-            report.created += _insert_occurrences(session, rows)
+            report.created += insert_occurrences(session, rows)
         plan.reminders_synced_until = max(window_end, synced) if synced else window_end
         if report.cancelled:
             events.record(session, EventType.REMINDER_CANCELLED, at=now, plan_id=plan.id, count=report.cancelled)
@@ -206,50 +200,6 @@ def sync_reminders(
             )
     session.flush()
     return report
-
-
-def _insert_occurrences(session: Session, rows: list[dict[str, Any]]) -> int:
-    # Core INSERT on the table with a list of parameters: SQLAlchemy batches it ("insertmanyvalues") with
-    # one cached statement, instead of compiling a giant multi-VALUES statement per chunk.
-    table = ReminderOccurrence.__table__  # type: ignore[attr-defined]
-    stmt = (
-        _insert(session)(table)
-        .on_conflict_do_nothing(index_elements=["task_id", "contact_id", "kind", "fire_at"])
-        .returning(table.c.id)
-    )
-    if not rows:
-        return 0
-    return len(session.connection().execute(stmt, rows).all())  # rowcount is unreliable here
-
-
-def add_occurrence(
-    *,
-    session: Session,
-    contact_id: int,
-    kind: ReminderKind,
-    fire_at: datetime,
-    task_id: int | None = None,
-    plan_id: int | None = None,
-    body: str = "",
-    detail: str = "",
-    ref_date: date | None = None,
-) -> None:
-    """Queue one message outside the policy (escalation, notice, cross-department request); idempotent."""
-    row = {
-        "plan_id": plan_id,
-        "task_id": task_id,
-        "contact_id": contact_id,
-        "kind": str(kind),
-        "fire_at": fire_at,
-        "ref_date": ref_date,
-        "detail": detail,
-        "body": body,
-        "status": OccurrenceStatus.PENDING,
-        "attempts": 0,
-        "error": "",
-        "created_at": fire_at,
-    }
-    _insert_occurrences(session, [row])
 
 
 # ---- claiming --------------------------------------------------------------------------------------
@@ -375,27 +325,12 @@ def _fail_expired_claims(session: Session, now: datetime) -> None:
             permanent=True,
         )
     if expired:  # one notice for the lot: the office needs to know, not to be flooded
-        _notify_office(
-            session,
-            now,
-            f"{len(expired)}条提醒可能未送达（发送进程中断，按“至多一次”策略不再重发）。请用 coordbot reminders list "
-            f"--status failed 核对。 / {len(expired)} reminder(s) may not have been delivered: the sending process "
-            "stopped and, delivery being at-most-once, they are not sent again.",
-        )
-
-
-def _notify_office(session: Session, now: datetime, body: str, *, task_id: int | None = None) -> None:
-    office = session.exec(
-        select(Contact).where(Contact.role == Role.OFFICE, Contact.active, col(Contact.address).is_not(None))
-    ).all()
-    for c in office:
-        add_occurrence(
+        notify_office(
             session=session,
-            contact_id=c.id,
-            kind=ReminderKind.NOTICE,
-            fire_at=now,
-            body=body,  # type: ignore[arg-type]
-            task_id=task_id,
+            now=now,
+            body=f"{len(expired)}条提醒可能未送达（发送进程中断，按“至多一次”策略不再重发）。请用 coordbot reminders "
+            f"list --status failed 核对。 / {len(expired)} reminder(s) may not have been delivered: the sending "
+            "process stopped and, delivery being at-most-once, they are not sent again.",
         )
 
 
@@ -641,10 +576,10 @@ class ReminderEngine:
                         department_id=contact.department_id,
                         error=str(exc)[:200],
                     )
-                    _notify_office(
-                        session,
-                        now,
-                        f"无法向{contact.name}发送提醒（{exc}）。请核实联络员绑定。 / "
+                    notify_office(
+                        session=session,
+                        now=now,
+                        body=f"无法向{contact.name}发送提醒（{exc}）。请核实联络员绑定。 / "
                         f"Cannot deliver to {contact.name} ({exc}); please check the contact's binding.",
                         task_id=c.task_id,
                     )

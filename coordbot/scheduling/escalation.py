@@ -31,8 +31,9 @@ from coordbot.plan.models import (
 )
 from coordbot.plan.progress import quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
-from coordbot.scheduling.engine import POLICY_KINDS, add_occurrence, plan_policy, task_policy
+from coordbot.scheduling.engine import POLICY_KINDS, plan_policy, task_policy
 from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
+from coordbot.scheduling.outbox import add_occurrence
 
 
 @dataclass

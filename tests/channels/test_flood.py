@@ -13,8 +13,9 @@ from coordbot.app import Runtime, build_channels
 from coordbot.core.clock import FakeClock
 from coordbot.core.db import session_scope
 from coordbot.plan.models import Contact, Department
-from coordbot.scheduling.engine import ReminderEngine, add_occurrence
+from coordbot.scheduling.engine import ReminderEngine
 from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
+from coordbot.scheduling.outbox import add_occurrence
 from coordbot.testing.fake_telegram import FakeBotAPI, RateLimits
 
 CONTACTS = 200
