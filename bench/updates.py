@@ -41,7 +41,6 @@ from telegram import Update  # noqa: E402
 from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters  # noqa: E402
 
 import coordbot.channels.telegram as telegram_module  # noqa: E402
-from coordbot.app import make_runtime  # noqa: E402
 from coordbot.channels.ratelimit import TelegramRateLimiter  # noqa: E402
 from coordbot.channels.telegram import TelegramFrontend  # noqa: E402
 from coordbot.core.clock import FakeClock  # noqa: E402
@@ -50,6 +49,7 @@ from coordbot.core.db import make_engine, session_scope, upgrade  # noqa: E402
 from coordbot.plan import service  # noqa: E402
 from coordbot.plan.loader import load_plan_file  # noqa: E402
 from coordbot.plan.models import Contact, Department  # noqa: E402
+from coordbot.runtime import make_runtime  # noqa: E402
 from coordbot.testing.fake_telegram import FakeBotAPI, RateLimits  # noqa: E402
 from coordbot.web.app import make_web_app, start_site  # noqa: E402
 
@@ -160,14 +160,16 @@ def settings(url: str, server: FakeBotAPI, **overrides: Any) -> Settings:
 
 async def coordbot_throughput(url: str, engine: Engine, contacts: int, updates: int) -> float:
     async with fake_server(contacts) as server:
-        clock = FakeClock(time_now())
-        frontend = TelegramFrontend(make_runtime(settings(url, server), engine, clock=clock))
+        runtime = make_runtime(settings(url, server), engine, clock=FakeClock(time_now()))
+        frontend = TelegramFrontend(runtime.settings, runtime.handle)
+        await runtime.conversation_runner().start()
         await frontend.start()
         try:
             await push(server, contacts, min(updates, 40))  # warm up: connections, caches, first queries
             return updates / await push(server, contacts, updates)
         finally:
             await frontend.stop()
+            await runtime.close()
 
 
 async def echo_throughput(contacts: int, updates: int) -> float:
@@ -203,8 +205,10 @@ async def webhook_latency(url: str, engine: Engine, contacts: int, samples: int)
     async with fake_server(contacts) as server:
         port = _free_port()
         s = settings(url, server, telegram_mode="webhook", webhook_url=f"http://127.0.0.1:{port}", web_port=port)
-        frontend = TelegramFrontend(make_runtime(s, engine, clock=FakeClock(time_now())))
+        runtime = make_runtime(s, engine, clock=FakeClock(time_now()))
+        frontend = TelegramFrontend(runtime.settings, runtime.handle)
         runner = await start_site(make_web_app(frontend.webhook_routes()), "127.0.0.1", port)
+        await runtime.conversation_runner().start()
         await frontend.start()
         out: list[float] = []
         try:
@@ -218,6 +222,7 @@ async def webhook_latency(url: str, engine: Engine, contacts: int, samples: int)
         finally:
             await runner.cleanup()
             await frontend.stop()
+            await runtime.close()
         return out
 
 

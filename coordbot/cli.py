@@ -202,7 +202,7 @@ def departments_list(ctx: Ctx) -> None:
 
 
 def _runtime(ctx: Ctx):  # type: ignore[no-untyped-def]
-    from coordbot.app import make_runtime
+    from coordbot.runtime import make_runtime
 
     return make_runtime(ctx.settings, ctx.engine())
 
@@ -222,7 +222,7 @@ def run_bot(ctx: Ctx) -> None:
     """Run the bot: migrate, import the configured plan, start the reminder clock and the channels."""
     import asyncio
 
-    from coordbot.app import serve
+    from coordbot.runtime import serve
 
     _import_configured_plan(ctx)
     asyncio.run(serve(_runtime(ctx)))
@@ -301,7 +301,7 @@ def reminders_dispatch(ctx: Ctx) -> None:
     """Send what is due now, once, and exit (for cron-style deployments; `run` does this continuously)."""
     import asyncio
 
-    from coordbot.app import build_channels
+    from coordbot.runtime import build_channels
 
     rt = _runtime(ctx)
 
@@ -394,7 +394,7 @@ def briefing_cmd(  # type: ignore[no-untyped-def]
     """Generate the joint-meeting briefing (联席会议简报) as DOCX, HTML or Markdown."""
     import asyncio
 
-    from coordbot.app import build_channels
+    from coordbot.runtime import build_channels
     from coordbot.core.clock import SystemClock
     from coordbot.reports.briefing import write_briefing
     from coordbot.reports.distribute import send_report_file

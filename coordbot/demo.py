@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 import click
 from sqlmodel import select
 
-from coordbot.app import Runtime, make_runtime
 from coordbot.channels.telegram import TelegramFrontend
 from coordbot.core.clock import FakeClock
 from coordbot.core.config import Secret, Settings
@@ -30,6 +29,7 @@ from coordbot.core.db import make_engine, session_scope, upgrade
 from coordbot.plan import service
 from coordbot.plan.contacts import create_invite
 from coordbot.plan.loader import load_plan_file
+from coordbot.runtime import Runtime, make_runtime
 from coordbot.testing.fake_telegram import FakeBotAPI
 
 TOKEN = "100000001:DEMO-TOKEN-not-a-secret"
@@ -162,14 +162,16 @@ async def run_demo(*, plan_file: Path, workdir: Path, out_dir: Path) -> None:
         )
 
         runtime.build_reminders()
-        frontend = TelegramFrontend(runtime)
+        frontend = TelegramFrontend(runtime.settings, runtime.handle)
         runtime.channels["telegram"] = frontend.channel
+        await runtime.conversation_runner().start()
         await frontend.start()
         demo = Demo(server, runtime, clock, frontend)
         try:
             await _play(demo, engine)
         finally:
             await frontend.stop()
+            await runtime.close()
             engine.dispose()
 
 

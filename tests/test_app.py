@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from coordbot.app import make_runtime
 from coordbot.channels.base import MemoryChannel
 from coordbot.core import events
 from coordbot.core.clock import FakeClock
@@ -17,6 +16,7 @@ from coordbot.core.db import session_scope
 from coordbot.plan import actions, service
 from coordbot.plan.loader import LoadedPlan
 from coordbot.plan.models import Contact, Department, Task
+from coordbot.runtime import make_runtime
 from coordbot.scheduling.models import ReminderOccurrence
 
 TZ = ZoneInfo("Asia/Shanghai")

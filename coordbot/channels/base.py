@@ -1,15 +1,25 @@
 """The one small interface every channel adapter implements, and the messages that cross it.
 
 Core code talks to channels only through these types; it never imports a channel library (Telegram,
-e-mail, WeCom …). A channel sends a rendered message to an address and returns a delivery reference, and
-hands inbound messages to the core as :class:`Inbound` values.
+e-mail, WeCom …). A :class:`Channel` sends a rendered message to an address and returns a delivery
+reference; a :class:`Frontend` receives the platform's updates, turns them into :class:`Inbound` values,
+hands each to the ``handle`` callable it was given and sends back the :class:`Reply`. Adapters know
+nothing of the conversation, the reports or the runtime that wires them (``coordbot.runtime``).
+
+Errors map onto what the reminder engine does next: :class:`TransientChannelError` is retried (honouring
+``retry_after``); :class:`PermanentChannelError` is not, and marks the contact unreachable when the address
+is the problem (blocked, chat gone); :class:`ContentRejectedError`, :class:`ChannelAuthError` and
+:class:`NoChannelError` are permanent but blame coordbot, not the contact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +69,33 @@ class NoChannelError(PermanentChannelError):
     address_problem = False
 
 
+class ContentRejectedError(PermanentChannelError):
+    """The platform refused this message (too long, malformed markup): sending it again cannot help."""
+
+    address_problem = False
+
+
+class ChannelAuthError(PermanentChannelError):
+    """coordbot's own credentials were refused (bad token, app secret): every address fails alike."""
+
+    address_problem = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLimits:
+    """What a platform accepts in one message, so the core can shape messages before sending."""
+
+    max_text: int  # characters of visible text in one message (longer text is split by the adapter)
+    buttons: bool = True  # inline buttons; without them the options go out as numbered lines
+    files: bool = True  # documents (the briefing DOCX)
+    max_button_data: int | None = None  # bytes of a button's encoded reference
+
+
 class Channel(Protocol):
+    """Sends to one platform. ``send`` raises a :class:`ChannelError` subclass when it cannot."""
+
     name: str
+    limits: ChannelLimits
 
     async def send(self, message: Outbound) -> Delivery:
         """Deliver one message; raise a ChannelError subclass when it cannot."""
@@ -104,8 +139,37 @@ class Reply:
 InboundHandler = Callable[[Inbound], Awaitable[Reply | None]]
 
 
+class Frontend(Protocol):
+    """Receives a platform's updates (polling, a webhook, a stream) and answers them through ``handle``."""
+
+    channel: Channel  # the sender replies (and reminders) go out through
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def webhook_routes(self) -> Sequence[web.RouteDef]:
+        """Routes to mount on coordbot's web app (empty when the platform is polled)."""
+        ...
+
+
+def numbered_options(message: Outbound, *, intro: str) -> Outbound:
+    """The message for a platform without buttons: each button becomes a numbered line ("回复1 …").
+
+    ``intro`` is the localised line before the options. The buttons stay on the message so the adapter
+    can remember which number stands for which action when the reply comes back.
+    """
+    flat = [b for row in message.buttons for b in row]
+    if not flat:
+        return message
+    lines = [message.text, "", intro, *(f"{i}. {b.label}" for i, b in enumerate(flat, 1))]
+    return replace(message, text="\n".join(lines))
+
+
 class MemoryChannel:
     """A channel that keeps what it is given: for the demo, the benchmarks and tests of the core."""
+
+    limits = ChannelLimits(max_text=1 << 20)
 
     def __init__(self, name: str = "memory") -> None:
         self.name = name

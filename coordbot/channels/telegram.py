@@ -3,7 +3,8 @@
 ``TelegramChannel`` sends (reminders, replies) and maps Telegram's errors onto the channel interface:
 429 and network trouble are transient, "blocked" and "chat not found" permanent. ``TelegramFrontend``
 receives updates by long polling or by webhook (served by coordbot's aiohttp app), turns them into
-:class:`Inbound` messages for the core conversation and sends back its :class:`Reply`.
+:class:`Inbound` messages for the ``handle`` callable it is given and sends back its :class:`Reply`.
+A pure adapter: it knows the Bot API and coordbot's channel interface, nothing of what handles a message.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import html
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from telegram import (
@@ -31,25 +34,26 @@ from telegram.ext import (
     ApplicationBuilder,
     CallbackQueryHandler,
     ContextTypes,
+    ExtBot,
     MessageHandler,
     filters,
 )
 
 from coordbot.channels.base import (
     Button,
+    ChannelAuthError,
+    ChannelLimits,
+    ContentRejectedError,
     Delivery,
     Inbound,
+    InboundHandler,
     Outbound,
     PermanentChannelError,
     Reply,
     TransientChannelError,
 )
 from coordbot.channels.ratelimit import TelegramRateLimiter
-from coordbot.replies.workers import WorkerConfig, make_runner
-
-if TYPE_CHECKING:
-    from coordbot.app import Runtime
-    from coordbot.replies.conversation import Conversation
+from coordbot.core.config import Settings
 
 log = logging.getLogger("coordbot.channels.telegram")
 
@@ -58,6 +62,9 @@ MAX_CALLBACK_BYTES = 64
 WEBHOOK_PATH = "/telegram/webhook"
 WEBHOOK_MAX_BYTES = 1 << 20  # an update is a few KB; anything near a megabyte is not from Telegram
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+LIMITS = ChannelLimits(max_text=MAX_TEXT, buttons=True, files=True, max_button_data=MAX_CALLBACK_BYTES)
+# A 400 that says the address cannot receive: the contact is unreachable. Any other 400 is about the message.
+_ADDRESS_PROBLEMS = re.compile(r"chat not found|user not found|peer_id_invalid|bot was kicked|not enough rights", re.I)
 TAG = re.compile(r"<(/?)([a-zA-Z]+)(?:\s[^>]*)?>")
 
 
@@ -155,6 +162,7 @@ class TelegramChannel:
     """Sends through one PTB ``Bot`` (its rate limiter keeps Telegram's limits)."""
 
     name = "telegram"
+    limits = LIMITS
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
@@ -164,11 +172,16 @@ class TelegramChannel:
             return await self._send(message)
         except RetryAfter as exc:
             raise TransientChannelError(f"Telegram: {exc.message}", retry_after=retry_after_seconds(exc)) from exc
-        except (Forbidden, InvalidToken) as exc:
+        except InvalidToken as exc:
+            raise ChannelAuthError(f"Telegram: {exc.message}") from exc
+        except Forbidden as exc:
             raise PermanentChannelError(f"Telegram: {exc.message}") from exc
         except BadRequest as exc:
-            # Chat not found, message malformed …: sending the same again cannot succeed.
-            raise PermanentChannelError(f"Telegram: {exc.message}") from exc
+            # Sending the same again cannot succeed; whether the chat or the message is at fault decides
+            # whether the contact is marked unreachable.
+            if _ADDRESS_PROBLEMS.search(exc.message):
+                raise PermanentChannelError(f"Telegram: {exc.message}") from exc
+            raise ContentRejectedError(f"Telegram: {exc.message}") from exc
         except (TimedOut, NetworkError) as exc:
             raise TransientChannelError(f"Telegram: {exc.message}") from exc
         except TelegramError as exc:
@@ -254,26 +267,43 @@ def inbound_from_update(update: Update, bot_username: str) -> Inbound | None:
 
 
 async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Hand every message, edit and button press to the core conversation, and send its answer."""
+    """Hand every message, edit and button press to the front end's handler, and send its answer."""
     frontend: TelegramFrontend = context.bot_data["frontend"]
     await frontend.deliver(update)
 
 
+def _bot(settings: Settings) -> ExtBot[None]:
+    return ExtBot(
+        settings.telegram_token.get(),
+        base_url=settings.telegram_base_url,
+        rate_limiter=TelegramRateLimiter(overall_per_second=settings.telegram_rate_per_second),
+    )
+
+
+@asynccontextmanager
+async def open_sender(settings: Settings) -> AsyncIterator[TelegramChannel]:
+    """A send-only Telegram channel (no update receiving), for one-shot commands such as ``reminders dispatch``."""
+    bot = _bot(settings)
+    await bot.initialize()
+    try:
+        yield TelegramChannel(bot)
+    finally:
+        await bot.shutdown()
+
+
 class TelegramFrontend:
-    """Receives updates (polling or webhook) and answers them through the core conversation."""
+    """Receives updates (polling or webhook) and answers each through ``handle``."""
 
-    def __init__(self, runtime: Runtime, conversation: Conversation | None = None) -> None:
-        from coordbot.replies.conversation import Conversation
-
-        self.runtime = runtime
-        s = runtime.settings
-        self.mode = s.telegram_mode
+    def __init__(self, settings: Settings, handle: InboundHandler) -> None:
+        self.settings = settings
+        self.handle = handle
+        self.mode = settings.telegram_mode
         builder = (
             ApplicationBuilder()
-            .token(s.telegram_token.get())
-            .base_url(s.telegram_base_url)
-            .base_file_url(s.telegram_base_url.replace("/bot", "/file/bot"))
-            .rate_limiter(TelegramRateLimiter(overall_per_second=s.telegram_rate_per_second))
+            .token(settings.telegram_token.get())
+            .base_url(settings.telegram_base_url)
+            .base_file_url(settings.telegram_base_url.replace("/bot", "/file/bot"))
+            .rate_limiter(TelegramRateLimiter(overall_per_second=settings.telegram_rate_per_second))
             .concurrent_updates(8)
         )
         if self.mode == "webhook":
@@ -283,37 +313,16 @@ class TelegramFrontend:
         self.app.add_handler(MessageHandler(filters.ALL, on_update))
         self.app.add_handler(CallbackQueryHandler(on_update))
         self.channel = TelegramChannel(self.app.bot)
-        self.conversation = conversation or Conversation(
-            engine=runtime.engine,
-            calendar=runtime.calendar,
-            clock=runtime.clock,
-            channel="telegram",
-            default_locale=s.locale,
-            reports=getattr(runtime, "chat_reports", None),
-        )
-        config = WorkerConfig(
-            database_url=s.database_url,
-            holidays_dir=runtime.calendar.overrides_dir or s.holidays_dir,
-            timezone=s.timezone,
-            locale=s.locale,
-            channel="telegram",
-        )
-        # A conversation given by the caller runs here, in a thread; ours may run in worker processes.
-        self.runner = make_runner(
-            conversation=self.conversation, config=config, processes=0 if conversation else s.handler_processes
-        )
-        self._web_runner: web.AppRunner | None = None
 
     @property
     def bot_username(self) -> str:
         return self.app.bot.username or ""
 
     async def start(self) -> None:
-        await self.runner.start()
         await self.app.initialize()
         await self.app.start()
         if self.mode == "webhook":
-            s = self.runtime.settings
+            s = self.settings
             await self.app.bot.set_webhook(
                 url=s.webhook_url.rstrip("/") + WEBHOOK_PATH
                 if not s.webhook_url.endswith(WEBHOOK_PATH)
@@ -333,14 +342,13 @@ class TelegramFrontend:
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
-        await self.runner.close()
 
     async def deliver(self, update: Update) -> None:
         inbound = inbound_from_update(update, self.bot_username)
         if inbound is None:
             return
         try:
-            reply = await self.runner.handle(inbound, now=self.runtime.clock.now())
+            reply = await self.handle(inbound)
         except Exception:
             log.exception("update %s could not be handled", update.update_id)
             reply = None
@@ -374,11 +382,11 @@ class TelegramFrontend:
     # ---- webhook ----
 
     def webhook_routes(self) -> list[web.RouteDef]:
-        return [web.post(WEBHOOK_PATH, self.webhook)]
+        return [web.post(WEBHOOK_PATH, self.webhook)] if self.mode == "webhook" else []
 
     async def webhook(self, request: web.Request) -> web.Response:
         """Accept one update from Telegram: secret checked in constant time, JSON only, size capped."""
-        expected = self.runtime.settings.webhook_secret.get()
+        expected = self.settings.webhook_secret.get()
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             return web.Response(status=403, text="forbidden")

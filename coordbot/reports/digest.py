@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -295,3 +295,26 @@ def chat_reports(session: Session, who: Any, command: str, now: datetime) -> str
         dept = session.get(Department, who.leader.department_id)
         dept_code = dept.code if dept else None
     return result.summary(department_code=dept_code)
+
+
+# The office gets the week's digest at 16:00 on the week's last working day up to Friday (DESIGN: "Friday
+# 16:00"); a Friday off moves it earlier, to the last working day before it.
+DIGEST_HOUR = 16
+
+
+def is_digest_day(calendar: WorkCalendar, day: date) -> bool:
+    """Whether ``day`` is the week's last working day up to Friday."""
+    if day.weekday() > 4 or not calendar.is_workday(day):
+        return False
+    friday = day + timedelta(days=4 - day.weekday())
+    return not any(calendar.is_workday(day + timedelta(days=d)) for d in range(1, (friday - day).days + 1))
+
+
+def queue_weekly_digests(*, session: Session, now: datetime, calendar: WorkCalendar) -> int:
+    """Queue every plan's weekly digest and summaries if today is the digest day; the number of messages."""
+    if not is_digest_day(calendar, now.astimezone(calendar.tz).date()):
+        return 0
+    return sum(
+        queue_weekly_digest(session=session, plan=plan, now=now, calendar=calendar)
+        for plan in session.exec(select(Plan)).all()
+    )

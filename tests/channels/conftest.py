@@ -28,7 +28,6 @@ from sqlmodel import Session, select
 from telegram import Update
 
 import coordbot.channels.telegram as telegram_module
-from coordbot.app import Runtime, make_runtime
 from coordbot.channels.ratelimit import TelegramRateLimiter
 from coordbot.channels.telegram import TelegramFrontend
 from coordbot.core.clock import FakeClock
@@ -38,6 +37,7 @@ from coordbot.plan import service
 from coordbot.plan.contacts import create_invite
 from coordbot.plan.loader import LoadedPlan
 from coordbot.plan.models import Contact, Task
+from coordbot.runtime import Runtime, make_runtime
 from coordbot.testing.fake_telegram import FakeBotAPI, RateLimits
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -214,13 +214,15 @@ async def frontend(
     runtime: Runtime, server: FakeBotAPI, handled: Handled, fast_client_limits: None
 ) -> AsyncIterator[TelegramFrontend]:
     """coordbot's Telegram front end, long polling the fake server; its channel is the runtime's."""
-    fe = TelegramFrontend(runtime)
+    fe = TelegramFrontend(runtime.settings, runtime.handle)
     runtime.channels["telegram"] = fe.channel
+    await runtime.conversation_runner().start()
     await fe.start()
     try:
         yield fe
     finally:
         await fe.stop()
+        await runtime.close()
 
 
 # ---- people ----------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from telegram import Bot
 
-from coordbot.app import Runtime
 from coordbot.channels.base import Button, Outbound
 from coordbot.channels.telegram import MAX_TEXT, TelegramChannel, TelegramFrontend
 from coordbot.core.clock import FakeClock
+from coordbot.runtime import Runtime
 from coordbot.scheduling.engine import RETRY_BACKOFF, ReminderEngine
 from coordbot.scheduling.models import ReminderOccurrence
 from coordbot.testing.fake_telegram import FakeBotAPI, parse_html

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from coordbot.app import Runtime, build_channels
 from coordbot.core.clock import FakeClock
 from coordbot.core.db import session_scope
 from coordbot.plan.models import Contact, Department
+from coordbot.runtime import Runtime, build_channels
 from coordbot.scheduling.engine import ReminderEngine
 from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
 from coordbot.scheduling.outbox import add_occurrence

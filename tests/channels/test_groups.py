@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from coordbot.app import Runtime
 from coordbot.channels.telegram import TelegramFrontend
 from coordbot.core.clock import FakeClock
 from coordbot.plan.models import ProgressReport
+from coordbot.runtime import Runtime
 from coordbot.testing.fake_telegram import FakeBotAPI
 
 from .conftest import (

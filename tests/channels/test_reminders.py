@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from coordbot.app import Runtime
 from coordbot.channels.telegram import TelegramFrontend
 from coordbot.core.clock import FakeClock
 from coordbot.plan.models import Observation, ProgressReport, Task
+from coordbot.runtime import Runtime
 from coordbot.scheduling.engine import ReminderEngine
 from coordbot.scheduling.models import ReminderOccurrence
 from coordbot.testing.fake_telegram import FakeBotAPI

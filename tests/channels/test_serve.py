@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from coordbot.app import make_runtime, serve
 from coordbot.channels.telegram import WEBHOOK_PATH
 from coordbot.core.clock import FakeClock
 from coordbot.core.config import Settings
 from coordbot.plan.models import Observation, ProgressReport
 from coordbot.replies.models import InboundMessage
+from coordbot.runtime import make_runtime, serve
 from coordbot.testing.fake_telegram import FakeBotAPI
 
 from .conftest import WANG, WEBHOOK_SECRET, Handled, Person, free_port

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from coordbot.app import Runtime, make_runtime
 from coordbot.channels.telegram import TelegramFrontend
 from coordbot.core import events
 from coordbot.core.clock import FakeClock
@@ -21,7 +20,8 @@ from coordbot.plan.loader import LoadedPlan
 from coordbot.plan.models import ProgressReport
 from coordbot.replies.conversation import Conversation
 from coordbot.replies.models import InboundMessage
-from coordbot.replies.workers import ProcessRunner, ThreadRunner, WorkerConfig, make_runner
+from coordbot.runtime import Runtime, make_runtime
+from coordbot.runtime.workers import ProcessRunner, ThreadRunner, WorkerConfig, make_runner
 
 from .conftest import HOLIDAYS, OFFICE, WANG, BoundFactory, buttons, task_row
 
@@ -42,17 +42,22 @@ def committed() -> Iterator[list[events.Event]]:
     unsubscribe()
 
 
-def _worker_pids(frontend: TelegramFrontend) -> list[int]:
-    runner = frontend.runner
+def _worker_pids(runtime: Runtime) -> list[int]:
+    runner = runtime.runner
     assert isinstance(runner, ProcessRunner) and runner._pool is not None
     return [p.pid for p in runner._pool._processes.values()]  # type: ignore[union-attr]
 
 
 async def test_a_report_goes_through_the_worker_with_the_callers_clock(
-    frontend: TelegramFrontend, bound: BoundFactory, engine: Engine, clock: FakeClock, committed: list[events.Event]
+    frontend: TelegramFrontend,
+    runtime: Runtime,
+    bound: BoundFactory,
+    engine: Engine,
+    clock: FakeClock,
+    committed: list[events.Event],
 ) -> None:
-    assert isinstance(frontend.runner, ProcessRunner)
-    assert all(pid != os.getpid() for pid in _worker_pids(frontend))
+    assert isinstance(runtime.runner, ProcessRunner)
+    assert all(pid != os.getpid() for pid in _worker_pids(runtime))
     wang = await bound(WANG, "amr")
     clock.advance(timedelta(hours=3))
     answer = await wang.say("/report 2.1 本周开展双随机检查2项")
@@ -88,14 +93,14 @@ async def test_office_digest_is_built_in_the_worker(
 
 
 async def test_a_worker_that_dies_is_replaced_and_the_next_update_answered(
-    frontend: TelegramFrontend, bound: BoundFactory, engine: Engine
+    frontend: TelegramFrontend, runtime: Runtime, bound: BoundFactory, engine: Engine
 ) -> None:
     wang = await bound(WANG, "amr")
-    [pid] = _worker_pids(frontend)
+    [pid] = _worker_pids(runtime)
     os.kill(pid, signal.SIGKILL)
     answer = await wang.say("/report 2.1 本周开展双随机检查1项")
     assert "已记录：任务2.1" in answer["text"]
-    assert _worker_pids(frontend) != [pid]
+    assert _worker_pids(runtime) != [pid]
     with Session(engine) as s:
         assert len(s.exec(select(ProgressReport)).all()) == 1  # once, not twice
 

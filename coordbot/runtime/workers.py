@@ -19,12 +19,18 @@ import signal
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import make_url
 
 from coordbot.channels.base import Inbound, Reply
 from coordbot.core import events
+from coordbot.core.clock import Clock
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from coordbot.replies.conversation import Conversation
 
 log = logging.getLogger("coordbot.workers")
 
@@ -62,6 +68,22 @@ class WorkerConfig:
     timezone: str
     locale: str
     channel: str
+
+
+def build_conversation(config: WorkerConfig, engine: Engine, *, clock: Clock | None = None) -> Conversation:
+    """The one place a Conversation is built, in this process or in a worker: the same collaborators."""
+    from coordbot.replies.conversation import Conversation
+    from coordbot.reports.digest import chat_reports
+    from coordbot.scheduling.calendar import WorkCalendar
+
+    return Conversation(
+        engine=engine,
+        calendar=WorkCalendar(config.holidays_dir, tz=config.timezone),
+        clock=clock,
+        channel=config.channel,
+        default_locale=config.locale,
+        reports=chat_reports,
+    )
 
 
 class ProcessRunner:
@@ -131,20 +153,11 @@ _committed: list[events.Event] = []
 def _init_worker(config: WorkerConfig) -> None:
     global _conversation
     from coordbot.core.db import make_engine
-    from coordbot.replies.conversation import Conversation
-    from coordbot.reports.digest import chat_reports
-    from coordbot.scheduling.calendar import WorkCalendar
 
     # Ctrl-C reaches the whole process group: the main process stops the workers when it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
-    _conversation = Conversation(
-        engine=make_engine(config.database_url),
-        calendar=WorkCalendar(config.holidays_dir, tz=config.timezone),
-        channel=config.channel,
-        default_locale=config.locale,
-        reports=chat_reports,
-    )
+    _conversation = build_conversation(config, make_engine(config.database_url))
     events.subscribe("*", _committed.append)
 
 

@@ -1,7 +1,9 @@
-"""The running bot: the database, the reminder clock, the channels and the web endpoint, wired together.
+"""The composition root: the database, the reminder clock, the conversation, the channels and the web app.
 
-``main()``-style wiring only; the behaviour lives in the packages. APScheduler is the clock and nothing
-else: its jobs are in memory and each tick reads the durable occurrences from the database.
+``main()``-style wiring only; the behaviour lives in the rooms below. Channel adapters come from the
+registry and get one ``handle(inbound) -> reply`` callable; the conversation runs in a thread or in worker
+processes (:mod:`coordbot.runtime.workers`). APScheduler is the clock and nothing else: its jobs are in
+memory and each tick reads the durable occurrences from the database.
 """
 
 from __future__ import annotations
@@ -10,27 +12,28 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
-from sqlmodel import select
 
-from coordbot.channels.base import Channel
+from coordbot.channels import registry
+from coordbot.channels.base import Channel, Frontend, Inbound, Reply
 from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
 from coordbot.core.events import EventType
-from coordbot.plan.models import Plan
+from coordbot.reports.digest import DIGEST_HOUR, queue_weekly_digests
+from coordbot.runtime.workers import ConversationRunner, WorkerConfig, build_conversation, make_runner
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import ReminderEngine
 from coordbot.scheduling.escalation import review_tasks
 
-log = logging.getLogger("coordbot.app")
+log = logging.getLogger("coordbot.runtime")
 
 REVIEW_EVERY = timedelta(minutes=15)
 # Changes after which the occurrences must be regenerated at the next tick, not at the next housekeeping.
@@ -53,11 +56,55 @@ class Runtime:
     clock: Clock
     channels: dict[str, Channel] = field(default_factory=dict)
     reminders: ReminderEngine | None = None
-    chat_reports: Callable[..., str] | None = None  # /digest and /summary in chat
+    runner: ConversationRunner | None = None  # where inbound messages are handled; built on first use
     changed: bool = False  # set by event subscribers (other threads): regenerate occurrences at the next tick
 
     def note_change(self, _event: object) -> None:
         self.changed = True
+
+    # ---- inbound ----
+
+    def conversation_config(self) -> WorkerConfig:
+        s = self.settings
+        return WorkerConfig(
+            database_url=s.database_url,
+            holidays_dir=self.calendar.overrides_dir or s.holidays_dir,
+            timezone=s.timezone,
+            locale=s.locale,
+            channel="telegram",
+        )
+
+    def conversation_runner(self) -> ConversationRunner:
+        if self.runner is None:
+            config = self.conversation_config()
+            self.runner = make_runner(
+                conversation=build_conversation(config, self.engine, clock=self.clock),
+                config=config,
+                processes=self.settings.handler_processes,
+            )
+        return self.runner
+
+    async def handle(self, inbound: Inbound) -> Reply | None:
+        """What every channel's front end calls: the update, stamped with this process's clock."""
+        return await self.conversation_runner().handle(inbound, now=self.clock.now())
+
+    def frontends(self) -> list[Frontend]:
+        """A front end for every two-way channel the settings configure; its sender joins ``channels``."""
+        built = []
+        for adapter in registry.configured(self.settings):
+            if adapter.frontend is None:
+                continue
+            frontend = adapter.frontend(self.settings, self.handle)
+            self.channels[adapter.name] = frontend.channel
+            built.append(frontend)
+        return built
+
+    async def close(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is not None:
+            await runner.close()
+
+    # ---- the clock ----
 
     def build_reminders(self) -> ReminderEngine:
         self.reminders = ReminderEngine(
@@ -94,20 +141,9 @@ class Runtime:
             await self.tick()
 
     def weekly_digest(self) -> int:
-        """Queue the week's digest (office) and summaries (leaders) on the week's last working day up to Friday."""
-        from coordbot.reports.digest import queue_weekly_digest
-
-        today = self.clock.now().astimezone(self.calendar.tz).date()
-        friday = today + timedelta(days=4 - today.weekday())
-        if today.weekday() > 4 or not self.calendar.is_workday(today):
-            return 0
-        if any(self.calendar.is_workday(today + timedelta(days=d)) for d in range(1, (friday - today).days + 1)):
-            return 0  # a later working day this week will send it
-        queued = 0
+        """Queue the week's digest (office) and summaries (leaders) if today is the digest day."""
         with session_scope(self.engine) as session:
-            for plan in session.exec(select(Plan)).all():
-                queued += queue_weekly_digest(session=session, plan=plan, now=self.clock.now(), calendar=self.calendar)
-        return queued
+            return queue_weekly_digests(session=session, now=self.clock.now(), calendar=self.calendar)
 
     async def tick(self) -> None:
         assert self.reminders is not None
@@ -133,26 +169,10 @@ class Runtime:
 @contextlib.asynccontextmanager
 async def build_channels(runtime: Runtime) -> AsyncIterator[Runtime]:
     """Send-only channels (no update receiving), for one-shot commands such as ``reminders dispatch``."""
-    bot = None
-    if runtime.settings.telegram_token:
-        from telegram.ext import ExtBot
-
-        from coordbot.channels.ratelimit import TelegramRateLimiter
-        from coordbot.channels.telegram import TelegramChannel
-
-        s = runtime.settings
-        bot = ExtBot(
-            s.telegram_token.get(),
-            base_url=s.telegram_base_url,
-            rate_limiter=TelegramRateLimiter(overall_per_second=s.telegram_rate_per_second),
-        )
-        await bot.initialize()
-        runtime.channels["telegram"] = TelegramChannel(bot)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        for adapter in registry.configured(runtime.settings):
+            runtime.channels[adapter.name] = await stack.enter_async_context(adapter.open_sender(runtime.settings))
         yield runtime
-    finally:
-        if bot is not None:
-            await bot.shutdown()
 
 
 def _project_path(path: Path) -> Path:
@@ -165,14 +185,11 @@ def _project_path(path: Path) -> Path:
 
 
 def make_runtime(settings: Settings, engine: Engine, *, clock: Clock | None = None) -> Runtime:
-    from coordbot.reports.digest import chat_reports
-
     return Runtime(
         settings=settings,
         engine=engine,
         calendar=WorkCalendar(_project_path(settings.holidays_dir), tz=settings.timezone),
         clock=clock or SystemClock(),
-        chat_reports=chat_reports,
     )
 
 
@@ -184,23 +201,19 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    frontends = []
-    if runtime.settings.telegram_token:
-        from coordbot.channels.telegram import TelegramFrontend
-
-        frontend = TelegramFrontend(runtime)
-        runtime.channels["telegram"] = frontend.channel
-        frontends.append(frontend)
-    else:
-        log.warning("no Telegram token set (COORDBOT_TELEGRAM_TOKEN): reminders have no channel to go out on")
+    frontends = runtime.frontends()
+    if not frontends:
+        hints = ", ".join(a.missing_hint for a in registry.adapters() if a.missing_hint)
+        log.warning("no channel configured (%s): reminders have no channel to go out on", hints)
 
     runtime.build_reminders()
+    await runtime.conversation_runner().start()
     web_runner = None
-    if runtime.settings.telegram_mode == "webhook" and frontends:
+    routes = [r for f in frontends for r in f.webhook_routes()]
+    if routes:
         from coordbot.web.app import make_web_app, start_site
 
-        # Listen before the webhook is registered, so Telegram's first delivery finds us.
-        routes = [r for f in frontends for r in f.webhook_routes()]
+        # Listen before a webhook is registered, so the platform's first delivery finds us.
         web_runner = await start_site(make_web_app(routes), runtime.settings.web_host, runtime.settings.web_port)
         log.info("webhook listening on %s:%s", runtime.settings.web_host, runtime.settings.web_port)
     for f in frontends:
@@ -219,7 +232,7 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
         max_instances=1,
         coalesce=True,
     )
-    scheduler.add_job(runtime.weekly_digest_job, "cron", hour=16, minute=0, id="weekly_digest")
+    scheduler.add_job(runtime.weekly_digest_job, "cron", hour=DIGEST_HOUR, minute=0, id="weekly_digest")
     scheduler.start()
     log.info("coordbot running: tick every %ss", runtime.settings.tick_seconds)
     try:
@@ -233,4 +246,5 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
             await web_runner.cleanup()
         for f in reversed(frontends):
             await f.stop()
+        await runtime.close()
         log.info("coordbot stopped")
