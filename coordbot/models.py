@@ -7,6 +7,7 @@ from coordbot.plan.models import (
     Department,
     Extension,
     Invite,
+    Meeting,
     Observation,
     Plan,
     ProgressReport,
@@ -16,7 +17,7 @@ from coordbot.plan.models import (
     TaskGroup,
 )
 from coordbot.replies.models import InboundMessage
-from coordbot.reports.models import Briefing, Digest, Meeting
+from coordbot.reports.models import Briefing, Digest
 from coordbot.scheduling.models import ReminderOccurrence
 
 __all__ = [

@@ -1,6 +1,8 @@
 """Read a plan file: YAML with line numbers, validated by :mod:`coordbot.plan.schema`.
 
-Every error names the file, the line and what was expected, and all errors are reported at once.
+Every error names the file, the line and what was expected, and all errors are reported at once. The YAML
+loader and the line helpers are public because a meeting's decisions file (:mod:`coordbot.plan.meetings`)
+is read the same way.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from pydantic import ValidationError
 from coordbot.plan.policy import ReminderPolicy
 from coordbot.plan.schema import PlanFile
 
-Path_ = tuple[str | int, ...]
+YamlPath = tuple[str | int, ...]  # keys and list indexes from the document root, e.g. ("groups", 0, "code")
 
 
-class _PlanLoader(yaml.SafeLoader):
+class PlanYamlLoader(yaml.SafeLoader):
     """YAML 1.2-like scalars: dates stay text (so pydantic names a bad one with its line) and only
     true/false are booleans (YAML 1.1 turns ``on``/``no`` into booleans, a classic surprise)."""
 
@@ -31,20 +33,20 @@ _REPLACED = (
     "tag:yaml.org,2002:int",
     "tag:yaml.org,2002:float",
 )
-_PlanLoader.yaml_implicit_resolvers = {
+PlanYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_PlanLoader.add_implicit_resolver(
+PlanYamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 # Integers and floats without YAML 1.1's base-60 forms, so a time like 09:30 or 18:00 stays text.
-_PlanLoader.add_implicit_resolver(
+PlanYamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
     re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
     list("-+0123456789"),
 )
-_PlanLoader.add_implicit_resolver(
+PlanYamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
         r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
@@ -84,31 +86,34 @@ class LoadedPlan:
     data: PlanFile
 
 
-def _line_index(node: yaml.Node, path: Path_, out: dict[Path_, int], dupes: list[Problem]) -> None:
+def line_index(node: yaml.Node, path: YamlPath, out: dict[YamlPath, int], dupes: list[Problem]) -> None:
+    """Record the 1-based line of every key and item under ``node`` in ``out``; a repeated key goes to ``dupes``
+    (PyYAML would silently keep the last one)."""
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = key_node.value
             if key in seen:
-                dupes.append(Problem(key_node.start_mark.line + 1, _dotted((*path, key)), f"key '{key}' appears twice"))
+                dupes.append(Problem(key_node.start_mark.line + 1, dotted((*path, key)), f"key '{key}' appears twice"))
             seen.add(key)
             out[(*path, key)] = key_node.start_mark.line + 1
-            _line_index(value_node, (*path, key), out, dupes)
+            line_index(value_node, (*path, key), out, dupes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _line_index(item, (*path, i), out, dupes)
+            line_index(item, (*path, i), out, dupes)
 
 
-def _dotted(path: Path_) -> str:
+def dotted(path: YamlPath) -> str:
+    """``("groups", 0, "code")`` as ``groups[0].code``, the way problems name a field."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
-def _line_for(lines: dict[Path_, int], path: Path_) -> int | None:
-    # The deepest prefix of the path that exists in the file (a missing field points at its parent).
+def line_for(lines: dict[YamlPath, int], path: YamlPath) -> int | None:
+    """The line of the deepest prefix of ``path`` that exists in the file (a missing field points at its parent)."""
     for n in range(len(path), -1, -1):
         if path[:n] in lines:
             return lines[path[:n]]
@@ -116,6 +121,7 @@ def _line_for(lines: dict[Path_, int], path: Path_) -> int | None:
 
 
 def _describe(err: dict[str, Any]) -> str:
+    """One pydantic error in the words of someone editing the file."""
     kind, msg = err["type"], err["msg"]
     value = err.get("input")
     if kind == "missing":
@@ -134,14 +140,24 @@ def _describe(err: dict[str, Any]) -> str:
     return text
 
 
-def _policy_problems(data: PlanFile, lines: dict[Path_, int]) -> list[Problem]:
+def validation_problems(exc: ValidationError, lines: dict[YamlPath, int]) -> list[Problem]:
+    """Each pydantic error of ``exc`` as a problem with its line and dotted field."""
+    problems: list[Problem] = []
+    for err in exc.errors():
+        # Validators wrapped in functions add "function-..." steps to the location; the file has no such key.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        problems.append(Problem(line_for(lines, loc), dotted(loc), _describe(err)))
+    return problems
+
+
+def _policy_problems(data: PlanFile, lines: dict[YamlPath, int]) -> list[Problem]:
     """Reminder policies are checked now, not when the scheduler first reads them at 09:30 on a Monday."""
     problems: list[Problem] = []
     try:
         base = ReminderPolicy.from_mapping(data.plan.reminders, where="plan reminders")
     except ValueError as exc:
-        path: Path_ = ("plan", "reminders")
-        return [Problem(_line_for(lines, path), _dotted(path), str(exc))]
+        path: YamlPath = ("plan", "reminders")
+        return [Problem(line_for(lines, path), dotted(path), str(exc))]
     for gi, g in enumerate(data.groups):
         for ti, t in enumerate(g.tasks):
             if t.reminders:
@@ -149,15 +165,15 @@ def _policy_problems(data: PlanFile, lines: dict[Path_, int]) -> list[Problem]:
                     ReminderPolicy.from_mapping(t.reminders, base=base, where=f"task {t.code} reminders")
                 except ValueError as exc:
                     path = ("groups", gi, "tasks", ti, "reminders")
-                    problems.append(Problem(_line_for(lines, path), _dotted(path), str(exc)))
+                    problems.append(Problem(line_for(lines, path), dotted(path), str(exc)))
     return problems
 
 
 def parse_plan_text(text: str, file: str = "<plan>") -> LoadedPlan:
     """Parse and validate plan YAML; raise :class:`PlanFileError` listing every problem."""
     try:
-        node = yaml.compose(text, Loader=_PlanLoader)
-        raw = yaml.load(text, Loader=_PlanLoader)
+        node = yaml.compose(text, Loader=PlanYamlLoader)
+        raw = yaml.load(text, Loader=PlanYamlLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -166,22 +182,19 @@ def parse_plan_text(text: str, file: str = "<plan>") -> LoadedPlan:
     if node is None or not isinstance(raw, dict):
         raise PlanFileError(file, [Problem(1, "", "expected a mapping with keys plan, departments, groups")])
 
-    lines: dict[Path_, int] = {}
+    lines: dict[YamlPath, int] = {}
     problems: list[Problem] = []
-    _line_index(node, (), lines, problems)
+    line_index(node, (), lines, problems)
     if problems:
         raise PlanFileError(file, problems)
 
     try:
         data = PlanFile.model_validate(raw)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            problems.append(Problem(_line_for(lines, loc), _dotted(loc), _describe(err)))
-        raise PlanFileError(file, problems) from exc
+        raise PlanFileError(file, validation_problems(exc, lines)) from exc
 
     for ref in data.check_references():
-        problems.append(Problem(_line_for(lines, ref.path), _dotted(ref.path), ref.message))
+        problems.append(Problem(line_for(lines, ref.path), dotted(ref.path), ref.message))
     problems.extend(_policy_problems(data, lines))
     if problems:
         raise PlanFileError(file, problems)

@@ -1,5 +1,6 @@
-"""Plan tables: plans, departments, contacts, task groups, tasks, targets, observations and the facts
-reported about tasks (progress reports, requests to other departments, extensions).
+"""Plan tables: plans, departments, contacts, task groups, tasks, targets, observations, the facts
+reported about tasks (progress reports, requests to other departments, extensions) and the joint meetings
+whose decisions changed the plan.
 
 Table models are the storage; the ``*Public`` models are what leaves coordbot (CLI, chat, web) and the plan
 file models in :mod:`coordbot.plan.schema` are what comes in.
@@ -286,6 +287,22 @@ class Invite(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=AwareDateTime(), nullable=False)
     used_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
     contact_id: int | None = Field(default=None, foreign_key="contact.id")
+
+
+class Meeting(SQLModel, table=True):
+    """A joint meeting (联席会议) whose decisions file was applied; the next briefing's period starts here."""
+
+    __table_args__ = (UniqueConstraint("plan_id", "held_on", name="uq_meeting_plan_date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    held_on: date
+    title: str = ""
+    source_file: str = ""
+    source_sha256: str = Field(default="", max_length=64)
+    decisions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    recorded_by: str = Field(default="cli", max_length=64)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)
 
 
 # ---- what leaves coordbot -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Report tables: weekly digests, joint-meeting briefings, and the meetings whose decisions were applied."""
+"""Report tables: weekly digests and joint-meeting briefings (the meetings themselves are plan facts)."""
 
 from __future__ import annotations
 
@@ -43,19 +43,3 @@ class Briefing(SQLModel, table=True):
     content_sha256: str = Field(default="", max_length=64)
     path: str = ""
     sent_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
-
-
-class Meeting(SQLModel, table=True):
-    """A joint meeting (联席会议) whose decisions file was applied; the next briefing's period starts here."""
-
-    __table_args__ = (UniqueConstraint("plan_id", "held_on", name="uq_meeting_plan_date"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    plan_id: int = Field(foreign_key="plan.id", index=True)
-    held_on: date
-    title: str = ""
-    source_file: str = ""
-    source_sha256: str = Field(default="", max_length=64)
-    decisions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    recorded_by: str = Field(default="cli", max_length=64)
-    recorded_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)

@@ -35,6 +35,7 @@ from coordbot.plan.models import (
     CrossRequest,
     Department,
     Extension,
+    Meeting,
     Observation,
     Plan,
     ProgressReport,
@@ -46,7 +47,6 @@ from coordbot.plan.models import (
     TaskStatus,
 )
 from coordbot.plan.progress import Assessment, QuotaProgress, assess, period_bounds, quota_progress
-from coordbot.reports.models import Meeting
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import POLICY_KINDS
 from coordbot.scheduling.models import OccurrenceStatus, ReminderOccurrence

@@ -17,10 +17,9 @@ from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.events import EventType
-from coordbot.plan.loader import Path_, Problem, _describe, _dotted, _line_for, _line_index, _PlanLoader
-from coordbot.plan.models import Department, Plan, Target, Task, TaskDepartment, TaskGroup, TaskStatus
+from coordbot.plan.loader import PlanYamlLoader, Problem, YamlPath, dotted, line_for, line_index, validation_problems
+from coordbot.plan.models import Department, Meeting, Plan, Target, Task, TaskDepartment, TaskGroup, TaskStatus
 from coordbot.plan.schema import Code, TargetIn, Text
-from coordbot.reports.models import Meeting
 
 
 class _Strict(BaseModel):
@@ -103,27 +102,24 @@ class MeetingFileError(ValueError):
         return "\n".join(lines)
 
 
-def parse_meeting_text(text: str, file: str = "<decisions>") -> tuple[MeetingFile, dict[Path_, int]]:
+def parse_meeting_text(text: str, file: str = "<decisions>") -> tuple[MeetingFile, dict[YamlPath, int]]:
     try:
-        node = yaml.compose(text, Loader=_PlanLoader)
-        raw = yaml.load(text, Loader=_PlanLoader)
+        node = yaml.compose(text, Loader=PlanYamlLoader)
+        raw = yaml.load(text, Loader=PlanYamlLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise MeetingFileError(file, [Problem(mark.line + 1 if mark else None, "", f"not valid YAML: {exc}")]) from exc
     if node is None or not isinstance(raw, dict):
         raise MeetingFileError(file, [Problem(1, "", "expected a mapping with keys meeting and decisions")])
-    lines: dict[Path_, int] = {}
+    lines: dict[YamlPath, int] = {}
     problems: list[Problem] = []
-    _line_index(node, (), lines, problems)
+    line_index(node, (), lines, problems)
     if problems:
         raise MeetingFileError(file, problems)
     try:
         return MeetingFile.model_validate(raw), lines
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            problems.append(Problem(_line_for(lines, loc), _dotted(loc), _describe(err)))
-        raise MeetingFileError(file, problems) from exc
+        raise MeetingFileError(file, validation_problems(exc, lines)) from exc
 
 
 def record_meeting(
@@ -134,8 +130,8 @@ def record_meeting(
     mf, lines = parse_meeting_text(data, file)
     problems: list[Problem] = []
 
-    def bad(path: Path_, message: str) -> None:
-        problems.append(Problem(_line_for(lines, path), _dotted(path), message))
+    def bad(path: YamlPath, message: str) -> None:
+        problems.append(Problem(line_for(lines, path), dotted(path), message))
 
     query = select(Plan)
     plan = session.exec(
@@ -148,7 +144,7 @@ def record_meeting(
             file,
             [
                 Problem(
-                    _line_for(lines, ("meeting", "plan")),
+                    line_for(lines, ("meeting", "plan")),
                     "meeting.plan",
                     f"no plan {mf.meeting.plan or ''} in the database; import it first",
                 )
@@ -163,25 +159,25 @@ def record_meeting(
     if session.exec(select(Meeting).where(Meeting.plan_id == plan.id, Meeting.held_on == mf.meeting.date)).first():
         bad(("meeting", "date"), f"a meeting on {mf.meeting.date} is already recorded for this plan")
 
-    def dept(path: Path_, code: str) -> None:
+    def dept(path: YamlPath, code: str) -> None:
         if code not in depts:
             bad(path, f"unknown department '{code}' (expected a department code of the plan)")
 
-    def live_task(path: Path_, code: str) -> Task | None:
+    def live_task(path: YamlPath, code: str) -> Task | None:
         t = tasks.get(code)
         if t is None or t.archived_at is not None:
             bad(path, f"unknown task '{code}' (expected a task code of plan {plan.code})")
             return None
         return t
 
-    def in_period(path: Path_, d: date | None) -> None:
+    def in_period(path: YamlPath, d: date | None) -> None:
         if d is not None and not p0 <= d <= p1:
             bad(path, f"date {d} lies outside the plan period {p0} to {p1}")
 
     d = mf.decisions
     seen_new: set[str] = set()
     for i, nt in enumerate(d.new_tasks):
-        base: Path_ = ("decisions", "new_tasks", i)
+        base: YamlPath = ("decisions", "new_tasks", i)
         if nt.code in tasks or nt.code in seen_new:
             bad((*base, "code"), f"task code '{nt.code}' already exists")
         seen_new.add(nt.code)
@@ -195,11 +191,11 @@ def record_meeting(
             if tg.metric in metrics:
                 bad((*base, "targets", ti, "metric"), f"target metric '{tg.metric}' already exists")
             metrics.add(tg.metric)
-    touched: dict[str, Path_] = {}
+    touched: dict[str, YamlPath] = {}
 
-    def once(path: Path_, code: str, what: str) -> None:
+    def once(path: YamlPath, code: str, what: str) -> None:
         if code in touched and what == "close":
-            bad(path, f"task '{code}' is also changed by {_dotted(touched[code])}; close it or change it, not both")
+            bad(path, f"task '{code}' is also changed by {dotted(touched[code])}; close it or change it, not both")
         touched.setdefault(code, path)
 
     for i, dl in enumerate(d.deadlines):

@@ -9,12 +9,10 @@ import pytest
 from sqlmodel import func, select
 
 from coordbot.core.events import Event
-from coordbot.plan.models import Department, Task, TaskStatus
+from coordbot.plan.meetings import MeetingFileError, record_meeting
+from coordbot.plan.models import Department, Meeting, Task, TaskStatus
 from coordbot.reports.briefing import build_briefing
-from coordbot.reports.meetings import MeetingFileError, record_meeting
-from coordbot.reports.models import Meeting
-
-from .conftest import NOW
+from tests.reports.conftest import NOW
 
 VALID = """\
 meeting:
