@@ -442,7 +442,7 @@ def meeting() -> None:
 def meeting_record(ctx: Ctx, file: Path) -> None:
     """Apply a meeting's decisions (new tasks, deadlines, reassignments, closures) from a YAML FILE."""
     from coordbot.core.clock import SystemClock
-    from coordbot.reports.meetings import MeetingFileError, record_meeting
+    from coordbot.plan.meetings import MeetingFileError, record_meeting
 
     try:
         with session_scope(ctx.engine()) as session:
