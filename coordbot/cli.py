@@ -394,10 +394,10 @@ def briefing_cmd(  # type: ignore[no-untyped-def]
     """Generate the joint-meeting briefing (联席会议简报) as DOCX, HTML or Markdown."""
     import asyncio
 
-    from coordbot.runtime import build_channels
     from coordbot.core.clock import SystemClock
     from coordbot.reports.briefing import write_briefing
     from coordbot.reports.distribute import send_report_file
+    from coordbot.runtime import build_channels
 
     with session_scope(ctx.engine()) as session:
         p = _plan_or_fail(session, code)
