@@ -15,7 +15,7 @@ import json
 import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -24,8 +24,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, Text, case, func, literal, literal_column
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from coordbot.core.events import Event, EventType
 from coordbot.plan.models import (
@@ -486,13 +488,63 @@ def _build_rollup(
     now: datetime,
     calendar: WorkCalendar | None,
 ) -> Rollup:
+    span = _span(period, now)
+    calendar = calendar or WorkCalendar(tz=period.tz)
+    rows = _load_rows(session, plan=plan, period=period, span=span)
+    return _RollupBuilder(plan, period, now, span, calendar, rows).build()
+
+
+class _Span(NamedTuple):
+    """The days and times a roll-up counts: where things stand on ``as_of`` (the period's last day, or today if
+    earlier) against ``day_before`` the period; reports, reminders and events from ``since`` to ``until``
+    (exclusive, never after now)."""
+
+    tz: ZoneInfo
+    as_of: date
+    day_before: date
+    since: datetime
+    until: datetime
+
+
+def _span(period: Period, now: datetime) -> _Span:
     tz = ZoneInfo(period.tz)
     today = now.astimezone(tz).date()
-    as_of = min(period.end, today)
-    calendar = calendar or WorkCalendar(tz=period.tz)
-    since, until = period.since, min(period.until, max(now, period.since))
+    return _Span(
+        tz=tz,
+        as_of=min(period.end, today),
+        day_before=period.start - timedelta(days=1),
+        since=period.since,
+        until=min(period.until, max(now, period.since)),
+    )
+
+
+# ---- loading: the QUERIES queries, rows as plain tuples -------------------------------------------
+
+
+@dataclass(slots=True)
+class _Rows:
+    """What a roll-up reads from the database, as ``_load_rows`` returns it (query numbers in brackets)."""
+
+    departments: dict[int, Any]  # [1] id -> (id, code, name, short_name)
+    groups: Sequence[TaskGroup]  # [2] by position
+    tasks: list[_TaskRow]  # [3] by position
+    co_rows: Sequence[Any]  # [4] (task_id, department_id) of co-responsible departments
+    numeric_targets: list[_TargetRow]  # [5] the targets with a number to reach, by id
+    sums: dict[int, list[_ObsSum]]  # [6] see _observation_sums
+    obs: dict[int, list[_Obs]]  # [7] see _observation_sums
+    reports: Sequence[Any]  # [8] see _report_rows
+    reminders: Sequence[Any]  # [9] (id, task_id, department_id, sent_at)
+    requests: Sequence[CrossRequest]  # [10]
+    extensions: Sequence[Extension]  # [11]
+    event_rows: list[Any]  # [12] (at, type, task_id, payload)
+    last_meeting: Meeting | None  # [13]
+
+
+def _load_rows(session: Session, *, plan: Plan, period: Period, span: _Span) -> _Rows:
+    """Every row the roll-up needs, in ``QUERIES`` queries whatever the plan's size."""
     pid = plan.id
     plan_tasks = select(Task.id).where(Task.plan_id == pid)
+    since, until = span.since, span.until
     # Column selects run on the session's connection (Core rows, none of the ORM's per-row work); flush first,
     # as session.exec() would.
     if session.autoflush:
@@ -505,7 +557,35 @@ def _build_rollup(
         for row in conn.execute(select(Department.id, Department.code, Department.name, Department.short_name))
     }
     groups = session.exec(select(TaskGroup).where(TaskGroup.plan_id == pid).order_by(col(TaskGroup.position))).all()
-    tasks = list(
+    tasks = _task_rows(conn, pid)
+    co_rows = conn.execute(
+        select(TaskDepartment.task_id, TaskDepartment.department_id).where(col(TaskDepartment.task_id).in_(plan_tasks))
+    ).all()
+    numeric_targets = [tg for tg in _target_rows(conn, pid) if tg.value is not None and tg.comparator != "qualitative"]
+    # 6-7: observations counted up to the roll-up date: sums per date range, and the rows themselves for
+    # the targets whose running totals or fractions need them in order
+    sums, obs = _observation_sums(
+        session, plan=plan, targets=numeric_targets, dates=(span.as_of, span.day_before), as_of=span.as_of
+    )
+    return _Rows(
+        departments=departments,
+        groups=groups,
+        tasks=tasks,
+        co_rows=co_rows,
+        numeric_targets=numeric_targets,
+        sums=sums,
+        obs=obs,
+        reports=_report_rows(conn, plan_tasks, since),  # 8
+        reminders=_reminder_rows(conn, plan_tasks, since, until),  # 9
+        requests=_request_rows(session, plan_tasks, since),  # 10
+        extensions=_extension_rows(session, plan_tasks, since, until),  # 11
+        event_rows=_event_rows(conn, pid, since, until),  # 12
+        last_meeting=_last_meeting(session, pid, period.end),  # 13
+    )
+
+
+def _task_rows(conn: Connection, pid: int | None) -> list[_TaskRow]:
+    return list(
         map(
             _TaskRow._make,
             conn.execute(
@@ -515,10 +595,10 @@ def _build_rollup(
             ),
         )
     )
-    co_rows = conn.execute(
-        select(TaskDepartment.task_id, TaskDepartment.department_id).where(col(TaskDepartment.task_id).in_(plan_tasks))
-    ).all()
-    targets = list(
+
+
+def _target_rows(conn: Connection, pid: int | None) -> list[_TargetRow]:
+    return list(
         map(
             _TargetRow._make,
             conn.execute(
@@ -528,14 +608,12 @@ def _build_rollup(
             ),
         )
     )
-    numeric_targets = [tg for tg in targets if tg.value is not None and tg.comparator != "qualitative"]
-    day_before = period.start - timedelta(days=1)
-    # 6-7: observations counted up to the roll-up date: sums per date range, and the rows themselves for
-    # the targets whose running totals or fractions need them in order
-    sums, obs = _observation_sums(session, plan=plan, targets=numeric_targets, dates=(as_of, day_before), as_of=as_of)
-    # 8: reports from the period's start on (those after its end tell the progress at its end), by time
-    # (ix_report_received): (task_id, received_at, department_id, status, previous as text, reminder_id)
-    reports = conn.execute(
+
+
+def _report_rows(conn: Connection, plan_tasks: SelectOfScalar[int | None], since: datetime) -> Sequence[Any]:
+    """Reports from the period's start on (those after its end tell the progress at its end), by time
+    (ix_report_received): (task_id, received_at, department_id, status, previous as text, reminder_id)."""
+    return conn.execute(
         select(
             ProgressReport.task_id,
             ProgressReport.received_at,
@@ -551,8 +629,13 @@ def _build_rollup(
         )
         .order_by(col(ProgressReport.received_at), col(ProgressReport.id))
     ).all()
-    # 9: reminders to departments' contacts sent in the period, by status and time (ix_reminder_sent)
-    reminders = conn.execute(
+
+
+def _reminder_rows(
+    conn: Connection, plan_tasks: SelectOfScalar[int | None], since: datetime, until: datetime
+) -> Sequence[Any]:
+    """Reminders to departments' contacts sent in the period, by status and time (ix_reminder_sent)."""
+    return conn.execute(
         select(ReminderOccurrence.id, ReminderOccurrence.task_id, Contact.department_id, ReminderOccurrence.sent_at)
         .join(Contact, col(Contact.id) == ReminderOccurrence.contact_id)
         .where(
@@ -564,15 +647,23 @@ def _build_rollup(
             col(ReminderOccurrence.sent_at) < until,
         )
     ).all()
-    # 10: requests for help still open, or opened in the period
-    requests = session.exec(
+
+
+def _request_rows(session: Session, plan_tasks: SelectOfScalar[int | None], since: datetime) -> Sequence[CrossRequest]:
+    """Requests for help still open, or opened in the period."""
+    return session.exec(
         select(CrossRequest)
         .where(col(CrossRequest.task_id).in_(plan_tasks))
         .where((CrossRequest.status == "open") | (col(CrossRequest.created_at) >= since))
         .order_by(col(CrossRequest.created_at))
     ).all()
-    # 11: extensions waiting, or requested or decided in the period
-    extensions = session.exec(
+
+
+def _extension_rows(
+    session: Session, plan_tasks: SelectOfScalar[int | None], since: datetime, until: datetime
+) -> Sequence[Extension]:
+    """Extensions waiting, or requested or decided in the period."""
+    return session.exec(
         select(Extension)
         .where(col(Extension.task_id).in_(plan_tasks))
         .where(
@@ -582,9 +673,13 @@ def _build_rollup(
         )
         .order_by(col(Extension.requested_at))
     ).all()
-    # 12: the event log for the period. By type and time (ix_event_type_at): the plan is checked here, since
-    # a condition on plan_id leads SQLite to ix_event_plan_id and every progress report the plan ever had.
-    event_rows = [
+
+
+def _event_rows(conn: Connection, pid: int | None, since: datetime, until: datetime) -> list[Any]:
+    """The event log for the period: (at, type, task_id, payload). By type and time (ix_event_type_at): the plan
+    is checked here, since a condition on plan_id leads SQLite to ix_event_plan_id and every progress report
+    the plan ever had."""
+    return [
         row[:4]
         for row in conn.execute(
             select(Event.at, Event.type, Event.task_id, Event.payload, Event.plan_id)
@@ -593,22 +688,47 @@ def _build_rollup(
         )
         if row[4] == pid
     ]
-    # 13: the last meeting before the period ends
-    last_meeting = session.exec(
-        select(Meeting)
-        .where(Meeting.plan_id == pid, Meeting.held_on <= period.end)
-        .order_by(col(Meeting.held_on).desc())
+
+
+def _last_meeting(session: Session, pid: int | None, end: date) -> Meeting | None:
+    """The last meeting before the period ends."""
+    return session.exec(
+        select(Meeting).where(Meeting.plan_id == pid, Meeting.held_on <= end).order_by(col(Meeting.held_on).desc())
     ).first()
 
-    names = {i: short_name or name for i, _code, name, short_name in departments.values()}
-    dname = names.__getitem__
 
-    task_by_id = {t.id: t for t in tasks}
-    co: dict[int, list[int]] = defaultdict(list)
-    for task_id, dept_id in co_rows:
-        co[task_id].append(dept_id)
+# ---- building: pure Python over the rows ---------------------------------------------------------
 
-    # reports: counts in the period, progress at both ends, answered reminders
+
+@dataclass(slots=True)
+class _ReportTally:
+    """The period's reports and reminders counted per task and department (see ``_tally_reports``)."""
+
+    in_period: dict[int, list[Any]]  # task id -> its reports in the period, in order
+    first_after_end: dict[int, Any]  # task id -> its first report after the period
+    reports_by_dept: Counter[int]
+    sent_by_task: Counter[int]
+    answered_by_task: Counter[int]
+    sent_by_dept: Counter[int]
+    answered_by_dept: Counter[int]
+
+    def progress_at_start(self, t: _TaskRow, period_reports: list[Any]) -> int:
+        r = period_reports[0] if period_reports else self.first_after_end.get(t.id)
+        return _progress_before(r, t) if r else t.progress
+
+    def progress_at_end(self, t: _TaskRow) -> int:
+        r = self.first_after_end.get(t.id)
+        return _progress_before(r, t) if r else t.progress
+
+
+def _progress_before(r: Any, t: _TaskRow) -> int:
+    """The progress a report found (its ``previous``), or the task's own when it recorded none."""
+    previous = json.loads(r[4]) if r[4] is not None else None
+    return int((previous or {}).get("progress", t.progress))
+
+
+def _tally_reports(reports: Sequence[Any], reminders: Sequence[Any], until: datetime) -> _ReportTally:
+    """Reports: counts in the period, progress at both ends; reminders: sent and answered."""
     in_period: dict[int, list[Any]] = defaultdict(list)
     first_after_end: dict[int, Any] = {}
     answered: set[int] = set()
@@ -644,47 +764,50 @@ def _build_rollup(
             if ok:
                 answered_by_task[task_id] += 1
                 answered_by_dept[dept_id] += 1
+    return _ReportTally(
+        in_period=in_period,
+        first_after_end=first_after_end,
+        reports_by_dept=reports_by_dept,
+        sent_by_task=sent_by_task,
+        answered_by_task=answered_by_task,
+        sent_by_dept=sent_by_dept,
+        answered_by_dept=answered_by_dept,
+    )
 
-    def progress_before(r: Any, t: _TaskRow) -> int:
-        # the progress a report found (its ``previous``), or the task's own when it recorded none
-        previous = json.loads(r[4]) if r[4] is not None else None
-        return int((previous or {}).get("progress", t.progress))
 
-    def progress_at_start(t: _TaskRow, period_reports: list[Any]) -> int:
-        r = period_reports[0] if period_reports else first_after_end.get(t.id)
-        return progress_before(r, t) if r else t.progress
+class _QuotaCounter:
+    """Quota lines: a target's progress on the roll-up date and the day before the period, from the summed
+    observation ranges (or, for running totals and fractions, the rows in order)."""
 
-    def progress_at_end(t: _TaskRow) -> int:
-        r = first_after_end.get(t.id)
-        return progress_before(r, t) if r else t.progress
+    __slots__ = ("_day_before", "_end", "_obs", "_start", "_sums", "_window", "as_of")
 
-    # quotas
-    targets_by_task: dict[int | None, list[_TargetRow]] = defaultdict(list)
-    for tg in numeric_targets:
-        targets_by_task[tg.task_id].append(tg)
+    def __init__(self, plan: Plan, rows: _Rows, span: _Span) -> None:
+        self._start, self._end = plan.start_date, plan.end_date  # the plan's
+        self._sums, self._obs = rows.sums, rows.obs
+        self.as_of, self._day_before = span.as_of, span.day_before
+        # the counting window and trajectory with nothing counted, per goal, dates and day
+        self._window: dict[tuple[Any, ...], QuotaProgress] = {}
 
-    window: dict[tuple[Any, ...], QuotaProgress] = {}
-
-    def progress_on(tg: _TargetRow, on: date) -> QuotaProgress:
+    def progress_on(self, tg: _TargetRow, on: date) -> QuotaProgress:
         target = cast(Target, tg)  # quota_progress reads only the columns _TargetRow has
-        rows = obs.get(tg.id)
+        rows = self._obs.get(tg.id)
         if rows is not None:  # running totals or fractions: the rows in order, as everywhere else
-            return quota_progress(target, rows, on=on, plan_start=plan.start_date, plan_end=plan.end_date)  # type: ignore[arg-type]
+            return quota_progress(target, rows, on=on, plan_start=self._start, plan_end=self._end)  # type: ignore[arg-type]
         # Whole increments only: the counting window and trajectory with nothing counted (the same for every
         # target with the same goal and dates), plus the summed ranges that make up the window.
         key = (tg.comparator, tg.value, tg.baseline, tg.period, tg.start_date, tg.due_date, on)
-        q = window.get(key)
+        q = self._window.get(key)
         if q is None:
-            q = window[key] = quota_progress(target, (), on=on, plan_start=plan.start_date, plan_end=plan.end_date)  # type: ignore[arg-type]
+            q = self._window[key] = quota_progress(target, (), on=on, plan_start=self._start, plan_end=self._end)  # type: ignore[arg-type]
         lo, hi = q.period_start, min(q.period_end, on)  # type: ignore[type-var]
-        added = sum(r.total for r in sums.get(tg.id, ()) if lo <= r.first and r.last <= hi)  # type: ignore[operator]
+        added = sum(r.total for r in self._sums.get(tg.id, ()) if lo <= r.first and r.last <= hi)  # type: ignore[operator]
         return QuotaProgress(
             tg.metric, tg.name, tg.unit, q.period, q.actual + added, q.goal, q.expected, q.period_start, q.period_end
         )
 
-    def quota_line(tg: _TargetRow, code: str | None) -> QuotaLine:
-        q = progress_on(tg, as_of)
-        before = progress_on(tg, day_before)
+    def line(self, tg: _TargetRow, code: str | None) -> QuotaLine:
+        q = self.progress_on(tg, self.as_of)
+        before = self.progress_on(tg, self._day_before)
         # A new counting window (1 January for an annual quota) starts from zero, not from last year.
         added = q.actual - before.actual if before.period_start == q.period_start else q.actual
         return QuotaLine(
@@ -701,44 +824,16 @@ def _build_rollup(
             task_code=code,
         )
 
-    # requests and extensions
-    request_lines: dict[int, list[RequestLine]] = defaultdict(list)
-    open_requests: list[RequestLine] = []
-    for cr in requests:
-        t = task_by_id.get(cr.task_id)
-        if t is None:
-            continue
-        created = cr.created_at.astimezone(tz).date()
-        line = RequestLine(
-            task_code=t.code,
-            task_title=t.title,
-            from_dept=dname(cr.from_department_id),
-            to_dept=dname(cr.to_department_id),
-            text=cr.text,
-            created_on=created,
-            age_days=(as_of - created).days,
-            status=cr.status,
-        )
-        request_lines[cr.task_id].append(line)
-        if cr.status == "open":
-            open_requests.append(line)
-    extension_lines = [
-        ExtensionLine(
-            task_code=task_by_id[e.task_id].code,
-            task_title=task_by_id[e.task_id].title,
-            status=e.status,
-            original_due=task_by_id[e.task_id].original_due_date,
-            old_due=e.old_due,
-            new_due=e.new_due,
-            reason=e.reason,
-            requested_on=e.requested_at.astimezone(tz).date(),
-            decided_on=e.decided_at.astimezone(tz).date() if e.decided_at else None,
-        )
-        for e in extensions
-        if e.task_id in task_by_id
-    ]
 
-    # the event log: changes, completions and closures
+class _Changes(NamedTuple):
+    """The period's event log as change lines, and the tasks reported done or closed in it."""
+
+    lines: list[ChangeLine]
+    done: set[int]
+    closed: set[int]
+
+
+def _changes(event_rows: list[Any], task_by_id: dict[int, _TaskRow]) -> _Changes:
     done_in_period: set[int] = set()
     closed_in_period: set[int] = set()
     changes: list[ChangeLine] = []
@@ -749,8 +844,12 @@ def _build_rollup(
         elif type_ == EventType.TASK_CLOSED and task_id:
             closed_in_period.add(task_id)
         changes.append(ChangeLine(at, type_, t.code if t else None, t.title if t else "", payload or {}))
+    return _Changes(changes, done_in_period, closed_in_period)
 
-    workdays_memo: dict[date, int] = {}
+
+def _workdays_until(calendar: WorkCalendar, as_of: date) -> Callable[[date | None], int | None]:
+    """The working days from ``as_of`` to a due date, as assess() needs them (memoised per due date)."""
+    memo: dict[date, int] = {}
 
     def workdays_until(due: date | None) -> int | None:
         # assess() only asks "within 3 working days?": beyond 3 weeks the calendar-day count (an upper bound
@@ -762,128 +861,228 @@ def _build_rollup(
         days = (due - as_of).days
         if days > 21 or days < 0:
             return days
-        if due not in workdays_memo:
-            workdays_memo[due] = calendar.workdays_between(as_of, due)
-        return workdays_memo[due]
+        if due not in memo:
+            memo[due] = calendar.workdays_between(as_of, due)
+        return memo[due]
 
-    # tasks
-    codes = {i: code for i, code, _name, _short in departments.values()}
-    no_reports: list[Any] = []
-    # assess() reads the task's status and due date, the working days to it, the latest report's status and
-    # whether a quota is behind: tasks alike in these are assessed once
-    assessed: dict[tuple[Any, ...], Assessment] = {}
-    lines_by_group: dict[int, list[TaskLine]] = defaultdict(list)
-    for t in tasks:
-        if t.archived_at is not None and t.archived_at < since:
-            continue  # archived before the period: history, not news
-        tid = t.id
-        targets_of = targets_by_task.get(tid)
-        quotas = [quota_line(tg, t.code) for tg in targets_of] if targets_of else []
-        period_reports = in_period.get(tid, no_reports)
-        last_status = period_reports[-1][3] if period_reports else None
-        if last_status is None and t.colour_reason == "reported_at_risk":
-            last_status = "at_risk"  # the latest report, older than the period, said so
-        until_due = workdays_until(t.due_date)
-        counted = [_as_progress(q) for q in quotas if q.period != "qualitative"] if quotas else ()
-        key = (t.status, t.due_date, until_due, last_status, any(q.behind for q in counted))
-        a = assessed.get(key)
-        if a is None:
-            a = assessed[key] = assess(
-                cast(Task, t),  # assess reads status and due_date
-                counted,  # type: ignore[arg-type]
-                today=as_of,
-                workdays_until_due=until_due,
-                last_report_status=last_status,
-            )
-        is_open = t.status in OPEN_STATUSES
-        sent, ok = sent_by_task.get(tid, 0), answered_by_task.get(tid, 0)
-        co_ids = co.get(tid)
-        lines_by_group[t.group_id].append(
-            TaskLine(
-                id=tid,
-                code=t.code,
-                title=t.title,
-                group_code="",
-                kind=t.kind,  # type: ignore[arg-type]
-                lead_code=codes[t.lead_department_id],
-                lead=names[t.lead_department_id],
-                co=[names[d] for d in co_ids] if co_ids else [],
-                status=t.status,
-                colour=a.colour,
-                reason=a.reason,  # type: ignore[arg-type]
-                no_reply=is_open and sent > 0 and not period_reports,
-                progress=progress_at_end(t),
-                progress_start=progress_at_start(t, period_reports),
-                reports=len(period_reports),
-                last_report_at=period_reports[-1][1] if period_reports else t.last_report_at,
-                due_date=t.due_date,
-                original_due_date=t.original_due_date,
-                overdue_days=(as_of - t.due_date).days if a.overdue and t.due_date else 0,
-                quotas=quotas,
-                reminders_sent=sent,
-                reminders_answered=ok,
-                requests=request_lines.get(tid, []),  # type: ignore[arg-type]
-                reported_done_in_period=tid in done_in_period,
-                closed_in_period=tid in closed_in_period,
-                escalation_level=t.escalation_level,
-            )
+    return workdays_until
+
+
+class _RollupBuilder:
+    """One roll-up's lines from its loaded rows: ``build`` runs one method per part of the roll-up."""
+
+    __slots__ = ("calendar", "co", "codes", "names", "now", "period", "plan", "rows", "span", "task_by_id")
+
+    def __init__(
+        self, plan: Plan, period: Period, now: datetime, span: _Span, calendar: WorkCalendar, rows: _Rows
+    ) -> None:
+        self.plan, self.period, self.now, self.span, self.calendar, self.rows = plan, period, now, span, calendar, rows
+        self.names = {i: short_name or name for i, _code, name, short_name in rows.departments.values()}
+        self.codes = {i: code for i, code, _name, _short in rows.departments.values()}
+        self.task_by_id = {t.id: t for t in rows.tasks}
+        co: dict[int, list[int]] = defaultdict(list)
+        for task_id, dept_id in rows.co_rows:
+            co[task_id].append(dept_id)
+        self.co = co
+
+    def build(self) -> Rollup:
+        rows = self.rows
+        tally = _tally_reports(rows.reports, rows.reminders, self.span.until)
+        quotas = _QuotaCounter(self.plan, rows, self.span)
+        targets_by_task: dict[int | None, list[_TargetRow]] = defaultdict(list)
+        for tg in rows.numeric_targets:
+            targets_by_task[tg.task_id].append(tg)
+        request_lines, open_requests = self.request_lines()
+        extension_lines = self.extension_lines()
+        changes = _changes(rows.event_rows, self.task_by_id)
+        lines_by_group = self.task_lines(tally, quotas, targets_by_task, request_lines, changes)
+        group_lines = self.group_lines(lines_by_group)
+        dept_lines = self.department_lines(group_lines, tally)
+        goals = [quotas.line(tg, None) for tg in targets_by_task.get(None, [])]
+        rollup = Rollup(
+            plan=self.plan,
+            period=self.period,
+            as_of=self.span.as_of,
+            generated_at=self.now,
+            groups=group_lines,
+            departments=dept_lines,
+            goals=goals,
+            requests=open_requests,
+            extensions=extension_lines,
+            changes=changes.lines,
+            last_meeting=rows.last_meeting,
         )
-    group_lines: list[GroupLine] = []
-    main_pos = 0
-    for g in groups:
-        number = ""
-        if g.kind == "main":
-            number = group_number(main_pos)
-            main_pos += 1
-        items = lines_by_group.get(g.id, [])  # type: ignore[arg-type]
-        for item in items:
-            item.group_code = g.code
-        if items:
-            group_lines.append(GroupLine(g.code, g.title, g.kind, number, items))
+        rollup.decisions = decisions_needed(rollup)
+        return rollup
 
-    # departments
-    lead_count: Counter[int] = Counter(t.lead_department_id for t in tasks if t.archived_at is None)
-    co_count: Counter[int] = Counter(d for tid, ds in co.items() if task_by_id[tid].archived_at is None for d in ds)
-    colour_by_dept: dict[int, Counter[str]] = defaultdict(Counter)
-    for gl in group_lines:
-        for tl in gl.tasks:
-            colour_by_dept[task_by_id[tl.id].lead_department_id][tl.colour] += 1
-    involved = set(lead_count) | set(co_count) | set(sent_by_dept) | set(reports_by_dept)
-    dept_lines = sorted(
-        (
-            DepartmentLine(
-                code=codes[d],
-                name=dname(d),
-                lead_tasks=lead_count.get(d, 0),
-                co_tasks=co_count.get(d, 0),
-                reminders_sent=sent_by_dept.get(d, 0),
-                reminders_answered=answered_by_dept.get(d, 0),
-                reports=reports_by_dept.get(d, 0),
-                red=colour_by_dept[d]["red"],
-                yellow=colour_by_dept[d]["yellow"],
+    def request_lines(self) -> tuple[dict[int, list[RequestLine]], list[RequestLine]]:
+        """Requests for help per task, and the open ones."""
+        task_by_id, dname, tz, as_of = self.task_by_id, self.names.__getitem__, self.span.tz, self.span.as_of
+        request_lines: dict[int, list[RequestLine]] = defaultdict(list)
+        open_requests: list[RequestLine] = []
+        for cr in self.rows.requests:
+            t = task_by_id.get(cr.task_id)
+            if t is None:
+                continue
+            created = cr.created_at.astimezone(tz).date()
+            line = RequestLine(
+                task_code=t.code,
+                task_title=t.title,
+                from_dept=dname(cr.from_department_id),
+                to_dept=dname(cr.to_department_id),
+                text=cr.text,
+                created_on=created,
+                age_days=(as_of - created).days,
+                status=cr.status,
             )
-            for d in involved
-            if d in departments
-        ),
-        key=lambda x: (-x.lead_tasks, x.code),
-    )
+            request_lines[cr.task_id].append(line)
+            if cr.status == "open":
+                open_requests.append(line)
+        return request_lines, open_requests
 
-    goals = [quota_line(tg, None) for tg in targets_by_task.get(None, [])]
-    rollup = Rollup(
-        plan=plan,
-        period=period,
-        as_of=as_of,
-        generated_at=now,
-        groups=group_lines,
-        departments=dept_lines,
-        goals=goals,
-        requests=open_requests,
-        extensions=extension_lines,
-        changes=changes,
-        last_meeting=last_meeting,
-    )
-    rollup.decisions = decisions_needed(rollup)
-    return rollup
+    def extension_lines(self) -> list[ExtensionLine]:
+        task_by_id, tz = self.task_by_id, self.span.tz
+        return [
+            ExtensionLine(
+                task_code=task_by_id[e.task_id].code,
+                task_title=task_by_id[e.task_id].title,
+                status=e.status,
+                original_due=task_by_id[e.task_id].original_due_date,
+                old_due=e.old_due,
+                new_due=e.new_due,
+                reason=e.reason,
+                requested_on=e.requested_at.astimezone(tz).date(),
+                decided_on=e.decided_at.astimezone(tz).date() if e.decided_at else None,
+            )
+            for e in self.rows.extensions
+            if e.task_id in task_by_id
+        ]
+
+    def task_lines(
+        self,
+        tally: _ReportTally,
+        quotas: _QuotaCounter,
+        targets_by_task: dict[int | None, list[_TargetRow]],
+        request_lines: dict[int, list[RequestLine]],
+        changes: _Changes,
+    ) -> dict[int, list[TaskLine]]:
+        """A line per task not archived before the period, with its assessment, per group id (in task order)."""
+        since, as_of = self.span.since, self.span.as_of
+        codes, names, co = self.codes, self.names, self.co
+        in_period, sent_by_task, answered_by_task = tally.in_period, tally.sent_by_task, tally.answered_by_task
+        progress_at_start, progress_at_end = tally.progress_at_start, tally.progress_at_end
+        quota_line = quotas.line
+        done_in_period, closed_in_period = changes.done, changes.closed
+        workdays_until = _workdays_until(self.calendar, as_of)
+        no_reports: list[Any] = []
+        # assess() reads the task's status and due date, the working days to it, the latest report's status and
+        # whether a quota is behind: tasks alike in these are assessed once
+        assessed: dict[tuple[Any, ...], Assessment] = {}
+        lines_by_group: dict[int, list[TaskLine]] = defaultdict(list)
+        for t in self.rows.tasks:
+            if t.archived_at is not None and t.archived_at < since:
+                continue  # archived before the period: history, not news
+            tid = t.id
+            targets_of = targets_by_task.get(tid)
+            quotas_of = [quota_line(tg, t.code) for tg in targets_of] if targets_of else []
+            period_reports = in_period.get(tid, no_reports)
+            last_status = period_reports[-1][3] if period_reports else None
+            if last_status is None and t.colour_reason == "reported_at_risk":
+                last_status = "at_risk"  # the latest report, older than the period, said so
+            until_due = workdays_until(t.due_date)
+            counted = [_as_progress(q) for q in quotas_of if q.period != "qualitative"] if quotas_of else ()
+            key = (t.status, t.due_date, until_due, last_status, any(q.behind for q in counted))
+            a = assessed.get(key)
+            if a is None:
+                a = assessed[key] = assess(
+                    cast(Task, t),  # assess reads status and due_date
+                    counted,  # type: ignore[arg-type]
+                    today=as_of,
+                    workdays_until_due=until_due,
+                    last_report_status=last_status,
+                )
+            is_open = t.status in OPEN_STATUSES
+            sent, ok = sent_by_task.get(tid, 0), answered_by_task.get(tid, 0)
+            co_ids = co.get(tid)
+            lines_by_group[t.group_id].append(
+                TaskLine(
+                    id=tid,
+                    code=t.code,
+                    title=t.title,
+                    group_code="",
+                    kind=t.kind,  # type: ignore[arg-type]
+                    lead_code=codes[t.lead_department_id],
+                    lead=names[t.lead_department_id],
+                    co=[names[d] for d in co_ids] if co_ids else [],
+                    status=t.status,
+                    colour=a.colour,
+                    reason=a.reason,  # type: ignore[arg-type]
+                    no_reply=is_open and sent > 0 and not period_reports,
+                    progress=progress_at_end(t),
+                    progress_start=progress_at_start(t, period_reports),
+                    reports=len(period_reports),
+                    last_report_at=period_reports[-1][1] if period_reports else t.last_report_at,
+                    due_date=t.due_date,
+                    original_due_date=t.original_due_date,
+                    overdue_days=(as_of - t.due_date).days if a.overdue and t.due_date else 0,
+                    quotas=quotas_of,
+                    reminders_sent=sent,
+                    reminders_answered=ok,
+                    requests=request_lines.get(tid, []),  # type: ignore[arg-type]
+                    reported_done_in_period=tid in done_in_period,
+                    closed_in_period=tid in closed_in_period,
+                    escalation_level=t.escalation_level,
+                )
+            )
+        return lines_by_group
+
+    def group_lines(self, lines_by_group: dict[int, list[TaskLine]]) -> list[GroupLine]:
+        """The groups with tasks to show, main groups numbered （一）, （二） … in plan order."""
+        group_lines: list[GroupLine] = []
+        main_pos = 0
+        for g in self.rows.groups:
+            number = ""
+            if g.kind == "main":
+                number = group_number(main_pos)
+                main_pos += 1
+            items = lines_by_group.get(g.id, [])  # type: ignore[arg-type]
+            for item in items:
+                item.group_code = g.code
+            if items:
+                group_lines.append(GroupLine(g.code, g.title, g.kind, number, items))
+        return group_lines
+
+    def department_lines(self, group_lines: list[GroupLine], tally: _ReportTally) -> list[DepartmentLine]:
+        """Every department with tasks, reminders or reports, the most lead tasks first."""
+        tasks, task_by_id, co, codes = self.rows.tasks, self.task_by_id, self.co, self.codes
+        departments, dname = self.rows.departments, self.names.__getitem__
+        sent_by_dept, answered_by_dept = tally.sent_by_dept, tally.answered_by_dept
+        reports_by_dept = tally.reports_by_dept
+        lead_count: Counter[int] = Counter(t.lead_department_id for t in tasks if t.archived_at is None)
+        co_count: Counter[int] = Counter(d for tid, ds in co.items() if task_by_id[tid].archived_at is None for d in ds)
+        colour_by_dept: dict[int, Counter[str]] = defaultdict(Counter)
+        for gl in group_lines:
+            for tl in gl.tasks:
+                colour_by_dept[task_by_id[tl.id].lead_department_id][tl.colour] += 1
+        involved = set(lead_count) | set(co_count) | set(sent_by_dept) | set(reports_by_dept)
+        return sorted(
+            (
+                DepartmentLine(
+                    code=codes[d],
+                    name=dname(d),
+                    lead_tasks=lead_count.get(d, 0),
+                    co_tasks=co_count.get(d, 0),
+                    reminders_sent=sent_by_dept.get(d, 0),
+                    reminders_answered=answered_by_dept.get(d, 0),
+                    reports=reports_by_dept.get(d, 0),
+                    red=colour_by_dept[d]["red"],
+                    yellow=colour_by_dept[d]["yellow"],
+                )
+                for d in involved
+                if d in departments
+            ),
+            key=lambda x: (-x.lead_tasks, x.code),
+        )
 
 
 def _by_time(task_id: Any) -> ColumnElement[int]:
