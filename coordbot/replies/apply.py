@@ -7,14 +7,12 @@ and voids what the report added (the observations and requests carry its id). On
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
@@ -33,7 +31,9 @@ from coordbot.plan.models import (
     Task,
     TaskStatus,
 )
-from coordbot.plan.progress import QuotaProgress, counting_window, quota_progress
+from coordbot.plan.progress import QuotaProgress
+from coordbot.plan.queries import LIVE_TARGETS, load_quota_progress
+from coordbot.replies.ambiguity import Ambiguity
 from coordbot.replies.parser import DepartmentRef, ParsedReply, Quantity, Status, TargetRef, parse_reply
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import ReminderKind
@@ -49,14 +49,7 @@ STATUS_OF_REPORT = {
 SNAPSHOT_FIELDS = ("status", "progress", "colour", "colour_reason", "last_report_at", "escalation_level")
 
 
-# Statements on every report, built once (building a statement costs more than running it on SQLite).
-_LIVE_TARGETS = select(Target).where(Target.task_id == bindparam("task_id"), col(Target.archived_at).is_(None))
-_LIVE_TARGETS_OF_TASKS = (
-    select(Target)
-    .where(col(Target.task_id).in_(bindparam("task_ids", expanding=True)), col(Target.archived_at).is_(None))
-    .order_by(col(Target.task_id), col(Target.id))
-)
-ALL_DEPARTMENTS = select(Department)
+ALL_DEPARTMENTS = select(Department)  # built once: building a statement costs more than running it
 
 
 def target_refs(targets: Sequence[Target]) -> list[TargetRef]:
@@ -116,31 +109,87 @@ def apply_report(
     status: Status | None = None,
     report: ProgressReport | None = None,
 ) -> Applied:
-    """Parse ``text`` (or take ``status`` from a button), store the report and change the task."""
+    """Parse ``text`` (or take ``status`` from a button), store the report and change the task.
+
+    ``report``: the report to rewrite in place (an edit or a correction: ``revise_report``).
+    """
     plan = session.get(Plan, task.plan_id)
     assert plan is not None
     today = now.astimezone(calendar.tz).date()
-    targets = list(session.exec(_LIVE_TARGETS, params={"task_id": task.id}))
+    targets = list(session.exec(LIVE_TARGETS, params={"task_id": task.id}))
     departments = list(session.exec(ALL_DEPARTMENTS))
-    parsed: ParsedReply | None = None
-    if text.strip():
-        parsed = parse_reply(
-            text,
-            today=today,
-            targets=target_refs(targets),
-            departments=department_refs(departments),
-            task_codes=[task.code],
-        )
-    said_status = status or (parsed.status if parsed else None)
-    ambiguities = parsed.ambiguities if parsed and status is None else ()
-    if "conflicting_status" in ambiguities:
-        said_status = None  # ask, do not guess
-
+    parsed = _parse(text, task=task, targets=targets, departments=departments, today=today) if text.strip() else None
+    said_status, ambiguities = _said_status(parsed, status)
     revising = report is not None
+    report = _store_report(
+        session,
+        report,
+        task=task,
+        contact=contact,
+        text=text,
+        parsed=parsed,
+        said_status=said_status,
+        now=now,
+        source=source,
+        source_ref=source_ref,
+        reminder_id=reminder_id,
+    )
+    applied = Applied(report=report, task=task, ambiguities=ambiguities)
+    is_lead = contact is None or contact.department_id == task.lead_department_id
+    _move_task(task, said_status, parsed, is_lead=is_lead, now=now)
+    if parsed:
+        _count_quantities(session, applied, parsed, targets, contact=contact, today=today, now=now)
+    _ask_for_help(session, applied, parsed, departments, revising=revising, contact=contact, now=now, calendar=calendar)
+    _colour(session, applied, targets, plan=plan, today=today, calendar=calendar, now=now)
+    _record_report_events(session, applied, said_status, is_lead=is_lead, source=source, now=now)
+    session.flush()
+    return applied
+
+
+# ---- the steps of a report, in order (each one's statements as they were when this was one function) --
+
+
+def _parse(
+    text: str, *, task: Task, targets: Sequence[Target], departments: Sequence[Department], today: date
+) -> ParsedReply:
+    return parse_reply(
+        text,
+        today=today,
+        targets=target_refs(targets),
+        departments=department_refs(departments),
+        task_codes=[task.code],
+    )
+
+
+def _said_status(parsed: ParsedReply | None, pressed: Status | None) -> tuple[Status | None, tuple[str, ...]]:
+    """The status the report gives (a pressed button's over the text's) and what the text left unclear."""
+    said = pressed or (parsed.status if parsed else None)
+    ambiguities = parsed.ambiguities if parsed and pressed is None else ()
+    if Ambiguity.CONFLICTING_STATUS in ambiguities:
+        said = None  # ask, do not guess
+    return said, ambiguities
+
+
+def _store_report(
+    session: Session,
+    report: ProgressReport | None,
+    *,
+    task: Task,
+    contact: Contact | None,
+    text: str,
+    parsed: ParsedReply | None,
+    said_status: Status | None,
+    now: datetime,
+    source: str,
+    source_ref: str | None,
+    reminder_id: int | None,
+) -> ProgressReport:
+    """Snapshot: what the report said (a new row, or over the revised one) and the task as it was before."""
     if report is None:
         report = ProgressReport(
-            task_id=task.id, department_id=contact.department_id if contact else task.lead_department_id
-        )  # type: ignore[arg-type]
+            task_id=task.id,  # type: ignore[arg-type]
+            department_id=contact.department_id if contact else task.lead_department_id,
+        )
         session.add(report)
     report.contact_id = contact.id if contact else None
     report.received_at = now
@@ -156,10 +205,14 @@ def apply_report(
     # them by it, so the report is written once.
     report.previous = _snapshot(task)
     session.flush()
+    return report
 
-    applied = Applied(report=report, task=task, ambiguities=ambiguities)
-    # Task state: a report from the lead department moves the task; a co-department's report is recorded.
-    is_lead = contact is None or contact.department_id == task.lead_department_id
+
+def _move_task(
+    task: Task, said_status: Status | None, parsed: ParsedReply | None, *, is_lead: bool, now: datetime
+) -> None:
+    """Status, percent and dates: a report from the lead department moves the task; a co-department's is
+    only recorded (it still resets the escalation ladder)."""
     if is_lead:
         if said_status is not None:
             task.status = STATUS_OF_REPORT[said_status]
@@ -173,17 +226,30 @@ def apply_report(
     task.escalation_level = 0
     task.updated_at = now
 
+
+def _count_quantities(
+    session: Session,
+    applied: Applied,
+    parsed: ParsedReply,
+    targets: Sequence[Target],
+    *,
+    contact: Contact | None,
+    today: date,
+    now: datetime,
+) -> None:
+    """Quantities: each number becomes an observation of the target it counts toward; the rest are unmatched."""
+    report = applied.report
     by_metric = {t.metric: t for t in targets}
-    for q in parsed.quantities if parsed else ():
+    for q in parsed.quantities:
         target = by_metric.get(q.metric) if q.metric else None
         if target is None:
             applied.unmatched.append(q)
             continue
         obs = Observation(
-            target_id=target.id,
+            target_id=target.id,  # type: ignore[arg-type]
             value=float(q.value),
             mode=q.mode,
-            observed_on=today,  # type: ignore[arg-type]
+            observed_on=today,
             source="report",
             report_id=report.id,
             contact_id=contact.id if contact else None,
@@ -192,14 +258,26 @@ def apply_report(
         session.add(obs)
         applied.quantities.append((target, float(q.value), q.mode))
     if applied.quantities:
-        session.flush()  # the quota queries below read them
+        session.flush()  # the quota queries (``_colour``) read them
     for target, value, mode in applied.quantities:  # after the flush: written with the report's own event
-        _observation_recorded(session, report, target, value, mode, plan_id=task.plan_id, now=now)
+        _observation_recorded(session, report, target, value, mode, plan_id=applied.task.plan_id, now=now)
 
-    # An edited report keeps the requests it still makes (no second notice) and withdraws the others.
-    asked_before: dict[int, CrossRequest] = {}
-    if revising:
-        asked_before = {r.to_department_id: r for r in _open_requests(session, report)}
+
+def _ask_for_help(
+    session: Session,
+    applied: Applied,
+    parsed: ParsedReply | None,
+    departments: Sequence[Department],
+    *,
+    revising: bool,
+    contact: Contact | None,
+    now: datetime,
+    calendar: WorkCalendar,
+) -> None:
+    """Cross-department requests. An edited report keeps the requests it still makes (no second notice) and
+    withdraws the others."""
+    task, report = applied.task, applied.report
+    asked_before = {r.to_department_id: r for r in _open_requests(session, report)} if revising else {}
     if parsed:
         own = contact.department_id if contact else task.lead_department_id
         by_code = {d.code: d for d in departments}
@@ -212,11 +290,11 @@ def apply_report(
                 applied.help_departments.append(dept)
                 continue
             req = CrossRequest(
-                task_id=task.id,
+                task_id=task.id,  # type: ignore[arg-type]
                 from_department_id=own,
                 to_department_id=dept.id,  # type: ignore[arg-type]
                 report_id=report.id,
-                text=text,
+                text=report.text,
                 created_at=now,
             )
             session.add(req)
@@ -228,10 +306,24 @@ def apply_report(
     for withdrawn in asked_before.values():
         withdrawn.status = "withdrawn"
         withdrawn.closed_at = now
-    # Colour now, not at the next review: the contact's confirmation shows it. The quota queries read only
-    # observations, flushed above: the task and the events go in the one flush at the end.
+
+
+def _colour(
+    session: Session,
+    applied: Applied,
+    targets: Sequence[Target],
+    *,
+    plan: Plan,
+    today: date,
+    calendar: WorkCalendar,
+    now: datetime,
+) -> None:
+    """Colour now, not at the next review: the contact's confirmation shows it, and the quotas after the report."""
+    task = applied.task
+    # The quota queries read only observations, flushed by ``_count_quantities``: the task and the events go
+    # in the one flush at the end.
     with session.no_autoflush:
-        quotas = _quotas(session, targets, today=today, plan=plan)
+        quotas = load_quota_progress(session=session, targets=targets, plan_of=lambda _target: plan, today=today)
     until_due = calendar.workdays_between(today, task.due_date) if task.due_date else None
     recolour(
         session=session,
@@ -239,11 +331,21 @@ def apply_report(
         quotas=quotas,
         today=today,
         workdays_until_due=until_due,
-        last_report_status=report.status,
+        last_report_status=applied.report.status,
         now=now,
     )
     applied.quota_lines = [q.metric for q in quotas]
     applied.quotas = quotas
+
+
+_MOVED_BY_REPORT = {Status.DONE: EventType.TASK_REPORTED_DONE, Status.BLOCKED: EventType.TASK_BLOCKED}
+
+
+def _record_report_events(
+    session: Session, applied: Applied, said_status: Status | None, *, is_lead: bool, source: str, now: datetime
+) -> None:
+    """Events: the report, and what it did to the task (reported done, blocked) when it moved it."""
+    task, report = applied.task, applied.report
     events.record(
         session,
         EventType.PROGRESS_REPORTED,
@@ -259,148 +361,16 @@ def apply_report(
         quantities=[[t.metric, v, m] for t, v, m in applied.quantities],
         help=[d.code for d in applied.help_departments],
     )
-    if said_status == Status.DONE and is_lead:
+    if is_lead and said_status in _MOVED_BY_REPORT:
         events.record(
             session,
-            EventType.TASK_REPORTED_DONE,
+            _MOVED_BY_REPORT[said_status],
             at=now,
             plan_id=task.plan_id,
             task_id=task.id,
             department_id=task.lead_department_id,
             report=report.id,
         )
-    if said_status == Status.BLOCKED and is_lead:
-        events.record(
-            session,
-            EventType.TASK_BLOCKED,
-            at=now,
-            plan_id=task.plan_id,
-            task_id=task.id,
-            department_id=task.lead_department_id,
-            report=report.id,
-        )
-    session.flush()
-    return applied
-
-
-# What quota_progress reads of an observation. Plain rows, not ORM instances: a busy target gains an
-# observation with every report, and building instances for all of them was most of a report's cost.
-_OBSERVATION_COLUMNS = (
-    Observation.target_id,
-    Observation.id,
-    Observation.value,
-    Observation.mode,
-    Observation.observed_on,
-    Observation.recorded_at,
-    Observation.voided,
-)
-_EXACT = 2.0**53  # sums of whole numbers below this are exact in floating point, in any order
-
-
-def _numeric(targets: Sequence[Target]) -> list[Target]:
-    return [t for t in targets if t.value is not None and t.comparator == ">="]
-
-
-def _summed(session: Session, windows: dict[int, tuple[date, date, float]]) -> dict[int, float]:
-    """Counted values the database can sum exactly: targets whose window holds only whole-number increments.
-
-    ``actual_value`` adds in time order from the baseline; with whole numbers and no running total (累计) in
-    the window, any order gives the same float, so one aggregate row per target replaces loading them all.
-    """
-    params: dict[str, Any] = {}
-    for i, (tid, (start, stop, _)) in enumerate(windows.items()):
-        params[f"t{i}"], params[f"a{i}"], params[f"b{i}"] = tid, start, stop
-    stats = {row[0]: row[1:] for row in session.execute(_summed_statement(len(windows)), params)}
-    out: dict[int, float] = {}
-    for tid, (_, _, baseline) in windows.items():
-        count, total, magnitude, totals, fractional = stats.get(tid, (0, 0.0, 0.0, 0, 0))
-        if not count:
-            out[tid] = baseline
-        elif not totals and not fractional and float(baseline).is_integer() and abs(baseline) + magnitude < _EXACT:
-            out[tid] = baseline + float(total)
-    return out
-
-
-@lru_cache(maxsize=16)
-def _summed_statement(windows: int) -> Any:
-    """``_summed``'s query for that many targets, built once: building it cost ten times running it."""
-    in_window = [
-        and_(
-            Observation.target_id == bindparam(f"t{i}"),
-            Observation.observed_on >= bindparam(f"a{i}"),
-            Observation.observed_on <= bindparam(f"b{i}"),
-        )
-        for i in range(windows)
-    ]
-    value = col(Observation.value)
-    return (
-        select(
-            Observation.target_id,
-            func.count(),
-            func.sum(value),
-            func.sum(func.abs(value)),
-            func.sum(case((Observation.mode == "total", 1), else_=0)),
-            func.sum(case((value != func.round(value), 1), else_=0)),
-        )
-        .where(~col(Observation.voided), or_(*in_window))
-        .group_by(Observation.target_id)
-    )
-
-
-def _observations(session: Session, target_ids: Sequence[int]) -> dict[int, list[Any]]:
-    """The live observations of these targets (rows with Observation's attribute names), by target id."""
-    by_target: dict[int, list[Any]] = {tid: [] for tid in target_ids}
-    if by_target:
-        live = col(Observation.target_id).in_(list(by_target)), ~col(Observation.voided)
-        for row in session.execute(select(*_OBSERVATION_COLUMNS).where(*live)):
-            by_target[row.target_id].append(row)
-    return by_target
-
-
-def _progress(
-    session: Session, numeric: Sequence[Target], plan_of: Callable[[Target], Plan], *, today: date
-) -> list[QuotaProgress]:
-    """quota_progress of each target (``plan_of(target)``: its task's plan), summed in the database where exact."""
-    if not numeric:
-        return []
-    bounds = {t.id: (plan_of(t).start_date, plan_of(t).end_date) for t in numeric}
-    windows = {t.id: counting_window(t, today, *bounds[t.id]) for t in numeric}
-    summed = _summed(session, windows)  # type: ignore[arg-type]
-    rows = _observations(session, [t.id for t in numeric if t.id not in summed])  # type: ignore[misc]
-    return [
-        quota_progress(
-            t,
-            rows.get(t.id, ()),  # type: ignore[arg-type]
-            on=today,
-            plan_start=bounds[t.id][0],
-            plan_end=bounds[t.id][1],
-            actual=summed.get(t.id),  # type: ignore[arg-type]
-        )
-        for t in numeric
-    ]
-
-
-def _quotas(session: Session, targets: Sequence[Target], *, today: date, plan: Plan) -> list[QuotaProgress]:
-    return _progress(session, _numeric(targets), lambda _target: plan, today=today)
-
-
-def quota_lines_for(session: Session, task: Task, *, today: date) -> list[QuotaProgress]:
-    plan = session.get(Plan, task.plan_id)
-    targets = list(session.exec(_LIVE_TARGETS, params={"task_id": task.id}))
-    return _quotas(session, targets, today=today, plan=plan)  # type: ignore[arg-type]
-
-
-def quota_lines_for_tasks(session: Session, tasks: Sequence[Task], *, today: date) -> dict[int, list[QuotaProgress]]:
-    """``quota_lines_for`` of many tasks with a few queries in all (a task list is one line per task)."""
-    out: dict[int, list[QuotaProgress]] = {t.id: [] for t in tasks}  # type: ignore[misc]
-    if not out:
-        return out
-    numeric = _numeric(session.exec(_LIVE_TARGETS_OF_TASKS, params={"task_ids": list(out)}).all())
-    plans = {t.id: session.get(Plan, t.plan_id) for t in tasks}  # from the identity map after the first
-    progress = _progress(session, numeric, lambda target: plans[target.task_id], today=today)
-    for target, line in zip(numeric, progress, strict=True):
-        out[target.task_id].append(line)  # type: ignore[index]
-    return out
 
 
 def _queue_cross_request(
@@ -565,14 +535,6 @@ def _parsed_json(parsed: ParsedReply | None) -> dict[str, Any]:
         "ambiguities": list(parsed.ambiguities),
         "confidence": parsed.confidence,
     }
-
-
-def numeric_targets(session: Session, task_id: int) -> list[Target]:
-    """A task's live numeric targets in a stable order (button indexes refer to it)."""
-    rows = session.exec(
-        select(Target).where(Target.task_id == task_id, col(Target.archived_at).is_(None)).order_by(Target.metric)
-    ).all()
-    return [t for t in rows if t.value is not None and t.comparator != "qualitative"]
 
 
 def unmatched_indexes(report: ProgressReport, targets: Sequence[Target]) -> list[int]:

@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from coordbot.channels.base import Button, Inbound, Outbound, Reply
@@ -39,14 +38,13 @@ from coordbot.plan.models import (
     Task,
     TaskDepartment,
 )
+from coordbot.plan.queries import latest_reports, numeric_targets, task_quota_progress, tasks_quota_progress
+from coordbot.replies.ambiguity import Ambiguity
 from coordbot.replies.apply import (
     ALL_DEPARTMENTS,
     Applied,
     apply_report,
     assign_quantity,
-    numeric_targets,
-    quota_lines_for,
-    quota_lines_for_tasks,
     revise_report,
     undo_report,
     unmatched_indexes,
@@ -71,26 +69,6 @@ STATUS_ACTIONS = {
 CONTACT_COMMANDS = {"report", "done", "blocked", "extend"}
 OFFICE_COMMANDS = {"overdue", "digest", "approve", "reject", "close"}
 READER_COMMANDS = {"summary"}
-
-
-def _latest_reports() -> Any:
-    """The statement behind ``Conversation._last_reports``, built once (an alias is costly to build)."""
-    r = aliased(ProgressReport)
-    latest = (
-        select(r.id)
-        .where(r.task_id == Task.id, ~col(r.voided))
-        .order_by(col(r.received_at).desc(), col(r.id).desc())
-        .limit(1)
-        .correlate(Task)
-        .scalar_subquery()
-    )
-    ids = select(latest).where(col(Task.id).in_(bindparam("task_ids", expanding=True)))
-    return select(ProgressReport.task_id, ProgressReport.text, ProgressReport.received_at).where(
-        col(ProgressReport.id).in_(ids)
-    )
-
-
-_LATEST_REPORTS = _latest_reports()
 
 
 _INBOUND_INSERTS: dict[str, Any] = {}
@@ -339,8 +317,8 @@ class Conversation:
             tasks = self._open_tasks(s, me.department_id)  # type: ignore[union-attr]
             dept = s.get(Department, me.department_id)  # type: ignore[union-attr]
             title = (dept.short_name or dept.name) if dept else ""
-        last = self._last_reports(s, tasks)
-        quotas = quota_lines_for_tasks(s, tasks, today=today)
+        last = latest_reports(session=s, task_ids=[t.id for t in tasks])  # type: ignore[misc]
+        quotas = tasks_quota_progress(session=s, tasks=tasks, today=today)
         rows = [
             {
                 "code": t.code,
@@ -356,17 +334,6 @@ class Conversation:
             for t in tasks
         ]
         return Reply(render("chat/tasks.html", locale=who.locale, title=title, tasks=rows, tz=self.calendar.tz.key))
-
-    def _last_reports(self, s: Session, tasks: list[Task]) -> dict[int, Any]:
-        """Each task's latest live report (task_id, text, received_at); the newest id among equal times.
-
-        One indexed look-up per task (task_id, received_at): loading every report of every task to keep the
-        last grew with each reply.
-        """
-        if not tasks:
-            return {}
-        rows = s.execute(_LATEST_REPORTS, {"task_ids": [t.id for t in tasks]})
-        return {row.task_id: row for row in rows}
 
     def _overdue(self, s: Session, who: Who) -> Reply:
         depts = {d.id: d for d in s.exec(ALL_DEPARTMENTS)}
@@ -553,7 +520,7 @@ class Conversation:
         buttons: tuple[tuple[Button, ...], ...] = ((Button(words["undo"], "undo", f"p{report.id}"),),)
         if applied.unmatched:
             # A number that fits no target, or several: ask which one, with a button per target.
-            targets = numeric_targets(s, task.id)  # type: ignore[arg-type]
+            targets = numeric_targets(session=s, task_id=task.id)  # type: ignore[arg-type]
             open_numbers = unmatched_indexes(report, targets)
             if targets and open_numbers:
                 first = applied.unmatched[0]
@@ -565,7 +532,7 @@ class Conversation:
                     for k, t in enumerate(targets[:8])
                 ]
                 buttons = (*(tuple(choices[k : k + 2]) for k in range(0, len(choices), 2)), *buttons)
-        if "conflicting_status" in applied.ambiguities:
+        if Ambiguity.CONFLICTING_STATUS in applied.ambiguities:
             text += "\n" + render("chat/ask_status.html", locale=who.locale, code=task.code)
             buttons = (
                 tuple(Button(words[a], "setstatus", f"p{report.id}:{a}") for a in ("done", "on_track")),
@@ -581,7 +548,7 @@ class Conversation:
         report = s.get(ProgressReport, int(report_id)) if report_id.isdigit() else None
         if report is None or who.contact is None or report.contact_id != who.contact.id or not index.isdigit():
             return self._error(who, "gone")
-        targets = numeric_targets(s, report.task_id)
+        targets = numeric_targets(session=s, task_id=report.task_id)
         if not choice.isdigit() or int(choice) >= len(targets):
             return self._error(who, "gone")
         target = targets[int(choice)]
@@ -593,7 +560,8 @@ class Conversation:
             return self._error(who, "gone")
         task = s.get(Task, report.task_id)
         today = now.astimezone(self.calendar.tz).date()
-        quota = next((q for q in quota_lines_for(s, task, today=today) if q.metric == target.metric), None)  # type: ignore[arg-type]
+        quotas = task_quota_progress(session=s, task=task, today=today)  # type: ignore[arg-type]
+        quota = next((q for q in quotas if q.metric == target.metric), None)
         text = render(
             "chat/quantity_assigned.html", locale=who.locale, target=target, value=value, mode=mode, quota=quota
         )

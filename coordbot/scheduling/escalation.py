@@ -11,7 +11,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
@@ -22,14 +21,11 @@ from coordbot.plan.models import (
     OPEN_STATUSES,
     Contact,
     Department,
-    Observation,
     Plan,
-    ProgressReport,
     Role,
-    Target,
     Task,
 )
-from coordbot.plan.progress import quota_progress
+from coordbot.plan.queries import latest_reports, tasks_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import POLICY_KINDS, plan_policy, task_policy
 from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
@@ -56,32 +52,8 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
         ).all()
         if not tasks:
             continue
-        task_ids = [t.id for t in tasks]
-        targets = session.exec(
-            select(Target).where(col(Target.task_id).in_(task_ids), col(Target.archived_at).is_(None))
-        ).all()
-        obs: dict[int, list[Observation]] = defaultdict(list)
-        for o in session.exec(
-            select(Observation).where(col(Observation.target_id).in_([t.id for t in targets]), ~col(Observation.voided))
-        ):
-            obs[o.target_id].append(o)
-        by_task: dict[int, list[Target]] = defaultdict(list)
-        for t in targets:
-            if t.value is not None and t.comparator == ">=":
-                by_task[t.task_id].append(t)  # type: ignore[index]
-        latest_ids = (
-            select(func.max(ProgressReport.id))
-            .where(
-                col(ProgressReport.task_id).in_(task_ids),
-                ~col(ProgressReport.voided),
-                col(ProgressReport.superseded_by_id).is_(None),
-            )
-            .group_by(ProgressReport.task_id)
-        )
-        last_status = {
-            r.task_id: r.status
-            for r in session.exec(select(ProgressReport).where(col(ProgressReport.id).in_(latest_ids)))
-        }
+        quotas_by_task = tasks_quota_progress(session=session, tasks=tasks, today=today)
+        latest = latest_reports(session=session, task_ids=[t.id for t in tasks])  # type: ignore[misc]
         contacts = session.exec(select(Contact).where(Contact.active, col(Contact.address).is_not(None))).all()
         by_role: dict[tuple[int, str], list[Contact]] = defaultdict(list)
         for c in contacts:
@@ -94,19 +66,15 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
         departments = {d.id: d for d in session.exec(select(Department))}
 
         for task in tasks:
-            quotas = [
-                quota_progress(t, obs[t.id], on=today, plan_start=plan.start_date, plan_end=plan.end_date)  # type: ignore[index]
-                for t in by_task[task.id]  # type: ignore[index]
-            ]
             until_due = calendar.workdays_between(today, task.due_date) if task.due_date else None
             was_overdue = task.colour_reason == "overdue"
             a, changed = recolour(
                 session=session,
                 task=task,
-                quotas=quotas,
+                quotas=quotas_by_task[task.id],  # type: ignore[index]
                 today=today,
                 workdays_until_due=until_due,
-                last_report_status=last_status.get(task.id),
+                last_report_status=latest[task.id].status if task.id in latest else None,
                 now=now,
             )
             if changed:

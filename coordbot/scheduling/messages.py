@@ -11,12 +11,14 @@ from sqlmodel import Session, col, select
 
 from coordbot.channels.base import Button, Outbound
 from coordbot.core.text import labels, render
-from coordbot.plan.models import OPEN_STATUSES, Contact, Observation, Plan, Target, Task, TaskStatus
-from coordbot.plan.progress import quota_progress
+from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Task, TaskStatus
+from coordbot.plan.progress import QuotaProgress
+from coordbot.plan.queries import tasks_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
 
 TASK_ACTIONS = (("done", "on_track"), ("at_risk", "blocked", "report"))
+NOT_TASK_REMINDERS = (ReminderKind.CATCH_UP, ReminderKind.NOTICE, ReminderKind.ESCALATION, ReminderKind.CROSS_REQUEST)
 # A contact whose department leads many recurring tasks would get a message per task every Monday; from
 # this many on, the week's progress requests go out as one message with a button per task.
 BATCH_MIN = 3
@@ -82,33 +84,21 @@ def build_messages(
             for c in session.exec(select(Contact).where(col(Contact.id).in_({o.contact_id for o in occs.values()})))
         }
         plans = {p.id: p for p in session.exec(select(Plan))}
-        targets = session.exec(
-            select(Target).where(col(Target.task_id).in_(task_ids), col(Target.archived_at).is_(None))
-        ).all()
-        observations = (
-            session.exec(
-                select(Observation).where(
-                    col(Observation.target_id).in_([t.id for t in targets]), ~col(Observation.voided)
-                )
-            ).all()
-            if targets
-            else []
+        # Quota lines go in task reminders only, and are the same for every contact of the task.
+        reminded = [
+            tasks[o.task_id]
+            for o in occs.values()
+            if o.task_id in tasks and o.kind not in NOT_TASK_REMINDERS and _still_wanted(tasks[o.task_id])
+        ]
+        quotas_by_task = tasks_quota_progress(
+            session=session, tasks=list({t.id: t for t in reminded}.values()), today=now.astimezone(calendar.tz).date()
         )
 
-    obs_by_target: dict[int, list[Observation]] = defaultdict(list)
-    for o in observations:
-        obs_by_target[o.target_id].append(o)
-    targets_by_task: dict[int, list[Target]] = defaultdict(list)
-    for t in targets:
-        if t.value is not None and t.comparator != "qualitative":
-            targets_by_task[t.task_id].append(t)  # type: ignore[index]
     folded_by_parent: dict[int, list[ReminderOccurrence]] = defaultdict(list)
     for o in folded:
         folded_by_parent[o.folded_into_id].append(o)  # type: ignore[index]
 
     out: dict[int, tuple[str, Outbound]] = {}
-    today = now.astimezone(calendar.tz).date()
-    quotas_by_task: dict[int, list] = {}
     for occ_id, occ in occs.items():
         contact = contacts.get(occ.contact_id)
         if contact is None or not contact.address:
@@ -125,7 +115,7 @@ def build_messages(
             ]
             text = render("catch_up.html", locale=locale, items=items, tz=tz)
             out[occ_id] = (contact.channel, Outbound(contact.address, text))
-        elif occ.kind in (ReminderKind.NOTICE, ReminderKind.ESCALATION, ReminderKind.CROSS_REQUEST):
+        elif occ.kind in NOT_TASK_REMINDERS:
             text = render("notice.html", locale=locale, body=occ.body)
             buttons = ()
             if occ.kind == ReminderKind.CROSS_REQUEST and task is not None:
@@ -135,17 +125,6 @@ def build_messages(
                 Outbound(contact.address, text, buttons=buttons, ask_reply=task is not None),
             )
         elif task is not None and plan is not None and _still_wanted(task):
-            if task.id not in quotas_by_task:  # the same for every contact of the task: compute once
-                quotas_by_task[task.id] = [  # type: ignore[index]
-                    quota_progress(
-                        t,
-                        obs_by_target[t.id],
-                        on=today,
-                        plan_start=plan.start_date,  # type: ignore[index]
-                        plan_end=plan.end_date,
-                    )
-                    for t in targets_by_task[task.id]  # type: ignore[index]
-                ]
             quotas = quotas_by_task[task.id]  # type: ignore[index]
             text = reminder_text(
                 task=task,
@@ -170,7 +149,7 @@ def _batch_periodic(
     occs: dict[int, ReminderOccurrence],
     tasks: dict[int, Task],
     contacts: dict[int, Contact],
-    quotas_by_task: dict[int, list],
+    quotas_by_task: dict[int, list[QuotaProgress]],
     default_locale: str,
 ) -> None:
     """Replace a contact's simultaneous progress requests by one message (same object for every row)."""

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from coordbot.plan.models import Contact, Plan, Role, Target, Task
+from coordbot.plan.queries import task_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import plan_policy, task_policy, task_schedule
 from coordbot.scheduling.messages import reminder_text
@@ -87,11 +88,9 @@ def preview_task(
             )
         )
     ]
-    from coordbot.replies.apply import quota_lines_for
-
     out = []
     for p in planned:
-        quotas = quota_lines_for(session, task, today=p.fire_at.astimezone(calendar.tz).date())
+        quotas = task_quota_progress(session=session, task=task, today=p.fire_at.astimezone(calendar.tz).date())
         text = reminder_text(
             task=task,
             kind=p.kind,
