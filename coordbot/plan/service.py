@@ -27,7 +27,7 @@ from coordbot.plan.models import (
     TaskGroup,
     TaskPublic,
 )
-from coordbot.plan.schema import TargetIn, TaskIn
+from coordbot.plan.schema import ContactIn, DepartmentIn, GroupIn, PlanFile, PlanMeta, TargetIn, TaskIn
 
 
 @dataclass
@@ -61,7 +61,11 @@ def _fmt(diff: dict[str, tuple[Any, Any]]) -> str:
     return ", ".join(f"{k}: {short(a)} → {short(b)}" for k, (a, b) in diff.items())
 
 
-def _target_values(t: TargetIn, *, plan_id: int, task_id: int | None) -> dict[str, Any]:
+def target_values(t: TargetIn, *, plan_id: int, task_id: int | None) -> dict[str, Any]:
+    """The ``Target`` columns a plan or decisions file sets (all but ``metric``, the row's key).
+
+    ``archived_at`` is None: a target the file names again is live again.
+    """
     return {
         "plan_id": plan_id,
         "task_id": task_id,
@@ -100,11 +104,43 @@ def import_plan(
     *, session: Session, loaded: LoadedPlan, actor: str = "cli", now: datetime | None = None
 ) -> ImportReport:
     """Create or update the plan from a validated file. Idempotent; removed tasks are archived, never deleted."""
-    now = now or utcnow()
     data = loaded.data
-    meta = data.plan
-    report = ImportReport(plan_code=meta.code)
+    report = ImportReport(plan_code=data.plan.code)
+    plan = _upsert_plan(session, data.plan, report)
+    assert plan.id is not None
+    run = _ImportRun(session=session, plan=plan, plan_id=plan.id, actor=actor, now=now or utcnow(), report=report)
+    depts = _upsert_departments(run, data.departments)
+    groups = _upsert_groups(run, data.groups)
+    tasks = {t.code: t for t in session.exec(select(Task).where(Task.plan_id == plan.id)).all()}
+    targets = _TargetSync(run, {t.metric: t for t in session.exec(select(Target).where(Target.plan_id == plan.id))})
+    seen_tasks = _upsert_tasks(run, data, depts=depts, groups=groups, tasks=tasks, targets=targets)
+    for goal in data.goals:
+        targets.upsert(goal, task_id=None, label="plan goal")
+    # What the file no longer names is archived, not deleted: reminders, reports and events still refer to it.
+    _archive_removed_tasks(run, tasks, seen_tasks)
+    targets.archive_unseen()
+    _upsert_contacts(run, data.contacts, depts)
+    _record_import(run, loaded, tasks=len(seen_tasks), targets=len(targets.seen))
+    session.flush()
+    return report
 
+
+@dataclass(frozen=True)
+class _ImportRun:
+    """What every step of one import shares: the transaction, the plan row, who and when, and the report."""
+
+    session: Session
+    plan: Plan
+    plan_id: int
+    actor: str
+    now: datetime
+    report: ImportReport
+
+    def say(self, change: str) -> None:
+        self.report.changes.append(change)
+
+
+def _upsert_plan(session: Session, meta: PlanMeta, report: ImportReport) -> Plan:
     plan = session.exec(select(Plan).where(Plan.code == meta.code)).first()
     plan_values = {
         "title": meta.title,
@@ -122,192 +158,251 @@ def import_plan(
         session.flush()
         report.created = True
         report.changes.append(f"+ plan {meta.code} {meta.title}")
-    else:
-        diff = _apply(plan, plan_values)
-        if diff:
-            report.changes.append(f"~ plan {meta.code}: {_fmt(diff)}")
-    assert plan.id is not None
+    elif diff := _apply(plan, plan_values):
+        report.changes.append(f"~ plan {meta.code}: {_fmt(diff)}")
+    return plan
 
-    # Departments are shared across plans: create and update, never remove.
-    depts = {d.code: d for d in session.exec(select(Department)).all()}
-    for d in data.departments:
+
+def _upsert_departments(run: _ImportRun, departments: list[DepartmentIn]) -> dict[str, Department]:
+    """Every department by code. Departments are shared across plans: created and updated, never removed."""
+    depts = {d.code: d for d in run.session.exec(select(Department)).all()}
+    for d in departments:
         values = {"name": d.name, "short_name": d.short_name, "kind": d.kind, "aliases": list(d.aliases)}
         if d.code not in depts:
             depts[d.code] = Department(code=d.code, **values)
-            session.add(depts[d.code])
-            report.changes.append(f"+ department {d.code} {d.name}")
+            run.session.add(depts[d.code])
+            run.say(f"+ department {d.code} {d.name}")
         elif diff := _apply(depts[d.code], values):
-            report.changes.append(f"~ department {d.code}: {_fmt(diff)}")
-    session.flush()
+            run.say(f"~ department {d.code}: {_fmt(diff)}")
+    run.session.flush()
+    return depts
 
-    groups = {g.code: g for g in session.exec(select(TaskGroup).where(TaskGroup.plan_id == plan.id)).all()}
-    for pos, g in enumerate(data.groups):
+
+def _upsert_groups(run: _ImportRun, groups_in: list[GroupIn]) -> dict[str, TaskGroup]:
+    groups = {g.code: g for g in run.session.exec(select(TaskGroup).where(TaskGroup.plan_id == run.plan_id)).all()}
+    for pos, g in enumerate(groups_in):
         values = {"title": g.title, "kind": g.kind, "position": pos}
         if g.code not in groups:
-            groups[g.code] = TaskGroup(plan_id=plan.id, code=g.code, **values)
-            session.add(groups[g.code])
-            report.changes.append(f"+ group {g.code} {g.title}")
+            groups[g.code] = TaskGroup(plan_id=run.plan_id, code=g.code, **values)
+            run.session.add(groups[g.code])
+            run.say(f"+ group {g.code} {g.title}")
         elif diff := _apply(groups[g.code], values):
-            report.changes.append(f"~ group {g.code}: {_fmt(diff)}")
-    session.flush()
+            run.say(f"~ group {g.code}: {_fmt(diff)}")
+    run.session.flush()
+    return groups
 
-    tasks = {t.code: t for t in session.exec(select(Task).where(Task.plan_id == plan.id)).all()}
-    targets = {t.metric: t for t in session.exec(select(Target).where(Target.plan_id == plan.id)).all()}
-    seen_tasks: set[str] = set()
-    seen_metrics: set[str] = set()
 
-    def upsert_target(t: TargetIn, task_id: int | None, label: str) -> None:
-        seen_metrics.add(t.metric)
-        values = _target_values(t, plan_id=plan.id, task_id=task_id)  # type: ignore[arg-type]
-        if t.metric not in targets:
-            targets[t.metric] = Target(metric=t.metric, **values)
-            session.add(targets[t.metric])
-            report.changes.append(f"+ target {t.metric} ({label}) {t.name}")
-        elif diff := _apply(targets[t.metric], values):
-            report.changes.append(f"~ target {t.metric} ({label}): {_fmt(diff)}")
-
+def _upsert_tasks(
+    run: _ImportRun,
+    data: PlanFile,
+    *,
+    depts: dict[str, Department],
+    groups: dict[str, TaskGroup],
+    tasks: dict[str, Task],
+    targets: _TargetSync,
+) -> set[str]:
+    """Every task of the file, in file order, with its co-departments and targets; returns the codes seen.
+    ``tasks`` (the plan's task rows by code) gains the new ones."""
+    dept_codes = {d.id: d.code for d in depts.values()}
+    seen: set[str] = set()
     for pos, (g, t) in enumerate(data.tasks()):
-        seen_tasks.add(t.code)
+        seen.add(t.code)
         lead = depts[t.lead]
-        values = _task_values(t, plan=plan, group_id=groups[g.code].id, lead_id=lead.id, position=pos)  # type: ignore[arg-type]
-        file_due = t.due or (meta.end if t.kind == "one-off" else None)
-        task = tasks.get(t.code)
-        is_new = task is None
-        # What the file says now, kept on the task: the next import changes only what the file changed since,
-        # so decisions taken after an import (a meeting's new lead, an approved extension) survive re-imports
-        # of an unchanged file, while an edit to the file wins.
-        file_now = events._jsonable({**values, "due": file_due, "co": sorted(t.co)})
-        if task is None:
-            task = Task(
-                plan_id=plan.id,
-                code=t.code,
-                due_date=file_due,
-                original_due_date=file_due,
-                file_values=file_now,
-                **values,
-            )
-            session.add(task)
-            session.flush()
-            tasks[t.code] = task
-            report.changes.append(f"+ task {t.code} {t.title}")
-            events.record(
-                session,
-                EventType.TASK_ASSIGNED,
-                at=now,
-                plan_id=plan.id,
-                task_id=task.id,
-                department_id=lead.id,
-                actor=actor,
-                code=t.code,
-                lead=t.lead,
-                co=list(t.co),
-                assignment=t.assignment,
-                due=file_due,
-            )
-        else:
-            before = task.file_values or {}  # empty: imported before this was kept, so every field counts
-            changed = {k: v for k, v in values.items() if not before or before.get(k) != file_now[k]}
-            diff = _apply(task, changed)
-            if task.archived_at is not None:
-                task.archived_at = None
-                diff["archived"] = (True, False)
-            if (before.get("due") != file_now["due"]) if before else task.original_due_date != file_due:
-                diff["due_date"] = (task.due_date, file_due)
-                task.original_due_date = file_due
-                task.due_date = file_due
-            task.file_values = file_now
-            if diff:
-                task.updated_at = now
-                report.changes.append(f"~ task {t.code}: {_fmt(diff)}")
-                events.record(
-                    session,
-                    EventType.TASK_UPDATED,
-                    at=now,
-                    plan_id=plan.id,
-                    task_id=task.id,
-                    actor=actor,
-                    code=t.code,
-                    changes={k: [v[0], v[1]] for k, v in diff.items()},
-                )
-        assert task.id is not None
-
-        co_changed = is_new or not before or before.get("co") != file_now["co"]  # type: ignore[possibly-undefined]
-        wanted = {depts[c].id: t.assignment for c in t.co}
-        current = {
-            row.department_id: row
-            for row in session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task.id)).all()
-        }
-        by_id = {d.id: d.code for d in depts.values()}
-        for dept_id, row in current.items():
-            if dept_id not in wanted and co_changed:
-                session.delete(row)
-                report.changes.append(f"~ task {t.code}: co-department {by_id.get(dept_id)} removed")
-        for dept_id, assignment in wanted.items():
-            if dept_id not in current and co_changed:
-                session.add(TaskDepartment(task_id=task.id, department_id=dept_id, assignment=assignment))
-                if not is_new:
-                    report.changes.append(f"~ task {t.code}: co-department {by_id[dept_id]} added")
-            elif dept_id in current and current[dept_id].assignment != assignment:
-                current[dept_id].assignment = assignment
+        values = _task_values(t, plan=run.plan, group_id=groups[g.code].id, lead_id=lead.id, position=pos)  # type: ignore[arg-type]
+        existing = tasks.get(t.code)
+        task, co_from_file = _upsert_task(run, t, values, existing=existing, lead=lead)
+        tasks[t.code] = task
+        _sync_co_departments(
+            run, t, task, depts=depts, dept_codes=dept_codes, co_from_file=co_from_file, is_new=existing is None
+        )
         for target in t.targets:
-            upsert_target(target, task.id, f"task {t.code}")
+            targets.upsert(target, task_id=task.id, label=f"task {t.code}")
+    return seen
 
-    for goal in data.goals:
-        upsert_target(goal, None, "plan goal")
 
+def _upsert_task(
+    run: _ImportRun, t: TaskIn, values: dict[str, Any], *, existing: Task | None, lead: Department
+) -> tuple[Task, bool]:
+    """Create the task or apply what the file changed since the last import; True when its co-departments
+    are the file's to set (a new task, or the file changed them)."""
+    file_due = t.due or (run.plan.end_date if t.kind == "one-off" else None)
+    # What the file says now, kept on the task: the next import changes only what the file changed since,
+    # so decisions taken after an import (a meeting's new lead, an approved extension) survive re-imports
+    # of an unchanged file, while an edit to the file wins.
+    file_now = events._jsonable({**values, "due": file_due, "co": sorted(t.co)})
+    if existing is None:
+        task = Task(
+            plan_id=run.plan_id,
+            code=t.code,
+            due_date=file_due,
+            original_due_date=file_due,
+            file_values=file_now,
+            **values,
+        )
+        run.session.add(task)
+        run.session.flush()
+        run.say(f"+ task {t.code} {t.title}")
+        events.record(
+            run.session,
+            EventType.TASK_ASSIGNED,
+            at=run.now,
+            plan_id=run.plan_id,
+            task_id=task.id,
+            department_id=lead.id,
+            actor=run.actor,
+            code=t.code,
+            lead=t.lead,
+            co=list(t.co),
+            assignment=t.assignment,
+            due=file_due,
+        )
+        return task, True
+    task = existing
+    before = task.file_values or {}  # empty: imported before this was kept, so every field counts
+    changed = {k: v for k, v in values.items() if not before or before.get(k) != file_now[k]}
+    diff = _apply(task, changed)
+    if task.archived_at is not None:
+        task.archived_at = None
+        diff["archived"] = (True, False)
+    if (before.get("due") != file_now["due"]) if before else task.original_due_date != file_due:
+        diff["due_date"] = (task.due_date, file_due)
+        task.original_due_date = file_due
+        task.due_date = file_due
+    task.file_values = file_now
+    if diff:
+        task.updated_at = run.now
+        run.say(f"~ task {t.code}: {_fmt(diff)}")
+        events.record(
+            run.session,
+            EventType.TASK_UPDATED,
+            at=run.now,
+            plan_id=run.plan_id,
+            task_id=task.id,
+            actor=run.actor,
+            code=t.code,
+            changes={k: [v[0], v[1]] for k, v in diff.items()},
+        )
+    return task, not before or before.get("co") != file_now["co"]
+
+
+def _sync_co_departments(
+    run: _ImportRun,
+    t: TaskIn,
+    task: Task,
+    *,
+    depts: dict[str, Department],
+    dept_codes: dict[int | None, str],
+    co_from_file: bool,
+    is_new: bool,
+) -> None:
+    """Add and remove co-departments only when the file is the one to say (see ``_upsert_task``), so a
+    meeting's reassignment survives; the assignment kind of a kept co-department always follows the file."""
+    assert task.id is not None
+    wanted = {depts[c].id: t.assignment for c in t.co}
+    current = {
+        row.department_id: row
+        for row in run.session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task.id)).all()
+    }
+    for dept_id, row in current.items():
+        if dept_id not in wanted and co_from_file:
+            run.session.delete(row)
+            run.say(f"~ task {t.code}: co-department {dept_codes.get(dept_id)} removed")
+    for dept_id, assignment in wanted.items():
+        if dept_id not in current and co_from_file:
+            run.session.add(TaskDepartment(task_id=task.id, department_id=dept_id, assignment=assignment))
+            if not is_new:
+                run.say(f"~ task {t.code}: co-department {dept_codes[dept_id]} added")
+        elif dept_id in current and current[dept_id].assignment != assignment:
+            current[dept_id].assignment = assignment
+
+
+class _TargetSync:
+    """The plan's targets by metric: upserted as the file names them; those it no longer names are archived."""
+
+    def __init__(self, run: _ImportRun, targets: dict[str, Target]) -> None:
+        self.run = run
+        self.targets = targets
+        self.seen: set[str] = set()
+
+    def upsert(self, t: TargetIn, *, task_id: int | None, label: str) -> None:
+        self.seen.add(t.metric)
+        values = target_values(t, plan_id=self.run.plan_id, task_id=task_id)
+        if t.metric not in self.targets:
+            self.targets[t.metric] = Target(metric=t.metric, **values)
+            self.run.session.add(self.targets[t.metric])
+            self.run.say(f"+ target {t.metric} ({label}) {t.name}")
+        elif diff := _apply(self.targets[t.metric], values):
+            self.run.say(f"~ target {t.metric} ({label}): {_fmt(diff)}")
+
+    def archive_unseen(self) -> None:
+        for metric, target in self.targets.items():
+            if metric not in self.seen and target.archived_at is None:
+                target.archived_at = self.run.now
+                self.run.say(f"- target {metric} archived")
+
+
+def _archive_removed_tasks(run: _ImportRun, tasks: dict[str, Task], seen: set[str]) -> None:
     for code, task in tasks.items():
         # Only tasks that came from the file leave with it; a meeting's new task is not the file's to archive.
-        if code not in seen_tasks and task.archived_at is None and task.origin == "plan":
-            task.archived_at = now
-            report.changes.append(f"- task {code} archived (kept with its history)")
+        if code not in seen and task.archived_at is None and task.origin == "plan":
+            task.archived_at = run.now
+            run.say(f"- task {code} archived (kept with its history)")
             events.record(
-                session, EventType.TASK_ARCHIVED, at=now, plan_id=plan.id, task_id=task.id, actor=actor, code=code
+                run.session,
+                EventType.TASK_ARCHIVED,
+                at=run.now,
+                plan_id=run.plan_id,
+                task_id=task.id,
+                actor=run.actor,
+                code=code,
             )
-    for metric, target in targets.items():
-        if metric not in seen_metrics and target.archived_at is None:
-            target.archived_at = now
-            report.changes.append(f"- target {metric} archived")
 
+
+def _upsert_contacts(run: _ImportRun, contacts_in: list[ContactIn], depts: dict[str, Department]) -> None:
+    """The contacts the file lists, keyed by (department, role, name); contacts it does not list are kept."""
     contacts = {
         (c.department_id, c.role, c.name): c
-        for c in session.exec(select(Contact).where(col(Contact.department_id).in_([d.id for d in depts.values()])))
+        for c in run.session.exec(select(Contact).where(col(Contact.department_id).in_([d.id for d in depts.values()])))
     }
-    for c in data.contacts:
+    for c in contacts_in:
         key = (depts[c.department].id, c.role, c.name)
         values: dict[str, Any] = {"channel": c.channel, "language": c.language}
-        if c.address is not None:
+        if c.address is not None:  # no address in the file: keep the one already stored
             values["address"] = c.address
         if key not in contacts:
             contacts[key] = Contact(department_id=key[0], role=c.role, name=c.name, **values)
-            session.add(contacts[key])
-            report.changes.append(f"+ contact {c.name} ({c.role}, {c.department})")
+            run.session.add(contacts[key])
+            run.say(f"+ contact {c.name} ({c.role}, {c.department})")
         elif diff := _apply(contacts[key], values):
-            report.changes.append(f"~ contact {c.name} ({c.role}, {c.department}): {_fmt(diff)}")
+            run.say(f"~ contact {c.name} ({c.role}, {c.department}): {_fmt(diff)}")
 
+
+def _record_import(run: _ImportRun, loaded: LoadedPlan, *, tasks: int, targets: int) -> None:
+    """Counts on the report; the plan's hash and a ``plan.imported`` event only when something changed, so
+    re-importing an unchanged file leaves no trace."""
+    report = run.report
     if report.changed:
-        plan.updated_at = now
-        plan.source_sha256 = loaded.sha256
+        run.plan.updated_at = run.now
+        run.plan.source_sha256 = loaded.sha256
     report.counts = {
-        "departments": len(data.departments),
-        "tasks": len(seen_tasks),
-        "targets": len(seen_metrics),
-        "contacts": len(data.contacts),
+        "departments": len(loaded.data.departments),
+        "tasks": tasks,
+        "targets": targets,
+        "contacts": len(loaded.data.contacts),
     }
     if report.changed:
         events.record(
-            session,
+            run.session,
             EventType.PLAN_IMPORTED,
-            at=now,
-            plan_id=plan.id,
-            actor=actor,
+            at=run.now,
+            plan_id=run.plan_id,
+            actor=run.actor,
             file=loaded.file,
             sha256=loaded.sha256,
             created=report.created,
             changes=len(report.changes),
             **report.counts,
         )
-    session.flush()
-    return report
 
 
 # ---- reading ---------------------------------------------------------------------------------------

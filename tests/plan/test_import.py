@@ -165,15 +165,15 @@ def test_bad_file_is_refused_with_line_and_database_untouched(
 def test_failure_midway_rolls_back_everything(engine: Engine, minimal_plan: LoadedPlan, monkeypatch) -> None:
     """A database error in the middle of an import leaves no trace of it."""
     before = _snapshot(engine)
-    original = service._target_values
+    original = service.target_values
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(service, "_target_values", explode)
+    monkeypatch.setattr(service, "target_values", explode)
     with pytest.raises(RuntimeError):
         _import(engine, minimal_plan)
-    monkeypatch.setattr(service, "_target_values", original)
+    monkeypatch.setattr(service, "target_values", original)
     assert _snapshot(engine) == before
 
 
