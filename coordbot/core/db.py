@@ -18,6 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
+from coordbot.core.paths import migrations_dir
+
 try:
     import fcntl
 except ImportError:  # Windows: threads still queue on the gate, processes on SQLite's busy handler
@@ -25,8 +27,8 @@ except ImportError:  # Windows: threads still queue on the gate, processes on SQ
 
 log = logging.getLogger("coordbot.db")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout; shipped files: coordbot.core.paths
+MIGRATIONS_DIR = migrations_dir()
 SQLITE_BUSY_SECONDS = 30
 
 
@@ -246,7 +248,7 @@ def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
     if not (MIGRATIONS_DIR / "env.py").exists():
-        raise RuntimeError(f"migrations folder not found at {MIGRATIONS_DIR}; install coordbot with 'pip install -e .'")
+        raise RuntimeError(f"migrations folder not found at {MIGRATIONS_DIR}; reinstall coordbot (pip install .)")
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))

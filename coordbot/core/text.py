@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from coordbot.core.db import PROJECT_ROOT
+from coordbot.core.paths import templates_dir
 
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
+TEMPLATES_DIR = templates_dir()
 LOCALES = ("zh", "en")
 DEFAULT_LOCALE = "zh"
 
