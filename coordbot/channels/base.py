@@ -16,17 +16,53 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 
+class ButtonAction(StrEnum):
+    """What pressing a button asks for (the conversation has a handler for each), with the ref it carries."""
+
+    DONE = "done"  # a reminder's status buttons: o<occurrence id>
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    BLOCKED = "blocked"
+    REPORT = "report"  # ask for a written report: o<occurrence id>
+    UNDO = "undo"  # p<report id>
+    SET_STATUS = "setstatus"  # p<report id>:<status action>
+    SET_QUANTITY = "setqty"  # p<report id>:<number index>:<target index>
+    PICK = "pick"  # the task a reply is about: i<inbound message id>:<task code>
+    APPROVE = "approve"  # e<extension id>
+    REJECT = "reject"
+
+
 @dataclass(frozen=True, slots=True)
 class Button:
     label: str
-    action: str  # done | on_track | at_risk | blocked | report | undo | pick | approve | reject …
+    action: str  # a ButtonAction
     ref: str = ""  # what the action is about: an occurrence id, a task code, a report id
+
+
+BUTTON_SEPARATOR = ":"
+
+
+def encode_button(button: Button) -> str:
+    """The data a pressed button sends back: ``action:ref``. The one format; ``decode_button`` reads it.
+
+    Platforms limit its size (Telegram: 64 bytes): the adapter checks its own limit.
+    """
+    if not button.action or BUTTON_SEPARATOR in button.action:
+        raise ValueError(f"a button action is a word without {BUTTON_SEPARATOR!r}, not {button.action!r}")
+    return f"{button.action}{BUTTON_SEPARATOR}{button.ref}"
+
+
+def decode_button(data: str) -> tuple[str, str]:
+    """(action, ref) of a pressed button's data; the ref may itself contain the separator."""
+    action, _, ref = data.partition(BUTTON_SEPARATOR)
+    return action, ref
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,8 @@ from coordbot.channels.base import (
     PermanentChannelError,
     Reply,
     TransientChannelError,
+    decode_button,
+    encode_button,
 )
 from coordbot.channels.ratelimit import TelegramRateLimiter
 from coordbot.core.config import Settings
@@ -72,7 +74,7 @@ TAG = re.compile(r"<(/?)([a-zA-Z]+)(?:\s[^>]*)?>")
 
 
 def callback_data(button: Button) -> str:
-    data = f"{button.action}:{button.ref}"
+    data = encode_button(button)
     if len(data.encode("utf-8")) > MAX_CALLBACK_BYTES:
         raise ValueError(f"callback data {data!r} is over Telegram's {MAX_CALLBACK_BYTES} bytes")
     return data
@@ -215,7 +217,7 @@ def inbound_from_update(update: Update, bot_username: str) -> Inbound | None:
     uid = str(update.update_id)
     if update.callback_query is not None:
         q = update.callback_query
-        action, _, ref = (q.data or "").partition(":")
+        action, ref = decode_button(q.data or "")
         msg = q.message
         chat = msg.chat if msg is not None else None
         return Inbound(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from coordbot.channels.base import Button, Inbound, Outbound, Reply
+from coordbot.channels.base import Button, ButtonAction, Inbound, Outbound, Reply
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import insert_or_ignore, session_scope
 from coordbot.core.text import labels, render
@@ -61,14 +62,12 @@ REPLY_TASK = re.compile(
     r"任务\s*([A-Za-z]?\d+(?:\.\d+)*|[A-Za-z]\.\d+)|[Tt]ask\s+([A-Za-z]?\d+(?:\.\d+)*|[A-Za-z]\.\d+)"
 )
 STATUS_ACTIONS = {
-    "done": Status.DONE,
-    "on_track": Status.ON_TRACK,
-    "at_risk": Status.AT_RISK,
-    "blocked": Status.BLOCKED,
+    ButtonAction.DONE: Status.DONE,
+    ButtonAction.ON_TRACK: Status.ON_TRACK,
+    ButtonAction.AT_RISK: Status.AT_RISK,
+    ButtonAction.BLOCKED: Status.BLOCKED,
 }
-CONTACT_COMMANDS = {"report", "done", "blocked", "extend"}
-OFFICE_COMMANDS = {"overdue", "digest", "approve", "reject", "close"}
-READER_COMMANDS = {"summary"}
+STATUS_ROWS = ((ButtonAction.DONE, ButtonAction.ON_TRACK), (ButtonAction.AT_RISK, ButtonAction.BLOCKED))
 
 
 _INBOUND_INSERTS: dict[str, Any] = {}
@@ -133,6 +132,20 @@ class Who:
     @property
     def primary(self) -> Contact:
         return self.contact or self.office or self.leader or self.bindings[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """Who may give a command; the others get the error ``refusal``."""
+
+    allows: Callable[[Who], bool]
+    refusal: str
+
+
+ANYONE = Guard(lambda who: True, "")
+CONTACTS = Guard(lambda who: who.contact is not None, "contacts_only")
+OFFICE = Guard(lambda who: who.office is not None, "office_only")
+READERS = Guard(lambda who: who.office is not None or who.leader is not None, "readers_only")
 
 
 def _locale(language: str) -> str:
@@ -239,54 +252,66 @@ class Conversation:
         return Reply(text, alert=_toast(text))
 
     def _command(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
-        cmd, args = msg.command, msg.args.strip()
-        if cmd in CONTACT_COMMANDS and who.contact is None:
-            return self._error(who, "contacts_only")
-        if cmd in OFFICE_COMMANDS and who.office is None:
-            return self._error(who, "office_only")
-        if cmd in READER_COMMANDS and who.office is None and who.leader is None:
-            return self._error(who, "readers_only")
-        if cmd in ("start", "help"):
-            return Reply(render("chat/help.html", locale=who.locale, role=who.primary.role))
-        if cmd == "whoami":
-            depts = {d.id: d for d in s.exec(ALL_DEPARTMENTS)}
-            bindings = [
-                {"name": c.name, "role": c.role, "department": depts[c.department_id].name} for c in who.bindings
-            ]
-            return Reply(render("chat/whoami.html", locale=who.locale, bindings=bindings))
-        if cmd == "tasks":
-            return self._tasks(s, who, now)
-        if cmd == "report":
-            code, _, text = args.partition(" ")
-            if not code or not text.strip():
-                return self._error(who, "usage_report")
-            return self._report_on_code(s, who, code, text.strip(), now, source="command", ref=msg.message_ref)
-        if cmd in ("done", "blocked"):
-            code, _, reason = args.partition(" ")
-            if not code or (cmd == "blocked" and not reason.strip()):
-                return self._error(who, f"usage_{cmd}")
-            status = Status.DONE if cmd == "done" else Status.BLOCKED
-            return self._report_on_code(
-                s, who, code, reason.strip(), now, source="command", status=status, ref=msg.message_ref
-            )
-        if cmd == "extend":
-            return self._extend(s, who, args, now)
-        if cmd == "overdue":
-            return self._overdue(s, who)
-        if cmd in ("approve", "reject"):
-            return self._decide(s, who, args.lstrip("#"), approve=cmd == "approve", now=now)
-        if cmd == "close":
-            task = self._find_task(s, args)
-            if task is None:
-                return self._error(who, "no_task", args)
-            try:
-                actions.close_task(session=s, task=task, actor=f"office:{who.office.id}", now=now)  # type: ignore[union-attr]
-            except actions.ActionError as exc:
-                return self._error(who, "not_allowed", str(exc))
-            return Reply(render("chat/closed.html", locale=who.locale, task=task))
-        if cmd in ("digest", "summary") and callable(self.reports):
-            return Reply(self.reports(s, who, cmd, now))  # type: ignore[misc]
-        return self._error(who, "unknown_command")
+        command = COMMANDS.get(msg.command)
+        if command is None:
+            return self._error(who, "unknown_command")
+        if not command.guard.allows(who):
+            return self._error(who, command.guard.refusal)
+        return command.handler(self, s, msg, who, now)
+
+    def _cmd_help(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        return Reply(render("chat/help.html", locale=who.locale, role=who.primary.role))
+
+    def _cmd_whoami(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        depts = {d.id: d for d in s.exec(ALL_DEPARTMENTS)}
+        bindings = [{"name": c.name, "role": c.role, "department": depts[c.department_id].name} for c in who.bindings]
+        return Reply(render("chat/whoami.html", locale=who.locale, bindings=bindings))
+
+    def _cmd_tasks(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        return self._tasks(s, who, now)
+
+    def _cmd_report(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        code, _, text = msg.args.strip().partition(" ")
+        if not code or not text.strip():
+            return self._error(who, "usage_report")
+        return self._report_on_code(s, who, code, text.strip(), now, source="command", ref=msg.message_ref)
+
+    def _cmd_status(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        """/done and /blocked (which needs a reason)."""
+        code, _, reason = msg.args.strip().partition(" ")
+        if not code or (msg.command == "blocked" and not reason.strip()):
+            return self._error(who, f"usage_{msg.command}")
+        status = Status.DONE if msg.command == "done" else Status.BLOCKED
+        return self._report_on_code(
+            s, who, code, reason.strip(), now, source="command", status=status, ref=msg.message_ref
+        )
+
+    def _cmd_extend(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        return self._extend(s, who, msg.args.strip(), now)
+
+    def _cmd_overdue(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        return self._overdue(s, who)
+
+    def _cmd_decide(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        """/approve and /reject an extension: ``/approve 12`` or ``#e12``."""
+        return self._decide(s, who, msg.args.strip().lstrip("#"), approve=msg.command == "approve", now=now)
+
+    def _cmd_close(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        args = msg.args.strip()
+        task = self._find_task(s, args)
+        if task is None:
+            return self._error(who, "no_task", args)
+        try:
+            actions.close_task(session=s, task=task, actor=f"office:{who.office.id}", now=now)  # type: ignore[union-attr]
+        except actions.ActionError as exc:
+            return self._error(who, "not_allowed", str(exc))
+        return Reply(render("chat/closed.html", locale=who.locale, task=task))
+
+    def _cmd_reports(self, s: Session, msg: Inbound, who: Who, now: datetime) -> Reply:
+        """/digest and /summary, when the conversation was given the reports."""
+        if not callable(self.reports):
+            return self._error(who, "unknown_command")
+        return Reply(self.reports(s, who, msg.command, now))
 
     def _find_task(self, s: Session, code: str) -> Task | None:
         code = code.strip().strip("【】[]").removeprefix("任务")
@@ -403,8 +428,8 @@ class Conversation:
                     text,
                     buttons=(  # type: ignore[arg-type]
                         (
-                            Button(words["approve"], "approve", f"e{ext.id}"),
-                            Button(words["reject"], "reject", f"e{ext.id}"),
+                            Button(words["approve"], ButtonAction.APPROVE, f"e{ext.id}"),
+                            Button(words["reject"], ButtonAction.REJECT, f"e{ext.id}"),
                         ),
                     ),
                 )
@@ -517,7 +542,7 @@ class Conversation:
             task_status=task.status,
         )
         words = labels(who.locale)["buttons"]
-        buttons: tuple[tuple[Button, ...], ...] = ((Button(words["undo"], "undo", f"p{report.id}"),),)
+        buttons: tuple[tuple[Button, ...], ...] = ((Button(words["undo"], ButtonAction.UNDO, f"p{report.id}"),),)
         if applied.unmatched:
             # A number that fits no target, or several: ask which one, with a button per target.
             targets = numeric_targets(session=s, task_id=task.id)  # type: ignore[arg-type]
@@ -528,15 +553,15 @@ class Conversation:
                     "chat/ask_quantity.html", locale=who.locale, number=f"{first.value.normalize():f}{first.unit}"
                 )
                 choices = [
-                    Button(t.name[:30], "setqty", f"p{report.id}:{open_numbers[0]}:{k}")
+                    Button(t.name[:30], ButtonAction.SET_QUANTITY, f"p{report.id}:{open_numbers[0]}:{k}")
                     for k, t in enumerate(targets[:8])
                 ]
                 buttons = (*(tuple(choices[k : k + 2]) for k in range(0, len(choices), 2)), *buttons)
         if Ambiguity.CONFLICTING_STATUS in applied.ambiguities:
             text += "\n" + render("chat/ask_status.html", locale=who.locale, code=task.code)
             buttons = (
-                tuple(Button(words[a], "setstatus", f"p{report.id}:{a}") for a in ("done", "on_track")),
-                tuple(Button(words[a], "setstatus", f"p{report.id}:{a}") for a in ("at_risk", "blocked")),
+                tuple(Button(words[a], ButtonAction.SET_STATUS, f"p{report.id}:{a}") for a in STATUS_ROWS[0]),
+                tuple(Button(words[a], ButtonAction.SET_STATUS, f"p{report.id}:{a}") for a in STATUS_ROWS[1]),
                 *buttons,
             )
         return Reply(text, buttons=buttons)
@@ -605,7 +630,8 @@ class Conversation:
                     reminder_id = next((oid for t, oid in candidates if t.id == task.id), None)
         if task is None and candidates:
             buttons = tuple(
-                (Button(f"{t.code} {t.title}"[:40], "pick", f"i{inbound_id}:{t.code}"),) for t, _ in candidates[:12]
+                (Button(f"{t.code} {t.title}"[:40], ButtonAction.PICK, f"i{inbound_id}:{t.code}"),)
+                for t, _ in candidates[:12]
             )
             return Reply(render("chat/ask_task.html", locale=who.locale), buttons=buttons)
         if task is None:
@@ -618,7 +644,8 @@ class Conversation:
                 task = mine[0]
             else:
                 buttons = tuple(
-                    (Button(f"{t.code} {t.title}"[:40], "pick", f"i{inbound_id}:{t.code}"),) for t in mine[:12]
+                    (Button(f"{t.code} {t.title}"[:40], ButtonAction.PICK, f"i{inbound_id}:{t.code}"),)
+                    for t in mine[:12]
                 )
                 return Reply(render("chat/ask_task.html", locale=who.locale), buttons=buttons)
         return self._report(s, who, task, text, now, source="chat", ref=msg.message_ref, reminder_id=reminder_id)
@@ -650,53 +677,118 @@ class Conversation:
         return msg.is_group and recipient is not None and recipient.address == msg.chat_id
 
     def _button(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
-        action, ref = msg.callback_action, msg.callback_ref
-        if action in STATUS_ACTIONS or action == "report":
-            occ = s.get(ReminderOccurrence, int(ref[1:])) if ref.startswith("o") and ref[1:].isdigit() else None
-            task = s.get(Task, occ.task_id) if occ and occ.task_id else None
-            if task is None or who.contact is None or not self._may_answer(s, msg, who, occ):  # type: ignore[arg-type]
-                return self._error(who, "gone")
-            if action == "report":
-                return Reply(render("chat/ask_report.html", locale=who.locale, code=task.code), ask_reply=True)
-            return self._report(
-                s, who, task, "", now, source="button", status=STATUS_ACTIONS[action], reminder_id=occ.id
-            )  # type: ignore[union-attr]
-        if action == "setqty":
-            return self._set_quantity(s, who, ref, now)
-        if action == "undo" or action == "setstatus":
-            report_id, _, value = ref[1:].partition(":")
-            report = s.get(ProgressReport, int(report_id)) if report_id.isdigit() else None
-            if report is None or who.contact is None or report.contact_id != who.contact.id or report.voided:
-                return self._error(who, "gone")
-            if action == "undo":
-                try:
-                    task = undo_report(session=s, report=report, now=now, actor=f"contact:{who.contact.id}")
-                except ValueError as exc:
-                    return self._error(who, "not_allowed", str(exc))
-                text = render("chat/undone.html", locale=who.locale, task=task)
-                return Reply(text, alert=_toast(text))
-            if value not in STATUS_ACTIONS:
-                return self._error(who, "gone")
-            task = s.get(Task, report.task_id)
-            assert task is not None
-            applied = revise_report(
-                session=s,
-                report=report,
-                text=report.text,
-                now=now,
-                calendar=self.calendar,
-                status=STATUS_ACTIONS[value],
-            )
-            return self._confirm(s, who, applied, now)
-        if action == "pick":
-            inbound_ref, _, code = ref[1:].partition(":")
-            original = s.get(InboundMessage, int(inbound_ref)) if inbound_ref.isdigit() else None
-            task = self._find_task(s, code)
-            if original is None or task is None or original.sender_id != msg.sender_id:
-                return self._error(who, "gone")
-            return self._report(s, who, task, original.text, now, source="chat", ref="")
-        if action in ("approve", "reject"):
-            if who.office is None:
-                return self._error(who, "office_only")
-            return self._decide(s, who, ref, approve=action == "approve", now=now)
-        return self._error(who, "gone")
+        try:
+            action = ButtonAction(msg.callback_action)
+        except ValueError:  # a button of an older coordbot, or made up
+            return self._error(who, "gone")
+        return BUTTONS[action](self, s, msg, who, now, inbound_id)
+
+    def _press_status(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
+        """A reminder's buttons: a status (reported at once) or "report" (asks for the text)."""
+        ref = msg.callback_ref
+        occ = s.get(ReminderOccurrence, int(ref[1:])) if ref.startswith("o") and ref[1:].isdigit() else None
+        task = s.get(Task, occ.task_id) if occ and occ.task_id else None
+        if task is None or who.contact is None or not self._may_answer(s, msg, who, occ):  # type: ignore[arg-type]
+            return self._error(who, "gone")
+        if msg.callback_action == ButtonAction.REPORT:
+            return Reply(render("chat/ask_report.html", locale=who.locale, code=task.code), ask_reply=True)
+        status = STATUS_ACTIONS[ButtonAction(msg.callback_action)]
+        return self._report(s, who, task, "", now, source="button", status=status, reminder_id=occ.id)  # type: ignore[union-attr]
+
+    def _press_set_quantity(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
+        return self._set_quantity(s, who, msg.callback_ref, now)
+
+    def _own_report(self, s: Session, who: Who, ref: str) -> tuple[ProgressReport | None, str]:
+        """The live report a confirmation's button is about (``p<id>[:value]``), if it is the presser's own."""
+        report_id, _, value = ref[1:].partition(":")
+        report = s.get(ProgressReport, int(report_id)) if report_id.isdigit() else None
+        if report is None or who.contact is None or report.contact_id != who.contact.id or report.voided:
+            return None, value
+        return report, value
+
+    def _press_undo(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
+        report, _ = self._own_report(s, who, msg.callback_ref)
+        if report is None:
+            return self._error(who, "gone")
+        try:
+            task = undo_report(session=s, report=report, now=now, actor=f"contact:{who.contact.id}")  # type: ignore[union-attr]
+        except ValueError as exc:
+            return self._error(who, "not_allowed", str(exc))
+        text = render("chat/undone.html", locale=who.locale, task=task)
+        return Reply(text, alert=_toast(text))
+
+    def _press_set_status(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
+        """The answer to "which status did you mean?": the report is revised with it."""
+        report, value = self._own_report(s, who, msg.callback_ref)
+        if report is None or value not in STATUS_ACTIONS:
+            return self._error(who, "gone")
+        applied = revise_report(
+            session=s,
+            report=report,
+            text=report.text,
+            now=now,
+            calendar=self.calendar,
+            status=STATUS_ACTIONS[ButtonAction(value)],
+        )
+        return self._confirm(s, who, applied, now)
+
+    def _press_pick(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
+        """The answer to "which task is this about?": the original message is reported on that task."""
+        inbound_ref, _, code = msg.callback_ref[1:].partition(":")
+        original = s.get(InboundMessage, int(inbound_ref)) if inbound_ref.isdigit() else None
+        task = self._find_task(s, code)
+        if original is None or task is None or original.sender_id != msg.sender_id:
+            return self._error(who, "gone")
+        return self._report(s, who, task, original.text, now, source="chat", ref="")
+
+    def _press_decide(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
+        if not OFFICE.allows(who):
+            return self._error(who, OFFICE.refusal)
+        approve = msg.callback_action == ButtonAction.APPROVE
+        return self._decide(s, who, msg.callback_ref, approve=approve, now=now)
+
+
+CommandHandler = Callable[[Conversation, Session, Inbound, Who, datetime], Reply]
+ButtonHandler = Callable[[Conversation, Session, Inbound, Who, datetime, int], Reply]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str  # "tasks" for /tasks
+    guard: Guard
+    handler: CommandHandler
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("start", ANYONE, Conversation._cmd_help),  # /start without an invitation code
+        Command("help", ANYONE, Conversation._cmd_help),
+        Command("whoami", ANYONE, Conversation._cmd_whoami),
+        Command("tasks", ANYONE, Conversation._cmd_tasks),
+        Command("report", CONTACTS, Conversation._cmd_report),
+        Command("done", CONTACTS, Conversation._cmd_status),
+        Command("blocked", CONTACTS, Conversation._cmd_status),
+        Command("extend", CONTACTS, Conversation._cmd_extend),
+        Command("overdue", OFFICE, Conversation._cmd_overdue),
+        Command("approve", OFFICE, Conversation._cmd_decide),
+        Command("reject", OFFICE, Conversation._cmd_decide),
+        Command("close", OFFICE, Conversation._cmd_close),
+        Command("digest", OFFICE, Conversation._cmd_reports),
+        Command("summary", READERS, Conversation._cmd_reports),
+    )
+}
+
+BUTTONS: dict[ButtonAction, ButtonHandler] = {
+    ButtonAction.DONE: Conversation._press_status,
+    ButtonAction.ON_TRACK: Conversation._press_status,
+    ButtonAction.AT_RISK: Conversation._press_status,
+    ButtonAction.BLOCKED: Conversation._press_status,
+    ButtonAction.REPORT: Conversation._press_status,
+    ButtonAction.SET_QUANTITY: Conversation._press_set_quantity,
+    ButtonAction.UNDO: Conversation._press_undo,
+    ButtonAction.SET_STATUS: Conversation._press_set_status,
+    ButtonAction.PICK: Conversation._press_pick,
+    ButtonAction.APPROVE: Conversation._press_decide,
+    ButtonAction.REJECT: Conversation._press_decide,
+}

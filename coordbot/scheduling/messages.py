@@ -9,7 +9,7 @@ from datetime import date, datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from coordbot.channels.base import Button, Outbound
+from coordbot.channels.base import Button, ButtonAction, Outbound
 from coordbot.core.text import labels, render
 from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Task, TaskStatus
 from coordbot.plan.progress import QuotaProgress
@@ -17,7 +17,10 @@ from coordbot.plan.queries import tasks_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
 
-TASK_ACTIONS = (("done", "on_track"), ("at_risk", "blocked", "report"))
+TASK_ACTIONS = (
+    (ButtonAction.DONE, ButtonAction.ON_TRACK),
+    (ButtonAction.AT_RISK, ButtonAction.BLOCKED, ButtonAction.REPORT),
+)
 NOT_TASK_REMINDERS = (ReminderKind.CATCH_UP, ReminderKind.NOTICE, ReminderKind.ESCALATION, ReminderKind.CROSS_REQUEST)
 # A contact whose department leads many recurring tasks would get a message per task every Monday; from
 # this many on, the week's progress requests go out as one message with a button per task.
@@ -166,7 +169,7 @@ def _batch_periodic(
         items = [{"task": tasks[occs[i].task_id], "quotas": quotas_by_task.get(occs[i].task_id, [])} for i in ids]  # type: ignore[index]
         text = render("reminder_batch.html", locale=locale, items=items)
         label = labels(locale)["buttons"]["report"].split()[0]
-        buttons = [Button(f"{label} {tasks[occs[i].task_id].code}", "report", f"o{i}") for i in ids]  # type: ignore[index]
+        buttons = [Button(f"{label} {tasks[occs[i].task_id].code}", ButtonAction.REPORT, f"o{i}") for i in ids]  # type: ignore[index]
         rows = tuple(tuple(buttons[k : k + 4]) for k in range(0, len(buttons), 4))
         message = Outbound(contact.address, text, buttons=rows)  # type: ignore[arg-type]
         for i in ids:
