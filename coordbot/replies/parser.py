@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -725,165 +725,263 @@ def _target_scores(
     return out
 
 
+@dataclass(slots=True)
+class _Number:
+    """A number of the reply and what it counts, as ``_read_number`` reads it from the words around it."""
+
+    s: int  # [s, e): the number itself in the normalised text
+    e: int
+    tok: str
+    value: Decimal  # in the unit said: multipliers applied, money in yuan
+    arabic: bool  # 12, 1,200.5
+    cn: bool  # 十二, 三点五
+    word: bool  # twelve
+    cs: int  # [cs, ce): its clause
+    ce: int
+    end: int = 0  # where the number with its measure word, multiplier or English noun ends
+    mw: str | None = None  # the measure word after it (项, 家, 万元 …)
+    unit: str | None = None  # what it counts: the measure word, an English noun's unit, or 元 for money
+    money: bool = False
+    mult: str | None = None  # 万, k, million …, or "cn" for a large Chinese numeral (九亿三千万)
+    fraction: bool = False  # 3/5, 3 of 5
+    tail_words: list[tuple[str, int]] = field(default_factory=list)  # English words after it, with their ends
+
+    @property
+    def bare(self) -> bool:
+        """No unit, currency or multiplier: only a target's word nearby can say what it counts."""
+        return self.unit is None and not self.money and not self.mult
+
+
 def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list[tuple[int, int]]]) -> list[Quantity]:
-    norm = ctx.norm
+    """Observations of the targets. Every number not yet claimed is read with what it counts (``_read_number``);
+    one that is no observation (``_not_an_observation``) is blocked; the rest are matched to a target by unit
+    and alias word (``_match_targets``) and given a mode (``_quantity``)."""
     out: list[Quantity] = []
     bare_unmatched = False
     target_units = {t.unit for t in targets}
     people_ok = any(u in _PEOPLE for u in target_units)
-    for i, m in enumerate(_NUM_RE.finditer(norm)):
+    for i, m in enumerate(_NUM_RE.finditer(ctx.norm)):
         if i >= MAX_NUMBERS:
             ctx.amb.append("too_many_numbers")
             break
-        s, e = m.span()
-        if _overlaps(ctx.blocked, s, e):
+        if _overlaps(ctx.blocked, *m.span()):
             continue
-        tok = m.group()
-        arabic = m.group(1) is not None
-        word_num = m.group(3) is not None
-        if m.group(2) is not None and tok[0] not in "零〇一二两三四五六七八九十壹贰叁肆伍陆柒捌玖拾":
+        n = _read_number(ctx, m, target_units, people_ok)
+        if n is None:
             continue
-        value = Decimal(EN_WORDS[tok]) if word_num else parse_number(tok)
-        if value is None:
+        if _not_an_observation(ctx, n):
+            ctx.blocked.append((n.s, n.end))
             continue
-        if value == 0 or _RANGE_AFTER.match(norm, e):
-            ctx.blocked.append((s, e))
-            continue  # a zero is not recorded (无新增 / 活动 0); 1-8月 is a range of months
-        cn_big = m.group(2) is not None and value >= 10_000 and any(c in "万亿" for c in tok)
-        before8 = norm[max(0, s - 8) : s]
-        if _ORDINAL_BEFORE.search(before8) or (not arabic and _CN_ORDINAL_BEFORE.search(before8)):
+        matched = _match_targets(ctx, targets, aliases, n)
+        if matched is None:
             continue
-        if arabic and re.match(r"(?:st|nd|rd|th)\b", norm[e : e + 3]):
-            continue
-        cs, _ce = ctx.cl.clause(s)
-        if arabic and _LIST_MARKER.match(norm, e) and not norm[cs:s].strip(" \t*-•·"):
-            continue  # "1、专项行动…" / "2) …" numbering
-        suf = _SUFFIX.match(norm, e)
-        assert suf is not None  # every group is optional
-        mw = suf.group("mw")
-        if suf.group("mw_tail"):  # 一次性 is an adverb
-            continue
-        money = False
-        unit: str | None = None
-        mult = suf.group("mult")
-        if mult and word_num:
-            mult = None
-        if mult:
-            value *= _MULT[mult]
-        elif cn_big and not mw:
-            mult = "cn"  # 九亿三千万: a Chinese amount, like 9.3亿
-        end = suf.end() if (mult or mw or suf.group("cur") or suf.group("frac")) else e
-        if mw in _MONEY_UNITS:
-            value *= _MONEY_UNITS[mw]
-            money = True
-            unit = "元"
-        elif suf.group("cur") or _CURRENCY_BEFORE.search(norm[max(0, s - 5) : s]):
-            money = True
-            unit = "元"
-        elif mw:
-            if mw in _NON_TARGET_MW and mw not in target_units:
-                continue  # 3天, 2024年, 6月: durations and dates, not quantities of a target
-            if mw in _PEOPLE and not people_ok:
-                continue
-            unit = mw
-        tail_words: list[tuple[str, int]] = []
-        if not mw and not money:
-            tail = _EN_TAIL.match(norm, end)
-            if tail is not None and not m.group(2):
-                tail_words = [
-                    (w.group(), end + w.end()) for w in re.finditer(r"[a-z][a-z\-']*", norm[end : tail.end()])
-                ]
-            for w, we in tail_words:
-                if w in ("more", "new", "additional", "of", "the"):
-                    continue
-                if w in _EN_NOUNS:  # the first real word after the number names what is counted
-                    unit = _EN_NOUNS[w]
-                    end = we
-                break
-            if unit == "_skip":
-                continue
-        if m.group(2) is not None and not mw and not mult:
-            continue  # a bare Chinese numeral (一是/一下/三年) is a word, not a count
-        if arabic and unit is None and not money and not mult:
-            nxt = norm[end : end + 1]
-            if "." not in tok and 1900 <= value <= 2100:
-                continue  # a year (剑网2025), never a bare count
-            if _MONTH_DAY.fullmatch(tok) and nxt and "\u4e00" <= nxt <= "\u9fff":
-                continue  # 4.26宣传周 / 3.15那会儿: a day of the year
-        _, ce = ctx.cl.clause(s)
-        question = _QUESTION_CLAUSE.match(norm, cs)
-        if question and question.end() > s:
-            ctx.amb.append("question")  # 今年指标是10项还是12项？: a question, not a figure
-            ctx.blocked.append((s, end))
-            continue
-        skip_before = _SKIP_BEFORE.search(norm[max(cs, s - 8) : s]) and not _DONE_AFTER.match(norm, end)
-        # a target value, a plan, a remainder or the wrong value being corrected is not an observation
-        if (
-            _STUCK_AFTER.match(norm, end)
-            or skip_before
-            or _SKIP_AFTER.match(norm, end)
-            or _WHOLE_OF_AFTER.match(norm, end)
-            or _ONGOING_AFTER.match(norm, end)
-            or _APPLIED_BEFORE.search(norm[cs:s])
-            or _NEXT_PERIOD.search(norm[cs:s])
-            or _NEXT_PERIOD.search(norm, end, ce)
-            or _PLAN_BEFORE.search(norm[cs:s])
-            or _OTHER_OBJECT_BEFORE.search(norm[max(cs, s - 8) : s])
-        ):
-            ctx.blocked.append((s, end))
-            continue
-        bare = unit is None and not money and not mult
-        best = _target_scores(ctx, targets, aliases, s, e, end, unit, money, bool(mult))
-        if unit == "个" and best and max(sc for sc, _ in best) < 4:
-            # 个 is the generic classifier: without the target's word nearby it names nothing
-            best = []
-            if not _GENERIC_MW_BEFORE.search(norm[max(cs, s - 4) : s]):
-                continue  # 问题3个: counts something else
-            bare = True
-            if len(targets) == 1 and _MODE_MARK.search(norm[max(cs, s - 4) : s]):
-                best = [(2.0, targets[0])]  # 新增3个 with one target: nothing else it could count
-        if bare and not best and targets and _BARE_MODE_BEFORE.search(norm[cs:s]):
-            mentioned = [t for t in targets if aliases.get(t.metric)]
-            if len(mentioned) == 1 or len(targets) == 1:
-                best = [(2.0, mentioned[0] if mentioned else targets[0])]  # "total is now 47" about the one target
+        best, bare = matched
         if bare and not best:
-            if word_num:
-                continue
-            if targets and arabic and len(tok) <= 6 and not 1900 <= value <= 2100:
-                first = tail_words[0][0] if tail_words else ""
-                if not tail_words or first in _EN_FILLER:
-                    bare_unmatched = True
+            if _is_unit_missing(targets, n):
+                bare_unmatched = True
             continue
-        if mult and not money and unit is None and targets and not any(t.unit in _MONEY_UNITS for _, t in best):
-            continue  # 1万 of something that is not money and not a target
-        if not targets:
-            mode = _mode(ctx, s, end, bool(suf.group("frac")), False)
-            out.append(Quantity(None, value, unit or "", mode, (s, end)))
-            ctx.blocked.append((s, end))
+        q = _quantity(ctx, targets, n, best)
+        if q is None:
             continue
-        if not best:
-            continue
-        best.sort(key=lambda x: -x[0])
-        top = best[0][0]
-        tied = [t for sc, t in best if abs(sc - top) < 1e-9]
-        if len(tied) > 1:
-            ctx.amb.append("unit_fits_several_targets")
-            mode = _mode(ctx, s, end, bool(suf.group("frac")), False)
-            out.append(Quantity(None, value, unit or "", mode, (s, end)))
-        else:
-            t = tied[0]
-            at_date = t.period == "at-date"
-            mode = _mode(ctx, s, end, bool(suf.group("frac")), at_date, t.period == "cumulative")
-            if at_date and mode == "increment" and _LEVEL_CHANGE.search(norm[cs:s]):
-                ctx.amb.append("change_of_level")  # +1.5 on a level metric: the bot asks for the level
-            elif at_date:
-                mode = "total"
-            value = _to_target_unit(value, money or bool(mult and t.unit in _MONEY_UNITS), t.unit)
-            out.append(Quantity(t.metric, value, t.unit, mode, (s, end)))
-        ctx.blocked.append((s, end))
+        out.append(q)
+        ctx.blocked.append((n.s, n.end))
     if bare_unmatched:
         ctx.amb.append("number_without_unit")
     return out
+
+
+def _read_number(ctx: _Ctx, m: re.Match[str], target_units: set[str], people_ok: bool) -> _Number | None:
+    """The number ``m`` found, with what it counts (``_read_measure``, ``_read_english_noun``); None when it is
+    no count: a zero or the start of a range of months (both blocked), numbering or an ordinal, a duration or
+    a date (3天, 2024年), people where no target counts them, a year, a month.day or a Chinese numeral in a word."""
+    s, e = m.span()
+    tok = m.group()
+    cn, word = m.group(2) is not None, m.group(3) is not None
+    value = _number_value(ctx, tok, s, e, cn, word)
+    if value is None:
+        return None
+    cs, ce = ctx.cl.clause(s)
+    n = _Number(s, e, tok, value, m.group(1) is not None, cn, word, cs, ce)
+    if _is_numbering(ctx, n) or not _read_measure(ctx, n, target_units, people_ok) or not _read_english_noun(ctx, n):
+        return None
+    if _is_word_or_date(ctx, n):
+        return None
+    return n
+
+
+def _number_value(ctx: _Ctx, tok: str, s: int, e: int, cn: bool, word: bool) -> Decimal | None:
+    if cn and tok[0] not in "零〇一二两三四五六七八九十壹贰叁肆伍陆柒捌玖拾":
+        return None
+    value = Decimal(EN_WORDS[tok]) if word else parse_number(tok)
+    if value is None:
+        return None
+    if value == 0 or _RANGE_AFTER.match(ctx.norm, e):
+        ctx.blocked.append((s, e))
+        return None  # a zero is not recorded (无新增 / 活动 0); 1-8月 is a range of months
+    return value
+
+
+def _is_numbering(ctx: _Ctx, n: _Number) -> bool:
+    """第3 / no. 3 / 下一 / 3rd, and list numbering ("1、专项行动…" / "2) …")."""
+    norm, s, e = ctx.norm, n.s, n.e
+    before8 = norm[max(0, s - 8) : s]
+    if _ORDINAL_BEFORE.search(before8) or (not n.arabic and _CN_ORDINAL_BEFORE.search(before8)):
+        return True
+    if n.arabic and re.match(r"(?:st|nd|rd|th)\b", norm[e : e + 3]):
+        return True
+    return bool(n.arabic and _LIST_MARKER.match(norm, e) and not norm[n.cs : s].strip(" \t*-•·"))
+
+
+def _read_measure(ctx: _Ctx, n: _Number, target_units: set[str], people_ok: bool) -> bool:
+    """The fraction, multiplier, measure word or currency after the number (or a currency before it): sets its
+    value, unit and end. False when the word says it counts no target (一次性, 3天, 2024年, 5人 …)."""
+    norm = ctx.norm
+    suf = _SUFFIX.match(norm, n.e)
+    assert suf is not None  # every group is optional
+    mw = suf.group("mw")
+    if suf.group("mw_tail"):  # 一次性 is an adverb
+        return False
+    cn_big = n.cn and n.value >= 10_000 and any(c in "万亿" for c in n.tok)
+    mult = suf.group("mult")
+    if mult and n.word:
+        mult = None
+    if mult:
+        n.value *= _MULT[mult]
+    elif cn_big and not mw:
+        mult = "cn"  # 九亿三千万: a Chinese amount, like 9.3亿
+    n.end = suf.end() if (mult or mw or suf.group("cur") or suf.group("frac")) else n.e
+    n.mw, n.mult, n.fraction = mw, mult, bool(suf.group("frac"))
+    if mw in _MONEY_UNITS:
+        n.value *= _MONEY_UNITS[mw]
+        n.money = True
+        n.unit = "元"
+    elif suf.group("cur") or _CURRENCY_BEFORE.search(norm[max(0, n.s - 5) : n.s]):
+        n.money = True
+        n.unit = "元"
+    elif mw:
+        if mw in _NON_TARGET_MW and mw not in target_units:
+            return False  # 3天, 2024年, 6月: durations and dates, not quantities of a target
+        if mw in _PEOPLE and not people_ok:
+            return False
+        n.unit = mw
+    return True
+
+
+def _read_english_noun(ctx: _Ctx, n: _Number) -> bool:
+    """Without a measure word or currency, the first real English word after the number names what is counted
+    (12 inspections): sets the unit and end. False when the noun is a duration or people (3 days, 20 people)."""
+    if n.mw or n.money:
+        return True
+    norm, end = ctx.norm, n.end
+    tail = _EN_TAIL.match(norm, end)
+    if tail is not None and not n.cn:
+        n.tail_words = [(w.group(), end + w.end()) for w in re.finditer(r"[a-z][a-z\-']*", norm[end : tail.end()])]
+    for w, we in n.tail_words:
+        if w in ("more", "new", "additional", "of", "the"):
+            continue
+        if w in _EN_NOUNS:
+            n.unit = _EN_NOUNS[w]
+            n.end = we
+        break
+    return n.unit != "_skip"
+
+
+def _is_word_or_date(ctx: _Ctx, n: _Number) -> bool:
+    if n.cn and not n.mw and not n.mult:
+        return True  # a bare Chinese numeral (一是/一下/三年) is a word, not a count
+    if n.arabic and n.bare:
+        nxt = ctx.norm[n.end : n.end + 1]
+        if "." not in n.tok and 1900 <= n.value <= 2100:
+            return True  # a year (剑网2025), never a bare count
+        if _MONTH_DAY.fullmatch(n.tok) and nxt and "\u4e00" <= nxt <= "\u9fff":
+            return True  # 4.26宣传周 / 3.15那会儿: a day of the year
+    return False
+
+
+def _not_an_observation(ctx: _Ctx, n: _Number) -> bool:
+    """A question about the figure (noted in the ambiguities), a target value, a plan, a remainder, items a
+    problem affects, work applied for or ongoing, or the wrong value being corrected."""
+    norm, s, end, cs = ctx.norm, n.s, n.end, n.cs
+    question = _QUESTION_CLAUSE.match(norm, cs)
+    if question and question.end() > s:
+        ctx.amb.append("question")  # 今年指标是10项还是12项？: a question, not a figure
+        return True
+    skip_before = _SKIP_BEFORE.search(norm[max(cs, s - 8) : s]) and not _DONE_AFTER.match(norm, end)
+    return bool(
+        _STUCK_AFTER.match(norm, end)
+        or skip_before
+        or _SKIP_AFTER.match(norm, end)
+        or _WHOLE_OF_AFTER.match(norm, end)
+        or _ONGOING_AFTER.match(norm, end)
+        or _APPLIED_BEFORE.search(norm[cs:s])
+        or _NEXT_PERIOD.search(norm[cs:s])
+        or _NEXT_PERIOD.search(norm, end, n.ce)
+        or _PLAN_BEFORE.search(norm[cs:s])
+        or _OTHER_OBJECT_BEFORE.search(norm[max(cs, s - 8) : s])
+    )
+
+
+def _match_targets(
+    ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list[tuple[int, int]]], n: _Number
+) -> tuple[list[tuple[float, TargetRef]], bool] | None:
+    """The targets the number may count with their scores (``_target_scores``), and whether it counts as bare
+    (no unit of its own, or only the generic 个); None when it counts something else (问题3个, 1万 of no money)."""
+    norm, s, cs = ctx.norm, n.s, n.cs
+    bare = n.bare
+    best = _target_scores(ctx, targets, aliases, s, n.e, n.end, n.unit, n.money, bool(n.mult))
+    if n.unit == "个" and best and max(sc for sc, _ in best) < 4:
+        # 个 is the generic classifier: without the target's word nearby it names nothing
+        best = []
+        if not _GENERIC_MW_BEFORE.search(norm[max(cs, s - 4) : s]):
+            return None  # 问题3个: counts something else
+        bare = True
+        if len(targets) == 1 and _MODE_MARK.search(norm[max(cs, s - 4) : s]):
+            best = [(2.0, targets[0])]  # 新增3个 with one target: nothing else it could count
+    if bare and not best and targets and _BARE_MODE_BEFORE.search(norm[cs:s]):
+        mentioned = [t for t in targets if aliases.get(t.metric)]
+        if len(mentioned) == 1 or len(targets) == 1:
+            best = [(2.0, mentioned[0] if mentioned else targets[0])]  # "total is now 47" about the one target
+    if n.mult and not n.money and n.unit is None and targets and not any(t.unit in _MONEY_UNITS for _, t in best):
+        return None  # 1万 of something that is not money and not a target
+    return best, bare
+
+
+def _is_unit_missing(targets: Sequence[TargetRef], n: _Number) -> bool:
+    """A bare number no target claims that looks like a count the contact left the unit off (the bot asks)."""
+    if n.word or not (targets and n.arabic and len(n.tok) <= 6 and not 1900 <= n.value <= 2100):
+        return False
+    return not n.tail_words or n.tail_words[0][0] in _EN_FILLER
+
+
+def _quantity(
+    ctx: _Ctx, targets: Sequence[TargetRef], n: _Number, best: list[tuple[float, TargetRef]]
+) -> Quantity | None:
+    """The observation of the best-scoring target; of none when there are no targets, or when several fit
+    equally (noted in the ambiguities); None when no target fits."""
+    if not targets:
+        return _unmatched(ctx, n)
+    if not best:
+        return None
+    best.sort(key=lambda x: -x[0])
+    top = best[0][0]
+    tied = [t for sc, t in best if abs(sc - top) < 1e-9]
+    if len(tied) > 1:
+        ctx.amb.append("unit_fits_several_targets")
+        return _unmatched(ctx, n)
+    t = tied[0]
+    at_date = t.period == "at-date"
+    mode = _mode(ctx, n.s, n.end, n.fraction, at_date, t.period == "cumulative")
+    if at_date and mode == "increment" and _LEVEL_CHANGE.search(ctx.norm[n.cs : n.s]):
+        ctx.amb.append("change_of_level")  # +1.5 on a level metric: the bot asks for the level
+    elif at_date:
+        mode = "total"
+    value = _to_target_unit(n.value, n.money or bool(n.mult and t.unit in _MONEY_UNITS), t.unit)
+    return Quantity(t.metric, value, t.unit, mode, (n.s, n.end))
+
+
+def _unmatched(ctx: _Ctx, n: _Number) -> Quantity:
+    """The number as said, of no target."""
+    return Quantity(None, n.value, n.unit or "", _mode(ctx, n.s, n.end, n.fraction, False), (n.s, n.end))
 
 
 def _to_target_unit(value: Decimal, money: bool, target_unit: str) -> Decimal:
