@@ -335,9 +335,10 @@ def demo(plan_file: Path, workdir: Path) -> None:
     """Play the whole loop against a built-in fake Telegram server: no account or token needed."""
     import asyncio
 
+    from coordbot.core.paths import locate
     from coordbot.demo import run_demo
 
-    asyncio.run(run_demo(plan_file=plan_file, workdir=workdir, out_dir=workdir / "out"))
+    asyncio.run(run_demo(plan_file=locate(plan_file), workdir=workdir, out_dir=workdir / "out"))
 
 
 # ---- reports ----------------------------------------------------------------------------------------

@@ -161,39 +161,18 @@ def _assert_demo_ran(result: subprocess.CompletedProcess[str], workdir: Path) ->
 
 
 @pytest.mark.slow
-def test_demo_from_the_wheel_with_the_shipped_plan(installed: Installed, tmp_path: Path) -> None:
-    cwd = _empty_dir(tmp_path)
-    print_plan = "from coordbot.core.paths import demo_plan_file; print(demo_plan_file())"
-    plan = _check(installed.run(installed.bin / "python", "-c", print_plan, cwd=cwd)).strip()
-    _assert_demo_ran(installed.run(installed.bin / "coordbot", "demo", "--plan", plan, cwd=cwd), cwd / "var" / "demo")
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py's `demo --plan` default is config/plans/… from the working directory; wire it to "
-    "coordbot.core.paths.demo_plan_file()",
-)
 def test_demo_from_the_wheel_as_the_readme_runs_it(installed: Installed, tmp_path: Path) -> None:
     cwd = _empty_dir(tmp_path)
     _assert_demo_ran(installed.run(installed.bin / "coordbot", "demo", cwd=cwd), cwd / "var" / "demo")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/app.py's _project_path resolves config/holidays from PROJECT_ROOT (the checkout); "
-    "wire it to coordbot.core.paths.locate()",
-)
 def test_the_runtime_calendar_reads_the_shipped_holidays(installed: Installed, tmp_path: Path) -> None:
     probe = (
         "from coordbot.core.config import Settings\n"
         "from coordbot.core.db import make_engine\n"
         "from coordbot.core.paths import holidays_dir\n"
-        "try:\n"
-        "    from coordbot.runtime import make_runtime\n"
-        "except ImportError:\n"
-        "    from coordbot.app import make_runtime\n"
+        "from coordbot.runtime import make_runtime\n"
         "rt = make_runtime(Settings(database_url='sqlite://'), make_engine('sqlite://'))\n"
         "print(rt.calendar.overrides_dir, holidays_dir(), sep='\\n')\n"
     )

@@ -27,7 +27,6 @@ except ImportError:  # Windows: threads still queue on the gate, processes on SQ
 
 log = logging.getLogger("coordbot.db")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout; shipped files: coordbot.core.paths
 MIGRATIONS_DIR = migrations_dir()
 SQLITE_BUSY_SECONDS = 30
 

@@ -15,7 +15,6 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
@@ -27,6 +26,7 @@ from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
 from coordbot.core.events import EventType
+from coordbot.core.paths import locate
 from coordbot.reports.digest import DIGEST_HOUR, queue_weekly_digests
 from coordbot.runtime.workers import ConversationRunner, WorkerConfig, build_conversation, make_runner
 from coordbot.scheduling.calendar import WorkCalendar
@@ -175,20 +175,11 @@ async def build_channels(runtime: Runtime) -> AsyncIterator[Runtime]:
         yield runtime
 
 
-def _project_path(path: Path) -> Path:
-    """A relative path from the settings, found from the working directory or else from the project."""
-    if path.is_absolute() or path.exists():
-        return path
-    from coordbot.core.db import PROJECT_ROOT
-
-    return PROJECT_ROOT / path
-
-
 def make_runtime(settings: Settings, engine: Engine, *, clock: Clock | None = None) -> Runtime:
     return Runtime(
         settings=settings,
         engine=engine,
-        calendar=WorkCalendar(_project_path(settings.holidays_dir), tz=settings.timezone),
+        calendar=WorkCalendar(locate(settings.holidays_dir), tz=settings.timezone),
         clock=clock or SystemClock(),
     )
 
