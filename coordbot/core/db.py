@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -206,6 +206,18 @@ class _GatedConnection(sqlite3.Connection):
             super().close()
         finally:
             self.leave_gate()
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+def row_id(row: _HasId) -> int:
+    """The primary key of a row that has been flushed (SQLModel types ``id`` as optional until then)."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: flush the session first")
+    return row.id
 
 
 def is_postgres(engine: Engine) -> bool:

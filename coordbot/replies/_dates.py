@@ -216,8 +216,10 @@ def _resolve(kind: str, m: re.Match[str], today: date, text: str) -> tuple[date,
             # bare "6月": only as a deadline (6月完成 / 6月前); "6月份开展了…" is a period, kept too
             pass
 
+        month = mon  # narrowed to int above; the closure would see int | None
+
         def build(yr: int) -> date | None:
-            return _safe(yr, mon, day) if day else _part_day(yr, mon, part)
+            return _safe(yr, month, day) if day else _part_day(yr, month, part)
 
         r = _roll(today, y, build)
         return None if r is None else (r[0], r[1], False, r[2])
@@ -276,10 +278,10 @@ def _resolve(kind: str, m: re.Match[str], today: date, text: str) -> tuple[date,
         d = today + timedelta(days=off[g(1)])
         return d, off[g(1)] < 0, off[g(1)] < 0, False
     if kind == "zh_dur":
-        n = 0.5 if g(1) == "半" else _num(g(1))
-        if n is None or n > 400:
+        amount = 0.5 if g(1) == "半" else _num(g(1))
+        if amount is None or amount > 400:
             return None
-        return _duration(today, n, g(2)), False, False, False
+        return _duration(today, amount, g(2)), False, False, False
     if kind == "zh_fest":
         name, rel = g(1), g(2)
         if rel in ("后", "之后"):
@@ -304,12 +306,12 @@ def _resolve(kind: str, m: re.Match[str], today: date, text: str) -> tuple[date,
         else:
             day_s, mname, yr = g(1), g(2), g(3)
             part = None
-        mon = _MONTHS_EN[mname]
+        month_en = _MONTHS_EN[mname]
         day = int(day_s) if day_s else None
         y = int(yr) if yr else None
 
         def build_en(year: int) -> date | None:
-            return _safe(year, mon, day) if day else _part_day(year, mon, part)
+            return _safe(year, month_en, day) if day else _part_day(year, month_en, part)
 
         r = _roll(today, y, build_en)
         return None if r is None else (r[0], r[1], False, r[2])
@@ -352,9 +354,9 @@ def _festival(today: date, name: str) -> date | None:
     if not table:
         return None
     for y in (today.year, today.year + 1):
-        d = table.get(y)
-        if d is not None and d >= today:
-            return d
+        on = table.get(y)
+        if on is not None and on >= today:
+            return on
     return None
 
 

@@ -27,14 +27,14 @@ for _c in range(0xFF01, 0xFF5F):  # full-width ASCII block → ASCII (１２％�
     _TABLE[_c] = _c - 0xFEE0
 for _c in [*range(0x00, 0x20), *range(0x7F, 0xA0)]:
     _TABLE[_c] = " " if _c != 0x0A else "\n"
-for _c in (0x3000, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00A0, 0x2028, 0x2029):
-    _TABLE[_c] = " "
+for _cp in (0x3000, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00A0, 0x2028, 0x2029):
+    _TABLE[_cp] = " "
 _TABLE[0x0130] = "i"  # 'İ'.lower() is two characters; the only such code point
 _TABLE[0xFFE5] = "¥"
 _TABLE[0x3002] = "。"
 _TABLE[0xFF61] = "。"
-for _c, _r in (("\u2014", "-"), ("\u2013", "-"), ("\u301c", "~"), ("\u2018", "'"), ("\u2019", "'")):
-    _TABLE[ord(_c)] = _r
+for _ch, _r in (("\u2014", "-"), ("\u2013", "-"), ("\u301c", "~"), ("\u2018", "'"), ("\u2019", "'")):
+    _TABLE[ord(_ch)] = _r
 
 
 def normalise(text: str) -> str:

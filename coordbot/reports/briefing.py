@@ -19,6 +19,7 @@ import yaml
 from sqlmodel import Session
 
 from coordbot.core import events
+from coordbot.core.db import row_id
 from coordbot.core.events import EventType
 from coordbot.core.text import TEMPLATES_DIR, environment
 from coordbot.plan.models import Plan
@@ -275,9 +276,9 @@ def write_briefing(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     row = Briefing(
-        plan_id=plan.id,
+        plan_id=row_id(plan),
         meeting_date=meeting_date,
-        period_start=doc.rollup.period.start,  # type: ignore[arg-type]
+        period_start=doc.rollup.period.start,
         period_end=doc.rollup.period.end,
         format=fmt,
         created_at=now,

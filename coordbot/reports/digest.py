@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
+from coordbot.core.db import row_id
 from coordbot.core.events import EventType
 from coordbot.core.text import TEMPLATES_DIR, environment, render
 from coordbot.plan.models import Contact, Department, Plan, Role
@@ -190,10 +191,10 @@ def build_digest(
     ).first()
     if row is None:
         row = Digest(
-            plan_id=plan.id,
+            plan_id=row_id(plan),
             kind="weekly",
             label=period.label,
-            period_start=period.start,  # type: ignore[arg-type]
+            period_start=period.start,
             period_end=period.end,
         )
         session.add(row)
@@ -267,9 +268,9 @@ def queue_weekly_digest(
             )
         add_occurrence(
             session=session,
-            contact_id=contact.id,
+            contact_id=row_id(contact),
             kind=ReminderKind.NOTICE,
-            fire_at=fire_at,  # type: ignore[arg-type]
+            fire_at=fire_at,
             plan_id=plan.id,
             body=texts[key],
             detail=f"digest:{digest.label}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from coordbot.channels.base import Channel, ChannelError, Outbound
@@ -26,7 +27,7 @@ class Sent:
 
 async def send_report_file(
     *,
-    engine,  # type: ignore[no-untyped-def]
+    engine: Engine,
     channels: dict[str, Channel],
     path: Path,
     title: str,
@@ -43,7 +44,7 @@ async def send_report_file(
                 col(Contact.address).is_not(None),
                 col(Contact.role).in_([Role.OFFICE, Role.LEADER]),
             )
-            .order_by(Contact.id)
+            .order_by(col(Contact.id))
         ).all()
     content = path.read_bytes()
     delivered: list[str] = []
