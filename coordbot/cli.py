@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.engine import Engine
@@ -14,6 +14,10 @@ from coordbot.core.db import make_engine, session_scope, upgrade
 from coordbot.core.text import render
 from coordbot.plan import service
 from coordbot.plan.loader import PlanFileError, load_plan_file
+
+if TYPE_CHECKING:
+    from coordbot.reports.briefing import Format as BriefingFormat
+    from coordbot.reports.digest import Format as DigestFormat
 
 
 class Ctx:
@@ -358,7 +362,9 @@ def _plan_or_fail(session, code: str | None):  # type: ignore[no-untyped-def]
 @click.option("--plan", "code", help="Plan code (default: the most recent plan).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
 @pass_ctx
-def digest_cmd(ctx: Ctx, week: str | None, fmt: str, out: Path | None, code: str | None, lang: str | None) -> None:
+def digest_cmd(
+    ctx: Ctx, week: str | None, fmt: DigestFormat, out: Path | None, code: str | None, lang: str | None
+) -> None:
     """Compile the weekly digest (stored; printed or written to --out)."""
     from coordbot.core.clock import SystemClock
     from coordbot.reports.digest import write_digest
@@ -372,7 +378,7 @@ def digest_cmd(ctx: Ctx, week: str | None, fmt: str, out: Path | None, code: str
                 now=SystemClock().now(),
                 fmt=fmt,
                 out=out,
-                week=week,  # type: ignore[arg-type]
+                week=week,
                 locale=lang or ctx.settings.locale,
             )
         except ValueError as exc:
@@ -390,7 +396,7 @@ def digest_cmd(ctx: Ctx, week: str | None, fmt: str, out: Path | None, code: str
 @click.option("--send", is_flag=True, help="Also send the file to the office and the leaders through the channels.")
 @pass_ctx
 def briefing_cmd(  # type: ignore[no-untyped-def]
-    ctx: Ctx, meeting_date, since, fmt: str, out: Path, code: str | None, lang: str | None, send: bool
+    ctx: Ctx, meeting_date, since, fmt: BriefingFormat, out: Path, code: str | None, lang: str | None, send: bool
 ) -> None:
     """Generate the joint-meeting briefing (联席会议简报) as DOCX, HTML or Markdown."""
     import asyncio
@@ -407,7 +413,7 @@ def briefing_cmd(  # type: ignore[no-untyped-def]
             plan=p,
             meeting_date=meeting_date.date(),
             fmt=fmt,
-            out=out,  # type: ignore[arg-type]
+            out=out,
             now=SystemClock().now(),
             since=since.date() if since else None,
             locale=lang or ctx.settings.locale,
@@ -523,13 +529,15 @@ def _bot_username(ctx: Ctx) -> str:
 @pass_ctx
 def contacts_list(ctx: Ctx) -> None:
     """Every contact with department, role and whether a chat is bound."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from coordbot.plan.models import Contact, Department
 
     with session_scope(ctx.engine()) as session:
         depts = {d.id: d.code for d in session.exec(select(Department))}
-        rows = session.exec(select(Contact).order_by(Contact.department_id, Contact.role, Contact.name)).all()
+        rows = session.exec(
+            select(Contact).order_by(col(Contact.department_id), col(Contact.role), col(Contact.name))
+        ).all()
         for c in rows:
             state = "unreachable" if c.unreachable else ("bound" if c.address else "not bound")
             click.echo(f"{depts[c.department_id]:<16} {c.role:<8} {c.name:<12} {c.channel:<9} {state}")
@@ -543,4 +551,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

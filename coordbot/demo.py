@@ -249,7 +249,9 @@ async def _play(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
 
 
 def _write_reports(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
+    from coordbot.reports.briefing import Format as BriefingFormat
     from coordbot.reports.briefing import write_briefing
+    from coordbot.reports.digest import Format as DigestFormat
     from coordbot.reports.digest import write_digest
 
     out = demo.runtime.settings.output_dir
@@ -259,13 +261,15 @@ def _write_reports(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         plan = service.get_plan(session=s)
         assert plan is not None
-        for fmt, name in (("md", "weekly-digest.md"), ("html", "weekly-digest.html")):
-            write_digest(session=s, plan=plan, now=now, fmt=fmt, out=out / name)
+        digests: tuple[tuple[DigestFormat, str], ...] = (("md", "weekly-digest.md"), ("html", "weekly-digest.html"))
+        for digest_fmt, name in digests:
+            write_digest(session=s, plan=plan, now=now, fmt=digest_fmt, out=out / name)
             paths.append(out / name)
-        for fmt in ("docx", "html"):
-            path = out / f"briefing-{meeting.isoformat()}.{fmt}"
+        briefings: tuple[BriefingFormat, ...] = ("docx", "html")
+        for briefing_fmt in briefings:
+            path = out / f"briefing-{meeting.isoformat()}.{briefing_fmt}"
             write_briefing(
-                session=s, plan=plan, meeting_date=meeting, fmt=fmt, out=path, now=now, since=date(2026, 3, 1)
+                session=s, plan=plan, meeting_date=meeting, fmt=briefing_fmt, out=path, now=now, since=date(2026, 3, 1)
             )
             paths.append(path)
     click.echo("\n周报与联席会议简报已生成：")

@@ -178,7 +178,10 @@ InboundHandler = Callable[[Inbound], Awaitable[Reply | None]]
 class Frontend(Protocol):
     """Receives a platform's updates (polling, a webhook, a stream) and answers them through ``handle``."""
 
-    channel: Channel  # the sender replies (and reminders) go out through
+    @property
+    def channel(self) -> Channel:
+        """The sender replies (and reminders) go out through."""
+        ...
 
     async def start(self) -> None: ...
 

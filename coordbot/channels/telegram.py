@@ -274,7 +274,7 @@ async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await frontend.deliver(update)
 
 
-def _bot(settings: Settings) -> ExtBot[None]:
+def _bot(settings: Settings) -> ExtBot[int]:
     return ExtBot(
         settings.telegram_token.get(),
         base_url=settings.telegram_base_url,

@@ -46,14 +46,14 @@ class ConversationRunner(Protocol):
 class ThreadRunner:
     """The conversation in a thread of this process (the database work must not block the event loop)."""
 
-    def __init__(self, conversation: Any) -> None:
+    def __init__(self, conversation: Conversation) -> None:
         self.conversation = conversation
 
     async def start(self) -> None:
         return None
 
     async def handle(self, msg: Inbound, *, now: datetime) -> Reply | None:
-        return await asyncio.to_thread(self.conversation.handle, msg, now=now)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.conversation.handle, msg, now=now)
 
     async def close(self) -> None:
         return None
@@ -127,7 +127,7 @@ class ProcessRunner:
                 self._pool = self._new_pool()
             reply, committed = await loop.run_in_executor(self._pool, _handle_in_worker, msg, now)
         events.dispatch([events.Event(**data) for data in committed])
-        return reply  # type: ignore[no-any-return]
+        return reply
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -135,7 +135,7 @@ class ProcessRunner:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
-def make_runner(*, conversation: Any, config: WorkerConfig, processes: int) -> ConversationRunner:
+def make_runner(*, conversation: Conversation, config: WorkerConfig, processes: int) -> ConversationRunner:
     """Worker processes when asked for and the database can be shared between processes; else a thread."""
     url = make_url(config.database_url)
     in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
@@ -146,7 +146,7 @@ def make_runner(*, conversation: Any, config: WorkerConfig, processes: int) -> C
 
 # ---- inside a worker process -------------------------------------------------------------------------
 
-_conversation: Any = None
+_conversation: Conversation | None = None
 _committed: list[events.Event] = []
 
 
@@ -166,6 +166,8 @@ def _ready() -> bool:
 
 
 def _handle_in_worker(msg: Inbound, now: datetime) -> tuple[Reply | None, list[dict[str, Any]]]:
+    if _conversation is None:
+        raise RuntimeError("conversation worker used before its initializer ran")
     _committed.clear()
     try:
         reply = _conversation.handle(msg, now=now)

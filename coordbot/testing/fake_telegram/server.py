@@ -716,9 +716,9 @@ class FakeBotAPI:
         """Resolve a chat_id parameter or raise the 400 Telegram gives for chats the bot cannot see."""
         if isinstance(chat_id, str):
             name = chat_id[1:].lower()
-            for chat in self._chats.values():
-                if chat.type != "private" and (chat.username or "").lower() == name:
-                    return chat
+            for named in self._chats.values():
+                if named.type != "private" and (named.username or "").lower() == name:
+                    return named
             raise ApiError(400, "Bad Request: chat not found")
         chat = self._chats.get(chat_id)
         if chat is None:
@@ -728,7 +728,7 @@ class FakeBotAPI:
                 self.add_user(chat_id, f"User{chat_id}")
             else:
                 self.add_group(chat_id, f"Group {chat_id}")
-            chat = self._chats[chat_id]
+            return self._chats[chat_id]
         return chat
 
     def _writable_chat(self, chat_id: int | str) -> _Chat:
@@ -934,6 +934,7 @@ class FakeBotAPI:
                 w, h = source.meta["width"], source.meta["height"]
         self._check_rate(chat)
 
+        media: list[JSON] | JSON  # a photo comes in several sizes; a document is one file
         if kind == "photo":
             if isinstance(source, Upload):
                 variants = photo_sizes(w, h)
@@ -970,7 +971,7 @@ class FakeBotAPI:
             "caption": caption or None,
             kind: copy.deepcopy(media),
         }
-        if kind == "document":
+        if isinstance(media, dict):
             record.update(file_name=media.get("file_name"), mime_type=media.get("mime_type"))
             self.documents.append(record)
         else:
