@@ -782,7 +782,7 @@ class _QuotaCounter:
     __slots__ = ("_day_before", "_end", "_obs", "_start", "_sums", "_window", "as_of")
 
     def __init__(self, plan: Plan, rows: _Rows, span: _Span) -> None:
-        self._start, self._end = plan.start_date, plan.end_date  # the plan's
+        self._start, self._end = plan.start_date, plan.end_date  # the plan's first and last days
         self._sums, self._obs = rows.sums, rows.obs
         self.as_of, self._day_before = span.as_of, span.day_before
         # the counting window and trajectory with nothing counted, per goal, dates and day
