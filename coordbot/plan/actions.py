@@ -7,14 +7,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import TypedDict
 
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.clock import utcnow
+from coordbot.core.db import row_id
 from coordbot.core.events import EventType
 from coordbot.plan.models import Contact, Extension, Task, TaskStatus
 from coordbot.plan.progress import Assessment, QuotaProgress, assess
+
+
+class _Where(TypedDict):
+    """Where and when a task's event happened (the leading keyword arguments of ``events.record``)."""
+
+    at: datetime
+    plan_id: int
+    task_id: int | None
+    department_id: int
 
 
 class ActionError(ValueError):
@@ -35,9 +46,9 @@ def request_extension(
     if pending is not None:
         raise ActionError(f"an extension to {pending.new_due} is already waiting for the office's decision")
     ext = Extension(
-        task_id=task.id,
+        task_id=row_id(task),
         requested_by_id=contact.id if contact else None,
-        requested_at=now,  # type: ignore[arg-type]
+        requested_at=now,
         old_due=task.due_date,
         new_due=new_due,
         reason=reason.strip(),
@@ -83,7 +94,7 @@ def decide_extension(
     task.updated_at = now
     events.record(
         session,
-        f"extension.{extension.status}",
+        EventType.EXTENSION_APPROVED if approve else EventType.EXTENSION_REJECTED,
         at=now,
         plan_id=task.plan_id,
         task_id=task.id,
@@ -139,7 +150,7 @@ def recolour(
     a = assess(task, quotas, today=today, workdays_until_due=workdays_until_due, last_report_status=last_report_status)
     if (a.colour, a.reason) == (task.colour, task.colour_reason):
         return a, False
-    where = {"at": now, "plan_id": task.plan_id, "task_id": task.id, "department_id": task.lead_department_id}
+    where = _Where(at=now, plan_id=task.plan_id, task_id=task.id, department_id=task.lead_department_id)
     events.record(session, EventType.TASK_COLOUR_CHANGED, **where, old=task.colour, new=a.colour, reason=a.reason)
     if a.overdue and task.colour_reason != "overdue":
         events.record(session, EventType.TASK_OVERDUE, **where, due=task.due_date)

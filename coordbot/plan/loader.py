@@ -11,10 +11,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from coordbot.plan.policy import ReminderPolicy
 from coordbot.plan.schema import PlanFile
@@ -120,7 +120,7 @@ def line_for(lines: dict[YamlPath, int], path: YamlPath) -> int | None:
     return None
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     """One pydantic error in the words of someone editing the file."""
     kind, msg = err["type"], err["msg"]
     value = err.get("input")

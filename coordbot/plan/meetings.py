@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
+from coordbot.core.db import row_id
 from coordbot.core.events import EventType
 from coordbot.plan.loader import PlanYamlLoader, Problem, YamlPath, dotted, line_for, line_index, validation_problems
 from coordbot.plan.models import Department, Meeting, Plan, Target, Task, TaskDepartment, TaskGroup, TaskStatus
@@ -142,10 +143,10 @@ def record_meeting(
         raise MeetingFileError(file, review.problems)
 
     meeting = Meeting(
-        plan_id=rows.plan.id,
+        plan_id=row_id(rows.plan),
         held_on=mf.meeting.date,
         title=mf.meeting.title,
-        source_file=file,  # type: ignore[arg-type]
+        source_file=file,
         source_sha256=hashlib.sha256(data.encode("utf-8")).hexdigest(),
         recorded_by=actor,
         recorded_at=now,
@@ -343,13 +344,13 @@ def _add_new_tasks(run: _Applying, new_tasks: list[NewTaskIn], *, start: date) -
     for nt in new_tasks:
         last_position += 1
         task = Task(
-            plan_id=rows.plan.id,
-            group_id=rows.groups[nt.group].id,
+            plan_id=row_id(rows.plan),
+            group_id=row_id(rows.groups[nt.group]),
             code=nt.code,
-            title=nt.title,  # type: ignore[arg-type]
+            title=nt.title,
             description=nt.description,
-            lead_department_id=rows.depts[nt.lead].id,
-            kind=nt.kind,  # type: ignore[arg-type]
+            lead_department_id=row_id(rows.depts[nt.lead]),
+            kind=nt.kind,
             start_date=start,
             due_date=nt.due,
             original_due_date=nt.due,
@@ -360,11 +361,11 @@ def _add_new_tasks(run: _Applying, new_tasks: list[NewTaskIn], *, start: date) -
         )
         session.add(task)
         session.flush()
-        assert rows.plan.id is not None and task.id is not None
+        task_id = row_id(task)
         for c in nt.co:
-            session.add(TaskDepartment(task_id=task.id, department_id=rows.depts[c].id))  # type: ignore[arg-type]
+            session.add(TaskDepartment(task_id=task_id, department_id=row_id(rows.depts[c])))
         for tg in nt.targets:
-            session.add(Target(metric=tg.metric, **target_values(tg, plan_id=rows.plan.id, task_id=task.id)))
+            session.add(Target(metric=tg.metric, **target_values(tg, plan_id=row_id(rows.plan), task_id=task_id)))
         events.record(
             session,
             EventType.TASK_ASSIGNED,
@@ -420,7 +421,7 @@ def _reassign(run: _Applying, reassignments: list[ReassignIn]) -> list[dict[str,
         changes: dict[str, list[Any]] = {}
         if ra.lead is not None and depts[ra.lead].id != task.lead_department_id:
             changes["lead"] = [by_id[task.lead_department_id], ra.lead]
-            task.lead_department_id = depts[ra.lead].id  # type: ignore[assignment]
+            task.lead_department_id = row_id(depts[ra.lead])
         if ra.co is not None:
             rows = session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task.id)).all()
             before = sorted(by_id[r.department_id] for r in rows)
@@ -428,7 +429,7 @@ def _reassign(run: _Applying, reassignments: list[ReassignIn]) -> list[dict[str,
                 session.delete(r)
             session.flush()  # the deletes first: a kept co-department is inserted again below
             for c in ra.co:
-                session.add(TaskDepartment(task_id=task.id, department_id=depts[c].id))  # type: ignore[arg-type]
+                session.add(TaskDepartment(task_id=row_id(task), department_id=row_id(depts[c])))
             if before != sorted(ra.co):
                 changes["co"] = [before, sorted(ra.co)]
         task.updated_at = run.now

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = ["QuietHours", "ReminderPolicy"]
 
@@ -88,7 +88,7 @@ _DURATION_RE = re.compile(
 )
 
 
-def _is_int(v: object) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)  # YAML `yes` must not count as 1
 
 

@@ -16,10 +16,12 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_
+from sqlalchemy import Select, and_, bindparam, case, func, or_
+from sqlalchemy import select as sa_select  # for more than four columns: sqlmodel's is typed for four at most
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from coordbot.core.db import row_id
 from coordbot.plan.models import Observation, Plan, ProgressReport, Target, Task
 from coordbot.plan.progress import QuotaProgress, counting_window, quota_progress
 
@@ -62,13 +64,13 @@ def numeric_targets(*, session: Session, task_id: int) -> list[Target]:
 # What quota_progress reads of an observation. Plain rows, not ORM instances: a busy target gains an
 # observation with every report, and building instances for all of them was most of a report's cost.
 _OBSERVATION_COLUMNS = (
-    Observation.target_id,
-    Observation.id,
-    Observation.value,
-    Observation.mode,
-    Observation.observed_on,
-    Observation.recorded_at,
-    Observation.voided,
+    col(Observation.target_id),
+    col(Observation.id),
+    col(Observation.value),
+    col(Observation.mode),
+    col(Observation.observed_on),
+    col(Observation.recorded_at),
+    col(Observation.voided),
 )
 _EXACT = 2.0**53  # sums of whole numbers below this are exact in floating point, in any order
 _SUMMED_CHUNK = 128  # targets per summing statement; statements are built for powers of two up to it
@@ -85,20 +87,21 @@ def load_quota_progress(
     counted = counted_targets(targets)
     if not counted:
         return []
-    bounds = {t.id: (plan_of(t).start_date, plan_of(t).end_date) for t in counted}
-    windows = {t.id: counting_window(t, today, *bounds[t.id]) for t in counted}
-    summed = _summed(session, windows)  # type: ignore[arg-type]
-    rows = _observations(session, [t.id for t in counted if t.id not in summed])  # type: ignore[misc]
+    ids = [row_id(t) for t in counted]
+    bounds = {tid: (plan_of(t).start_date, plan_of(t).end_date) for tid, t in zip(ids, counted, strict=True)}
+    windows = {tid: counting_window(t, today, *bounds[tid]) for tid, t in zip(ids, counted, strict=True)}
+    summed = _summed(session, windows)
+    rows = _observations(session, [tid for tid in ids if tid not in summed])
     return [
         quota_progress(
             t,
-            rows.get(t.id, ()),  # type: ignore[arg-type]
+            rows.get(tid, ()),
             on=today,
-            plan_start=bounds[t.id][0],
-            plan_end=bounds[t.id][1],
-            actual=summed.get(t.id),  # type: ignore[arg-type]
+            plan_start=bounds[tid][0],
+            plan_end=bounds[tid][1],
+            actual=summed.get(tid),
         )
-        for t in counted
+        for tid, t in zip(ids, counted, strict=True)
     ]
 
 
@@ -112,20 +115,28 @@ def task_quota_progress(*, session: Session, task: Task, today: date) -> list[Qu
 
 def tasks_quota_progress(*, session: Session, tasks: Sequence[Task], today: date) -> dict[int, list[QuotaProgress]]:
     """``task_quota_progress`` of many tasks with a few statements in all (a task list is one line per task)."""
-    out: dict[int, list[QuotaProgress]] = {t.id: [] for t in tasks}  # type: ignore[misc]
+    out: dict[int, list[QuotaProgress]] = {row_id(t): [] for t in tasks}
     if not out:
         return out
     counted = counted_targets(session.exec(LIVE_TARGETS_OF_TASKS, params={"task_ids": list(out)}))
-    plans = {t.id: session.get(Plan, t.plan_id) for t in tasks}  # from the identity map after the first
-    progress = load_quota_progress(
-        session=session,
-        targets=counted,
-        plan_of=lambda target: plans[target.task_id],  # type: ignore[return-value]
-        today=today,
-    )
+    plans = {row_id(t): session.get(Plan, t.plan_id) for t in tasks}  # from the identity map after the first
+
+    def plan_of(target: Target) -> Plan:
+        plan = plans[_task_id(target)]
+        assert plan is not None  # task.plan_id is a foreign key
+        return plan
+
+    progress = load_quota_progress(session=session, targets=counted, plan_of=plan_of, today=today)
     for target, line in zip(counted, progress, strict=True):
-        out[target.task_id].append(line)
+        out[_task_id(target)].append(line)
     return out
+
+
+def _task_id(target: Target) -> int:
+    """The task of a target loaded as a task's (``LIVE_TARGETS_OF_TASKS``); a plan-level goal has none."""
+    if target.task_id is None:
+        raise ValueError(f"target {target.metric!r} is a plan-level goal, not a task's")
+    return target.task_id
 
 
 def _summed(session: Session, windows: dict[int, tuple[date, date, float]]) -> dict[int, float]:
@@ -155,28 +166,28 @@ def _summed(session: Session, windows: dict[int, tuple[date, date, float]]) -> d
 
 
 @lru_cache(maxsize=16)
-def _summed_statement(windows: int) -> Any:
+def _summed_statement(windows: int) -> Select[int, int, float, Any, Any, Any]:
     """``_summed``'s query for that many targets, built once: building it cost ten times running it."""
     in_window = [
         and_(
-            Observation.target_id == bindparam(f"t{i}"),
-            Observation.observed_on >= bindparam(f"a{i}"),
-            Observation.observed_on <= bindparam(f"b{i}"),
+            col(Observation.target_id) == bindparam(f"t{i}"),
+            col(Observation.observed_on) >= bindparam(f"a{i}"),
+            col(Observation.observed_on) <= bindparam(f"b{i}"),
         )
         for i in range(windows)
     ]
     value = col(Observation.value)
     return (
-        select(
-            Observation.target_id,
+        sa_select(
+            col(Observation.target_id),
             func.count(),
             func.sum(value),
             func.sum(func.abs(value)),
-            func.sum(case((Observation.mode == "total", 1), else_=0)),
+            func.sum(case((col(Observation.mode) == "total", 1), else_=0)),
             func.sum(case((value != func.round(value), 1), else_=0)),
         )
         .where(~col(Observation.voided), or_(*in_window))
-        .group_by(Observation.target_id)
+        .group_by(col(Observation.target_id))
     )
 
 
@@ -185,7 +196,7 @@ def _observations(session: Session, target_ids: Sequence[int]) -> dict[int, list
     by_target: dict[int, list[Any]] = {tid: [] for tid in target_ids}
     if by_target:
         live = col(Observation.target_id).in_(list(by_target)), ~col(Observation.voided)
-        for row in session.execute(select(*_OBSERVATION_COLUMNS).where(*live)):
+        for row in session.execute(sa_select(*_OBSERVATION_COLUMNS).where(*live)):
             by_target[row.target_id].append(row)
     return by_target
 
@@ -202,7 +213,7 @@ class LatestReport:
     text: str
 
 
-def _latest_reports_statement() -> Any:
+def _latest_reports_statement() -> Select[int, int | None, datetime, str | None, str]:
     r = aliased(ProgressReport)
     latest = (
         select(r.id)
@@ -213,12 +224,12 @@ def _latest_reports_statement() -> Any:
         .scalar_subquery()
     )
     ids = select(latest).where(col(Task.id).in_(bindparam("task_ids", expanding=True)))
-    return select(
-        ProgressReport.task_id,
-        ProgressReport.id,
-        ProgressReport.received_at,
-        ProgressReport.status,
-        ProgressReport.text,
+    return sa_select(
+        col(ProgressReport.task_id),
+        col(ProgressReport.id),
+        col(ProgressReport.received_at),
+        col(ProgressReport.status),
+        col(ProgressReport.text),
     ).where(col(ProgressReport.id).in_(ids))
 
 

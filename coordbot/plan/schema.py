@@ -197,8 +197,8 @@ class PlanFile(_Strict):
             in_period((*base, "start"), t.start)
             in_period((*base, "due"), t.due)
 
-        for i, t in enumerate(self.goals):
-            target_checks(("goals", i), t)
+        for i, goal in enumerate(self.goals):
+            target_checks(("goals", i), goal)
         for gi, g in enumerate(self.groups):
             if g.code in group_codes:
                 errors.append(CrossRefError(("groups", gi, "code"), f"duplicate group code '{g.code}'"))
@@ -215,6 +215,6 @@ class PlanFile(_Strict):
                 in_period((*base, "due"), t.due)
                 for xi, target in enumerate(t.targets):
                     target_checks((*base, "targets", xi), target)
-        for i, c in enumerate(self.contacts):
-            known(("contacts", i, "department"), c.department)
+        for i, contact in enumerate(self.contacts):
+            known(("contacts", i, "department"), contact.department)
         return errors

@@ -5,14 +5,16 @@ Keyword-only functions over a session; the caller owns the transaction, so an im
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.clock import utcnow
+from coordbot.core.db import row_id
 from coordbot.core.events import EventType
 from coordbot.plan.loader import LoadedPlan
 from coordbot.plan.models import (
@@ -42,7 +44,7 @@ class ImportReport:
         return bool(self.changes)
 
 
-def _apply(obj: Any, values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+def _apply(obj: Any, values: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Set changed attributes; return {field: (old, new)} for those that changed."""
     diff: dict[str, tuple[Any, Any]] = {}
     for name, new in values.items():
@@ -84,6 +86,32 @@ def target_values(t: TargetIn, *, plan_id: int, task_id: int | None) -> dict[str
     }
 
 
+class _PlanValues(TypedDict):
+    """The ``Plan`` columns a plan file sets (all but ``code``, the row's key)."""
+
+    title: str
+    issuer: str
+    document_no: str
+    timezone: str
+    start_date: date
+    end_date: date
+    source_file: str
+    reminder_policy: dict[str, Any]
+
+
+class _DepartmentValues(TypedDict):
+    name: str
+    short_name: str
+    kind: str
+    aliases: list[str]
+
+
+class _GroupValues(TypedDict):
+    title: str
+    kind: str
+    position: int
+
+
 def _task_values(t: TaskIn, *, plan: Plan, group_id: int, lead_id: int, position: int) -> dict[str, Any]:
     return {
         "group_id": group_id,
@@ -107,8 +135,7 @@ def import_plan(
     data = loaded.data
     report = ImportReport(plan_code=data.plan.code)
     plan = _upsert_plan(session, data.plan, report)
-    assert plan.id is not None
-    run = _ImportRun(session=session, plan=plan, plan_id=plan.id, actor=actor, now=now or utcnow(), report=report)
+    run = _ImportRun(session=session, plan=plan, plan_id=row_id(plan), actor=actor, now=now or utcnow(), report=report)
     depts = _upsert_departments(run, data.departments)
     groups = _upsert_groups(run, data.groups)
     tasks = {t.code: t for t in session.exec(select(Task).where(Task.plan_id == plan.id)).all()}
@@ -142,16 +169,16 @@ class _ImportRun:
 
 def _upsert_plan(session: Session, meta: PlanMeta, report: ImportReport) -> Plan:
     plan = session.exec(select(Plan).where(Plan.code == meta.code)).first()
-    plan_values = {
-        "title": meta.title,
-        "issuer": meta.issuer,
-        "document_no": meta.document_no,
-        "timezone": meta.timezone,
-        "start_date": meta.start,
-        "end_date": meta.end,
-        "source_file": meta.source,
-        "reminder_policy": dict(meta.reminders),
-    }
+    plan_values = _PlanValues(
+        title=meta.title,
+        issuer=meta.issuer,
+        document_no=meta.document_no,
+        timezone=meta.timezone,
+        start_date=meta.start,
+        end_date=meta.end,
+        source_file=meta.source,
+        reminder_policy=dict(meta.reminders),
+    )
     if plan is None:
         plan = Plan(code=meta.code, **plan_values)
         session.add(plan)
@@ -167,7 +194,7 @@ def _upsert_departments(run: _ImportRun, departments: list[DepartmentIn]) -> dic
     """Every department by code. Departments are shared across plans: created and updated, never removed."""
     depts = {d.code: d for d in run.session.exec(select(Department)).all()}
     for d in departments:
-        values = {"name": d.name, "short_name": d.short_name, "kind": d.kind, "aliases": list(d.aliases)}
+        values = _DepartmentValues(name=d.name, short_name=d.short_name, kind=d.kind, aliases=list(d.aliases))
         if d.code not in depts:
             depts[d.code] = Department(code=d.code, **values)
             run.session.add(depts[d.code])
@@ -181,7 +208,7 @@ def _upsert_departments(run: _ImportRun, departments: list[DepartmentIn]) -> dic
 def _upsert_groups(run: _ImportRun, groups_in: list[GroupIn]) -> dict[str, TaskGroup]:
     groups = {g.code: g for g in run.session.exec(select(TaskGroup).where(TaskGroup.plan_id == run.plan_id)).all()}
     for pos, g in enumerate(groups_in):
-        values = {"title": g.title, "kind": g.kind, "position": pos}
+        values = _GroupValues(title=g.title, kind=g.kind, position=pos)
         if g.code not in groups:
             groups[g.code] = TaskGroup(plan_id=run.plan_id, code=g.code, **values)
             run.session.add(groups[g.code])
@@ -208,7 +235,7 @@ def _upsert_tasks(
     for pos, (g, t) in enumerate(data.tasks()):
         seen.add(t.code)
         lead = depts[t.lead]
-        values = _task_values(t, plan=run.plan, group_id=groups[g.code].id, lead_id=lead.id, position=pos)  # type: ignore[arg-type]
+        values = _task_values(t, plan=run.plan, group_id=row_id(groups[g.code]), lead_id=row_id(lead), position=pos)
         existing = tasks.get(t.code)
         task, co_from_file = _upsert_task(run, t, values, existing=existing, lead=lead)
         tasks[t.code] = task
@@ -297,11 +324,11 @@ def _sync_co_departments(
 ) -> None:
     """Add and remove co-departments only when the file is the one to say (see ``_upsert_task``), so a
     meeting's reassignment survives; the assignment kind of a kept co-department always follows the file."""
-    assert task.id is not None
-    wanted = {depts[c].id: t.assignment for c in t.co}
+    task_id = row_id(task)
+    wanted = {row_id(depts[c]): t.assignment for c in t.co}
     current = {
         row.department_id: row
-        for row in run.session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task.id)).all()
+        for row in run.session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task_id)).all()
     }
     for dept_id, row in current.items():
         if dept_id not in wanted and co_from_file:
@@ -309,7 +336,7 @@ def _sync_co_departments(
             run.say(f"~ task {t.code}: co-department {dept_codes.get(dept_id)} removed")
     for dept_id, assignment in wanted.items():
         if dept_id not in current and co_from_file:
-            run.session.add(TaskDepartment(task_id=task.id, department_id=dept_id, assignment=assignment))
+            run.session.add(TaskDepartment(task_id=task_id, department_id=dept_id, assignment=assignment))
             if not is_new:
                 run.say(f"~ task {t.code}: co-department {dept_codes[dept_id]} added")
         elif dept_id in current and current[dept_id].assignment != assignment:
@@ -365,7 +392,7 @@ def _upsert_contacts(run: _ImportRun, contacts_in: list[ContactIn], depts: dict[
         for c in run.session.exec(select(Contact).where(col(Contact.department_id).in_([d.id for d in depts.values()])))
     }
     for c in contacts_in:
-        key = (depts[c.department].id, c.role, c.name)
+        key = (row_id(depts[c.department]), c.role, c.name)
         values: dict[str, Any] = {"channel": c.channel, "language": c.language}
         if c.address is not None:  # no address in the file: keep the one already stored
             values["address"] = c.address
@@ -417,7 +444,7 @@ def get_plan(*, session: Session, code: str | None = None) -> Plan | None:
 
 
 def list_departments(*, session: Session) -> list[DepartmentPublic]:
-    rows = session.exec(select(Department).order_by(Department.code)).all()
+    rows = session.exec(select(Department).order_by(col(Department.code))).all()
     return [DepartmentPublic.model_validate(d, from_attributes=True) for d in rows]
 
 
@@ -441,18 +468,18 @@ class PlanView:
 def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -> PlanView:
     """The plan as a tree, read in a fixed number of queries."""
     depts = {d.id: d for d in session.exec(select(Department)).all()}
-    groups = session.exec(select(TaskGroup).where(TaskGroup.plan_id == plan.id).order_by(TaskGroup.position)).all()
-    tasks = session.exec(select(Task).where(Task.plan_id == plan.id).order_by(Task.position)).all()
+    groups = session.exec(select(TaskGroup).where(TaskGroup.plan_id == plan.id).order_by(col(TaskGroup.position))).all()
+    tasks = session.exec(select(Task).where(Task.plan_id == plan.id).order_by(col(Task.position))).all()
     co_rows = session.exec(select(TaskDepartment).join(Task).where(Task.plan_id == plan.id)).all()
     targets = session.exec(
-        select(Target).where(Target.plan_id == plan.id, col(Target.archived_at).is_(None)).order_by(Target.id)
+        select(Target).where(Target.plan_id == plan.id, col(Target.archived_at).is_(None)).order_by(col(Target.id))
     ).all()
     co: dict[int, list[str]] = {}
     for row in co_rows:
         co.setdefault(row.task_id, []).append(depts[row.department_id].code)
     by_task: dict[int | None, list[TargetPublic]] = {}
-    for t in targets:
-        by_task.setdefault(t.task_id, []).append(TargetPublic.model_validate(t, from_attributes=True))
+    for target in targets:
+        by_task.setdefault(target.task_id, []).append(TargetPublic.model_validate(target, from_attributes=True))
     group_code = {g.id: g.code for g in groups}
 
     def public(t: Task) -> TaskPublic:
@@ -462,7 +489,7 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
             title=t.title,
             kind=t.kind,
             lead=depts[t.lead_department_id].code,
-            co=sorted(co.get(t.id, [])),  # type: ignore[arg-type]
+            co=sorted(co.get(row_id(t), [])),
             assignment=t.assignment,
             due_date=t.due_date,
             events=list(t.dated_events),
