@@ -3,6 +3,7 @@
 from coordbot.core.events import Event
 from coordbot.plan.models import (
     Contact,
+    ContactAddress,
     CrossRequest,
     Department,
     Extension,
@@ -23,6 +24,7 @@ from coordbot.scheduling.models import ReminderOccurrence
 __all__ = [
     "Briefing",
     "Contact",
+    "ContactAddress",
     "CrossRequest",
     "Department",
     "Digest",

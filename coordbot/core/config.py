@@ -1,7 +1,9 @@
 """Settings: one object, read from a YAML config file and overridden by ``COORDBOT_*`` environment variables.
 
-Secrets (tokens, webhook secret) come only from the environment or from a file outside git
-(``COORDBOT_TELEGRAM_TOKEN_FILE``); they are wrapped in :class:`Secret` so they never print.
+Secrets (tokens, app secrets, message-encryption keys, passwords: every field typed :class:`Secret`) come only
+from the environment or from a file outside git (``COORDBOT_TELEGRAM_TOKEN_FILE``); they are wrapped in
+:class:`Secret` so they never print. Every platform's base URL is a setting, for private deployments
+(政务微信, 专有钉钉, a private Feishu).
 """
 
 from __future__ import annotations
@@ -71,6 +73,50 @@ class Settings:
     output_dir: Path = Path("var/out")
     # Worker processes that handle chat updates beside the event loop (0: a thread of the main process).
     handler_processes: int = 1
+    # Public https:// base of this instance, for the platforms' callback URLs and for reply links.
+    public_url: str = ""
+
+    # WeCom (企业微信 / 政务微信) self-built application: sending and the encrypted callback.
+    wecom_corp_id: str = ""
+    wecom_agent_id: str = ""
+    wecom_secret: Secret = field(default_factory=lambda: Secret(""))
+    wecom_token: Secret = field(default_factory=lambda: Secret(""))  # the callback's signature token
+    wecom_aes_key: Secret = field(default_factory=lambda: Secret(""))  # EncodingAESKey, 43 characters
+    wecom_base_url: str = "https://qyapi.weixin.qq.com"
+
+    # DingTalk (钉钉 / 专有钉钉) enterprise internal app robot.
+    dingtalk_app_key: str = ""  # the app's Client ID (AppKey)
+    dingtalk_app_secret: Secret = field(default_factory=lambda: Secret(""))
+    dingtalk_robot_code: str = ""
+    dingtalk_base_url: str = "https://api.dingtalk.com"
+    dingtalk_oapi_url: str = "https://oapi.dingtalk.com"
+
+    # Feishu (飞书) app bot: tenant_access_token, im/v1/messages and the event subscription.
+    feishu_app_id: str = ""
+    feishu_app_secret: Secret = field(default_factory=lambda: Secret(""))
+    feishu_verification_token: Secret = field(default_factory=lambda: Secret(""))
+    feishu_encrypt_key: Secret = field(default_factory=lambda: Secret(""))
+    feishu_base_url: str = "https://open.feishu.cn"
+
+    # Group webhook robots (WeCom 群机器人, DingTalk and Feishu custom bots): a YAML file outside git naming
+    # each robot with its platform, key and signing secret; departments and the office refer to them by name.
+    robots_file: Path | None = None
+
+    # E-mail: SMTP out, replies in by IMAP.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: Secret = field(default_factory=lambda: Secret(""))
+    smtp_security: str = "starttls"  # starttls | tls | none
+    mail_from: str = ""  # e.g. 联席会议办公室 <office@example.gov.cn>
+    mail_reply_to: str = ""  # replies go to local+<token>@domain of this address, so each finds its reminder
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_username: str = ""
+    imap_password: Secret = field(default_factory=lambda: Secret(""))
+    imap_security: str = "tls"  # tls | starttls | none
+    imap_folder: str = "INBOX"
+    imap_poll_seconds: float = 60.0  # when the server has no IDLE
 
     @property
     def tz(self) -> ZoneInfo:
@@ -93,7 +139,7 @@ class Settings:
         return out
 
 
-_SECRET_FIELDS = {"telegram_token", "webhook_secret"}
+_SECRET_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("Secret", Secret)}
 
 
 def _mask_url_password(url: str) -> str:
@@ -116,6 +162,14 @@ def _coerce(name: str, raw: Any, target: Any, source: str) -> Any:
             return float(raw)
         if kind == "int":
             return int(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).strip().lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: setting '{name}' expects {kind}, got {raw!r}") from exc
@@ -178,4 +232,9 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         raise ConfigError("setting 'handler_processes' expects 0 (a thread) or a number of worker processes")
     if settings.locale not in ("zh", "en"):
         raise ConfigError("setting 'locale' expects 'zh' or 'en'")
+    for name in ("smtp_security", "imap_security"):
+        if getattr(settings, name) not in ("starttls", "tls", "none"):
+            raise ConfigError(f"setting '{name}' expects 'starttls', 'tls' or 'none'")
+    if settings.wecom_aes_key and len(settings.wecom_aes_key.get()) != 43:
+        raise ConfigError(f"{ENV_PREFIX}WECOM_AES_KEY: the EncodingAESKey has 43 characters (WeCom's admin page)")
     return settings

@@ -1,7 +1,12 @@
 """Contacts and how they bind their chat: one-time invite codes, stored only as hashes.
 
 The office creates an invite for a department and role; the person opens the deep link
-``https://t.me/<bot>?start=<code>``; the code is checked (exists, unused, not expired) and the chat is bound.
+``https://t.me/<bot>?start=<code>`` (or sends ``绑定 <code>`` on a channel without deep links); the code is
+checked (exists, unused, not expired) and the address is bound.
+
+A contact has a preferred address (on the contact row) and further ones, one per channel
+(:class:`ContactAddress`), tried in order when the preferred one gives up. Binding on a new channel makes it
+the preferred address and keeps the old one as the first fallback.
 """
 
 from __future__ import annotations
@@ -12,14 +17,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, or_
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
 from coordbot.core.clock import utcnow
 from coordbot.core.db import row_id
 from coordbot.core.events import EventType
-from coordbot.plan.models import Contact, Department, Invite, Role
+from coordbot.plan.models import Contact, ContactAddress, Department, Invite, Role
 
 INVITE_TTL = timedelta(days=7)
 CODE_BYTES = 18  # 24 URL-safe characters: fits Telegram's 64-character start parameter
@@ -113,6 +118,13 @@ def redeem_invite(*, session: Session, code: str, channel: str, address: str, no
     if contact is None:
         contact = Contact(department_id=invite.department_id, name=invite.name, role=invite.role)
         session.add(contact)
+    elif contact.address and contact.channel != channel:
+        session.flush()
+        _demote_preferred(session, contact)
+    for further in session.exec(
+        select(ContactAddress).where(ContactAddress.contact_id == contact.id, ContactAddress.channel == channel)
+    ):
+        session.delete(further)  # this channel becomes the preferred one
     contact.channel = channel
     contact.address = address
     contact.language = invite.language
@@ -135,14 +147,78 @@ def redeem_invite(*, session: Session, code: str, channel: str, address: str, no
     return contact
 
 
+def _demote_preferred(session: Session, contact: Contact) -> None:
+    """The contact's preferred address becomes its first further address (the others move one down)."""
+    further = list(
+        session.exec(
+            select(ContactAddress).where(ContactAddress.contact_id == contact.id).order_by(col(ContactAddress.position))
+        )
+    )
+    for row in further:
+        row.position += 1
+    if contact.address and all(row.channel != contact.channel for row in further):
+        session.add(
+            ContactAddress(
+                contact_id=row_id(contact),
+                channel=contact.channel,
+                address=contact.address,
+                position=1,
+                unreachable=contact.unreachable,
+                bound_at=contact.bound_at,
+            )
+        )
+
+
+def add_address(
+    *, session: Session, contact: Contact, channel: str, address: str, now: datetime | None = None
+) -> ContactAddress:
+    """The office sets a further address of a contact (an e-mail address it knows, a WeCom userid …)."""
+    if channel == contact.channel and contact.address:
+        raise ValueError(f"{contact.name}'s preferred address is already on {channel}; bind again to change it")
+    row = session.exec(
+        select(ContactAddress).where(ContactAddress.contact_id == contact.id, ContactAddress.channel == channel)
+    ).first()
+    if row is None:
+        positions = session.exec(select(ContactAddress.position).where(ContactAddress.contact_id == contact.id)).all()
+        row = ContactAddress(
+            contact_id=row_id(contact), channel=channel, address=address, position=max(positions, default=0) + 1
+        )
+        session.add(row)
+    row.address, row.unreachable, row.bound_at = address, False, now or utcnow()
+    session.flush()
+    return row
+
+
+def routes(*, session: Session, contact: Contact) -> list[tuple[str, str]]:
+    """(channel, address) in the order a reminder tries them: the preferred one, then the further ones."""
+    out = [(contact.channel, contact.address)] if contact.address else []
+    further = session.exec(
+        select(ContactAddress)
+        .where(ContactAddress.contact_id == contact.id)
+        .order_by(col(ContactAddress.position), col(ContactAddress.id))
+    )
+    return out + [(row.channel, row.address) for row in further]
+
+
 def contacts_for_address(*, session: Session, channel: str, address: str) -> list[Contact]:
-    """Every active binding of a chat (a person may be a contact of one department and leader of none)."""
+    """Every active binding of an address (a person may be a contact of one department and leader of none),
+    whether it is the contact's preferred address or a further one."""
     return list(session.exec(_CONTACTS_FOR_ADDRESS, params={"channel": channel, "address": address}))
 
 
 # Built once: it runs on every inbound update.
 _CONTACTS_FOR_ADDRESS = (
     select(Contact)
-    .where(Contact.channel == bindparam("channel"), Contact.address == bindparam("address"), Contact.active)
+    .where(
+        or_(
+            (col(Contact.channel) == bindparam("channel")) & (col(Contact.address) == bindparam("address")),
+            col(Contact.id).in_(
+                select(ContactAddress.contact_id).where(
+                    ContactAddress.channel == bindparam("channel"), ContactAddress.address == bindparam("address")
+                )
+            ),
+        ),
+        Contact.active,
+    )
     .order_by(col(Contact.id))
 )

@@ -27,6 +27,7 @@ class Role(StrEnum):
     CONTACT = "contact"  # 联络员
     LEADER = "leader"  # 分管领导
     OFFICE = "office"  # 联席会议办公室
+    GROUP = "group"  # a department's (or the office's) group chat, reached by a send-only group robot
 
 
 class TaskKind(StrEnum):
@@ -117,6 +118,25 @@ class Contact(SQLModel, table=True):
     unreachable: bool = False  # the channel said it can never deliver (bot blocked, chat gone)
     bound_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
     created_at: datetime = _ts()
+
+
+class ContactAddress(SQLModel, table=True):
+    """A further address of a contact (one per channel), tried in ``position`` order when the preferred one
+    on the contact row gives up; bound by invite like the preferred one, or set by the office."""
+
+    __tablename__ = "contact_address"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "channel", name="uq_contact_address_channel"),
+        Index("ix_contact_address_lookup", "channel", "address"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id")
+    channel: str = Field(max_length=32)
+    address: str = Field(max_length=128)
+    position: int = 1  # 1 is tried first after the preferred address
+    unreachable: bool = False
+    bound_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
 
 
 class TaskGroup(SQLModel, table=True):

@@ -60,4 +60,5 @@ class ReminderOccurrence(SQLModel, table=True):
     message_ref: str | None = Field(default=None, max_length=128, index=True)
     error: str = ""
     folded_into_id: int | None = Field(default=None, foreign_key="reminder_occurrence.id")
+    route: int = 0  # 0: the contact's preferred address; n: its n-th further address (after a fallback)
     created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)
