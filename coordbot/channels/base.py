@@ -14,6 +14,7 @@ is the problem (blocked, chat gone); :class:`ContentRejectedError`, :class:`Chan
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -190,6 +191,48 @@ class Frontend(Protocol):
     def webhook_routes(self) -> Sequence[web.RouteDef]:
         """Routes to mount on coordbot's web app (empty when the platform is polled)."""
         ...
+
+
+_INVITE = re.compile(r"^\s*(?:/start|/bind|bind|绑定)[\s:：]+([A-Za-z0-9_-]{8,64})\s*$", re.IGNORECASE)
+_NUMBER = re.compile(r"^\s*(?:回复|reply)?\s*([0-9０-９]{1,2})\s*[.。]?\s*$", re.IGNORECASE)
+
+
+def invite_code_in(text: str) -> str:
+    """The invite code in "绑定 CODE" or "/start CODE": how a contact binds on a channel without deep links."""
+    m = _INVITE.match(text or "")
+    return m.group(1) if m else ""
+
+
+class NumberedChoices:
+    """Buttons for platforms without them: the options go out as numbered lines, and a bare-number reply
+    ("2", "回复2") from the same address reads as pressing that button.
+
+    Kept in memory, per address, for the latest message with options only: a restart forgets them, and the
+    contact's "2" is then read as plain text (the conversation asks back). Bounded to ``max_addresses``.
+    """
+
+    def __init__(self, *, max_addresses: int = 10_000) -> None:
+        self._offered: dict[str, tuple[Button, ...]] = {}
+        self.max_addresses = max_addresses
+
+    def offer(self, message: Outbound, *, intro: str) -> Outbound:
+        flat = tuple(b for row in message.buttons for b in row)
+        if not flat:
+            return message
+        self._offered.pop(message.address, None)
+        if len(self._offered) >= self.max_addresses:
+            self._offered.pop(next(iter(self._offered)))  # the oldest offer goes first
+        self._offered[message.address] = flat
+        return numbered_options(message, intro=intro)
+
+    def press(self, address: str, text: str) -> Button | None:
+        """The button a bare-number reply stands for, or ``None`` when the text is not one."""
+        m = _NUMBER.match(text or "")
+        offered = self._offered.get(address)
+        if not m or not offered:
+            return None
+        index = int(m.group(1).translate(str.maketrans("０１２３４５６７８９", "0123456789")))
+        return offered[index - 1] if 1 <= index <= len(offered) else None
 
 
 def numbered_options(message: Outbound, *, intro: str) -> Outbound:

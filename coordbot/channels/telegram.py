@@ -293,6 +293,11 @@ async def open_sender(settings: Settings) -> AsyncIterator[TelegramChannel]:
         await bot.shutdown()
 
 
+def frontend(settings: Settings, handle: InboundHandler) -> TelegramFrontend:
+    """The registry's entry point: the two-way Telegram adapter."""
+    return TelegramFrontend(settings, handle)
+
+
 class TelegramFrontend:
     """Receives updates (polling or webhook) and answers each through ``handle``."""
 

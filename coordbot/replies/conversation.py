@@ -165,14 +165,12 @@ class Conversation:
         engine: Engine,
         calendar: WorkCalendar,
         clock: Clock | None = None,
-        channel: str = "telegram",
         default_locale: str = "zh",
         reports: object | None = None,  # a callable (session, who, command) -> str for /digest and /summary
     ) -> None:
         self.engine = engine
         self.calendar = calendar
         self.clock = clock or SystemClock()
-        self.channel = channel
         self.default_locale = default_locale
         self.reports = reports
 
@@ -206,7 +204,7 @@ class Conversation:
     def _route(self, s: Session, msg: Inbound, inbound_id: int, now: datetime) -> Reply | None:
         if msg.kind == "command" and msg.command == "start" and msg.start_code:
             return self._bind(s, msg, now)
-        bindings = contacts_for_address(session=s, channel=self.channel, address=msg.sender_id)
+        bindings = contacts_for_address(session=s, channel=msg.channel, address=msg.sender_id)
         if not bindings:
             refusal = render("chat/not_bound.html", locale=_locale(msg.language))
             if msg.is_group and msg.kind == "callback":
@@ -230,7 +228,7 @@ class Conversation:
         address = msg.chat_id if msg.is_group else msg.sender_id
         try:
             with s.begin_nested():
-                contact = redeem_invite(session=s, code=msg.start_code, channel=self.channel, address=address, now=now)
+                contact = redeem_invite(session=s, code=msg.start_code, channel=msg.channel, address=address, now=now)
         except BindError as exc:
             log.info("binding refused (%s) for a chat", exc.reason)  # no code, no chat id: nothing secret logged
             return Reply(render("chat/bind_failed.html", locale=_locale(msg.language), reason=exc.reason))

@@ -71,7 +71,6 @@ class Runtime:
             holidays_dir=self.calendar.overrides_dir or s.holidays_dir,
             timezone=s.timezone,
             locale=s.locale,
-            channel="telegram",
         )
 
     def conversation_runner(self) -> ConversationRunner:

@@ -67,7 +67,6 @@ class WorkerConfig:
     holidays_dir: Path
     timezone: str
     locale: str
-    channel: str
 
 
 def build_conversation(config: WorkerConfig, engine: Engine, *, clock: Clock | None = None) -> Conversation:
@@ -80,7 +79,6 @@ def build_conversation(config: WorkerConfig, engine: Engine, *, clock: Clock | N
         engine=engine,
         calendar=WorkCalendar(config.holidays_dir, tz=config.timezone),
         clock=clock,
-        channel=config.channel,
         default_locale=config.locale,
         reports=chat_reports,
     )

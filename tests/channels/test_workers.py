@@ -106,9 +106,7 @@ async def test_a_worker_that_dies_is_replaced_and_the_next_update_answered(
 
 
 def _config(url: str) -> WorkerConfig:
-    return WorkerConfig(
-        database_url=url, holidays_dir=HOLIDAYS, timezone="Asia/Shanghai", locale="zh", channel="telegram"
-    )
+    return WorkerConfig(database_url=url, holidays_dir=HOLIDAYS, timezone="Asia/Shanghai", locale="zh")
 
 
 def test_a_thread_when_asked_or_when_the_database_cannot_be_shared(engine: Engine) -> None:

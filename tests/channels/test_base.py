@@ -1,0 +1,67 @@
+"""The channel interface's own helpers: numbered options for platforms without buttons, invite codes in text."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordbot.channels.base import Button, NumberedChoices, Outbound, invite_code_in, numbered_options
+
+BUTTONS = ((Button("✅ 完成", "done", "17"), Button("⚠️ 有风险", "at_risk", "17")), (Button("📝 报送", "report", "17"),))
+
+
+def test_numbered_options_list_every_button_in_order() -> None:
+    out = numbered_options(Outbound("u1", "任务2.1 请报送进展", buttons=BUTTONS), intro="请回复数字选择：")
+    assert out.text.splitlines() == [
+        "任务2.1 请报送进展",
+        "",
+        "请回复数字选择：",
+        "1. ✅ 完成",
+        "2. ⚠️ 有风险",
+        "3. 📝 报送",
+    ]
+    assert numbered_options(Outbound("u1", "无按钮"), intro="x").text == "无按钮"
+
+
+@pytest.mark.parametrize(
+    ("reply", "action"), [("1", "done"), (" 2 ", "at_risk"), ("回复3", "report"), ("３", "report")]
+)
+def test_a_bare_number_from_the_same_address_presses_that_button(reply: str, action: str) -> None:
+    choices = NumberedChoices()
+    choices.offer(Outbound("u1", "任务2.1", buttons=BUTTONS), intro="请回复数字选择：")
+    pressed = choices.press("u1", reply)
+    assert pressed is not None and (pressed.action, pressed.ref) == (action, "17")
+
+
+@pytest.mark.parametrize("reply", ["4", "0", "本周完成2项", "12项", ""])
+def test_other_replies_and_out_of_range_numbers_are_text(reply: str) -> None:
+    choices = NumberedChoices()
+    choices.offer(Outbound("u1", "任务2.1", buttons=BUTTONS), intro="x")
+    assert choices.press("u1", reply) is None
+
+
+def test_options_are_per_address_latest_only_and_bounded() -> None:
+    choices = NumberedChoices(max_addresses=2)
+    choices.offer(Outbound("u1", "a", buttons=BUTTONS), intro="x")
+    assert choices.press("u2", "1") is None  # someone else's "1"
+    choices.offer(Outbound("u1", "b", buttons=((Button("撤销", "undo", "p9"),),)), intro="x")
+    assert choices.press("u1", "1") == Button("撤销", "undo", "p9")
+    choices.offer(Outbound("u2", "c", buttons=BUTTONS), intro="x")
+    choices.offer(Outbound("u3", "d", buttons=BUTTONS), intro="x")  # u1 is the oldest: forgotten
+    assert choices.press("u1", "1") is None and choices.press("u3", "1") is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("绑定 AbC123xyz_-9", "AbC123xyz_-9"),
+        ("/start AbC123xyz_-9", "AbC123xyz_-9"),
+        ("绑定：AbC123xyz_-9", "AbC123xyz_-9"),
+        ("bind abc123xyz99", "abc123xyz99"),
+        ("绑定", ""),
+        ("绑定 短", ""),
+        ("请帮我绑定 AbC123xyz_-9 谢谢", ""),
+        ("本周完成2项", ""),
+    ],
+)
+def test_invite_codes_are_read_only_from_a_binding_message(text: str, code: str) -> None:
+    assert invite_code_in(text) == code
