@@ -43,6 +43,7 @@ class EventType(StrEnum):
     REMINDER_CANCELLED = "reminder.cancelled"
     REMINDER_SENT = "reminder.sent"
     REMINDER_FAILED = "reminder.failed"
+    REMINDER_FALLBACK = "reminder.fallback"
     REMINDER_FOLDED = "reminder.folded"
     REMINDER_LEASE_EXPIRED = "reminder.lease_expired"
     PROGRESS_REPORTED = "progress.reported"

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, or_
+from sqlalchemy import ColumnElement, bindparam, or_
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
@@ -187,6 +188,51 @@ def add_address(
     row.address, row.unreachable, row.bound_at = address, False, now or utcnow()
     session.flush()
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way to reach a contact: a channel and the address on it."""
+
+    channel: str
+    address: str
+    further: bool  # False: the preferred address on the contact row; True: a ContactAddress
+
+
+def reachable_routes(*, session: Session, contacts: Sequence[Contact]) -> dict[int, list[Route]]:
+    """{contact id: its routes in fallback order, without the ones marked unreachable}, in one query."""
+    out: dict[int, list[Route]] = {
+        row_id(c): [Route(c.channel, c.address, False)] if c.address and not c.unreachable else [] for c in contacts
+    }
+    if out:
+        further = session.exec(
+            select(ContactAddress)
+            .where(col(ContactAddress.contact_id).in_(list(out)), ~col(ContactAddress.unreachable))
+            .order_by(col(ContactAddress.contact_id), col(ContactAddress.position), col(ContactAddress.id))
+        )
+        for row in further:
+            out[row.contact_id].append(Route(row.channel, row.address, True))
+    return out
+
+
+def is_reachable() -> ColumnElement[bool]:
+    """SQL: the contact has an address not marked unreachable (its preferred one or a further one)."""
+    return or_(
+        ~col(Contact.unreachable),
+        col(Contact.id).in_(select(ContactAddress.contact_id).where(~col(ContactAddress.unreachable))),
+    )
+
+
+def mark_unreachable(*, session: Session, contact: Contact, channel: str) -> bool:
+    """Mark the contact's address on ``channel`` as one that can never receive; whether any route is left."""
+    if contact.channel == channel:
+        contact.unreachable = True
+    for row in session.exec(
+        select(ContactAddress).where(ContactAddress.contact_id == contact.id, ContactAddress.channel == channel)
+    ):
+        row.unreachable = True
+    session.flush()
+    return bool(reachable_routes(session=session, contacts=[contact])[row_id(contact)])
 
 
 def routes(*, session: Session, contact: Contact) -> list[tuple[str, str]]:

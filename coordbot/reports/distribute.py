@@ -11,9 +11,10 @@ from sqlmodel import Session, col, select
 from coordbot.channels.base import Channel, ChannelError, Outbound
 from coordbot.core import events
 from coordbot.core.clock import Clock
-from coordbot.core.db import session_scope
+from coordbot.core.db import row_id, session_scope
 from coordbot.core.events import EventType
 from coordbot.core.text import render
+from coordbot.plan.contacts import is_reachable, reachable_routes
 from coordbot.plan.models import Contact, Role
 from coordbot.reports.models import Briefing
 from coordbot.scheduling.engine import send_with_retry
@@ -40,27 +41,34 @@ async def send_report_file(
             select(Contact)
             .where(
                 Contact.active,
-                ~col(Contact.unreachable),
+                is_reachable(),
                 col(Contact.address).is_not(None),
                 col(Contact.role).in_([Role.OFFICE, Role.LEADER]),
             )
             .order_by(col(Contact.id))
         ).all()
+        options = reachable_routes(session=session, contacts=recipients)
     content = path.read_bytes()
     delivered: list[str] = []
     failed: list[tuple[str, str]] = []
     for c in recipients:
-        channel = channels.get(c.channel)
-        if channel is None:
-            failed.append((c.name, f"no channel '{c.channel}' is configured"))
-            continue
         caption = render("reports/file_caption.html", locale=c.language, title=title)
-        try:
-            await send_with_retry(channel, Outbound(c.address, caption, document=(path.name, content)))  # type: ignore[arg-type]
-        except ChannelError as exc:
-            failed.append((c.name, str(exc)))
+        errors: list[str] = []
+        # The contact's addresses in order: the first configured channel that delivers the file wins.
+        for route in options[row_id(c)]:
+            channel = channels.get(route.channel)
+            if channel is None:
+                errors.append(f"no channel '{route.channel}' is configured")
+                continue
+            try:
+                await send_with_retry(channel, Outbound(route.address, caption, document=(path.name, content)))
+            except ChannelError as exc:
+                errors.append(str(exc))
+            else:
+                delivered.append(c.name)
+                break
         else:
-            delivered.append(c.name)
+            failed.append((c.name, "; ".join(errors) or "no reachable address"))
     with session_scope(engine) as session:
         events.record(
             session,

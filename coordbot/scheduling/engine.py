@@ -34,8 +34,9 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from coordbot.channels.base import Channel, ChannelError, NoChannelError, Outbound
 from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
-from coordbot.core.db import is_postgres, session_scope
+from coordbot.core.db import is_postgres, row_id, session_scope
 from coordbot.core.events import EventType
+from coordbot.plan.contacts import is_reachable, mark_unreachable, reachable_routes
 from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Role, Target, Task, TaskStatus
 from coordbot.plan.policy import ReminderPolicy
 from coordbot.scheduling.calendar import WorkCalendar
@@ -123,7 +124,7 @@ def sync_reminders(
                 Contact.role == Role.CONTACT,
                 Contact.active,
                 col(Contact.address).is_not(None),
-                ~col(Contact.unreachable),
+                is_reachable(),
             )
         ):
             recipients[c.department_id].append(c.id)  # type: ignore[arg-type]
@@ -365,7 +366,13 @@ class TickReport:
     failed: int = 0
     released: int = 0
     folded: int = 0
+    fallbacks: int = 0  # gave up on one channel, queued again on the contact's next address
     errors: list[str] = field(default_factory=list)
+
+
+def _still_reachable_on(session: Session, contact: Contact, channel: str) -> bool:
+    """Whether the contact's address on ``channel`` is not yet marked unreachable (so it is reported once)."""
+    return any(r.channel == channel for r in reachable_routes(session=session, contacts=[contact])[row_id(contact)])
 
 
 def _round_robin(batches):  # type: ignore[no-untyped-def]
@@ -485,6 +492,39 @@ class ReminderEngine:
         missing = [c for c in claimed if c.id not in messages]
         await asyncio.to_thread(self._record, results, missing, report)
 
+    def _fall_back(self, session: Session, c: Claimed, channel_name: str, exc: ChannelError, now: datetime) -> bool:
+        """Send a reminder that gave up on one channel once more on the contact's next address; whether it did.
+
+        Once only: an occurrence already on a fallback route fails as before. An address the platform says can
+        never receive is marked so, and later reminders start from the next address.
+        """
+        occ = session.get(ReminderOccurrence, c.id)
+        contact = session.get(Contact, c.contact_id)
+        if occ is None or contact is None or occ.route or occ.claimed_by != self.worker:
+            return False
+        options = reachable_routes(session=session, contacts=[contact])[row_id(contact)]
+        following = next((r for r in options if r.channel != channel_name), None)
+        if following is None:
+            return False
+        if exc.permanent and getattr(exc, "address_problem", False):
+            mark_unreachable(session=session, contact=contact, channel=channel_name)
+        occ.route, occ.channel, occ.status = 1, following.channel, OccurrenceStatus.PENDING
+        occ.attempts, occ.lease_until, occ.claimed_by = 0, None, None
+        occ.error = f"{channel_name} gave up ({exc}); sent on {following.channel}"[:500]
+        events.record(
+            session,
+            EventType.REMINDER_FALLBACK,
+            at=now,
+            task_id=c.task_id,
+            contact_id=c.contact_id,
+            occurrence=c.id,
+            kind=c.kind,
+            from_channel=channel_name,
+            to_channel=following.channel,
+            error=str(exc)[:200],
+        )
+        return True
+
     def _record(
         self,
         results: list[tuple[Claimed, str, str | None, ChannelError | None]],
@@ -527,6 +567,9 @@ class ReminderEngine:
                     continue
                 mine = and_(ReminderOccurrence.id == c.id, ReminderOccurrence.claimed_by == self.worker)
                 permanent = exc.permanent or c.attempts >= MAX_ATTEMPTS
+                if permanent and self._fall_back(session, c, channel_name, exc, now):
+                    report.fallbacks += 1
+                    continue
                 status = OccurrenceStatus.FAILED if permanent else OccurrenceStatus.PENDING
                 session.execute(
                     update(ReminderOccurrence)
@@ -558,9 +601,14 @@ class ReminderEngine:
                 )
                 contact = session.get(Contact, c.contact_id)
                 blame_address = exc.permanent and getattr(exc, "address_problem", False)
-                if blame_address and contact is not None and contact.role != Role.OFFICE and not contact.unreachable:
-                    contact.unreachable = True
-                    session.execute(  # no point queueing more for an address that can never receive
+                if (
+                    blame_address
+                    and contact is not None
+                    and contact.role != Role.OFFICE
+                    and _still_reachable_on(session, contact, channel_name)
+                    and not mark_unreachable(session=session, contact=contact, channel=channel_name)
+                ):
+                    session.execute(  # no point queueing more for a contact no address of whom can receive
                         update(ReminderOccurrence)
                         .where(
                             ReminderOccurrence.contact_id == contact.id,

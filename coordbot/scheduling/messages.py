@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from coordbot.channels.base import Button, ButtonAction, Outbound
 from coordbot.core.text import labels, render
+from coordbot.plan.contacts import Route, reachable_routes
 from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Task, TaskStatus
 from coordbot.plan.progress import QuotaProgress
 from coordbot.plan.queries import tasks_quota_progress
@@ -96,6 +97,12 @@ def build_messages(
         quotas_by_task = tasks_quota_progress(
             session=session, tasks=list({t.id: t for t in reminded}.values()), today=now.astimezone(calendar.tz).date()
         )
+        options = reachable_routes(session=session, contacts=list(contacts.values()))
+    chosen = {
+        occ_id: route
+        for occ_id, occ in occs.items()
+        if (route := _route_for(occ, options.get(occ.contact_id, []))) is not None
+    }
 
     folded_by_parent: dict[int, list[ReminderOccurrence]] = defaultdict(list)
     for o in folded:
@@ -104,7 +111,8 @@ def build_messages(
     out: dict[int, tuple[str, Outbound]] = {}
     for occ_id, occ in occs.items():
         contact = contacts.get(occ.contact_id)
-        if contact is None or not contact.address:
+        route = chosen.get(occ_id)
+        if contact is None or route is None:
             continue
         locale = contact.language or default_locale
         task = tasks.get(occ.task_id) if occ.task_id else None
@@ -117,16 +125,13 @@ def build_messages(
                 if o.task_id in tasks
             ]
             text = render("catch_up.html", locale=locale, items=items, tz=tz)
-            out[occ_id] = (contact.channel, Outbound(contact.address, text))
+            out[occ_id] = (route.channel, Outbound(route.address, text))
         elif occ.kind in NOT_TASK_REMINDERS:
             text = render("notice.html", locale=locale, body=occ.body)
             buttons = ()
             if occ.kind == ReminderKind.CROSS_REQUEST and task is not None:
                 buttons = status_buttons(f"o{occ_id}", locale)[1:]  # report / at risk / blocked
-            out[occ_id] = (
-                contact.channel,
-                Outbound(contact.address, text, buttons=buttons, ask_reply=task is not None),
-            )
+            out[occ_id] = (route.channel, Outbound(route.address, text, buttons=buttons, ask_reply=task is not None))
         elif task is not None and plan is not None and _still_wanted(task):
             quotas = quotas_by_task[task.id]  # type: ignore[index]
             text = reminder_text(
@@ -140,27 +145,35 @@ def build_messages(
                 locale=locale,
             )
             out[occ_id] = (
-                contact.channel,
-                Outbound(contact.address, text, buttons=status_buttons(f"o{occ_id}", locale), ask_reply=True),
+                route.channel,
+                Outbound(route.address, text, buttons=status_buttons(f"o{occ_id}", locale), ask_reply=True),
             )
-    _batch_periodic(out, occs, tasks, contacts, quotas_by_task, default_locale)
+    _batch_periodic(out, occs, chosen, tasks, contacts, quotas_by_task, default_locale)
     return out
+
+
+def _route_for(occ: ReminderOccurrence, options: list[Route]) -> Route | None:
+    """The contact's first reachable address; after a fallback, the address on the channel chosen for it."""
+    if occ.route and occ.channel:
+        return next((r for r in options if r.channel == occ.channel), None)
+    return options[0] if options else None
 
 
 def _batch_periodic(
     out: dict[int, tuple[str, Outbound]],
     occs: dict[int, ReminderOccurrence],
+    chosen: dict[int, Route],
     tasks: dict[int, Task],
     contacts: dict[int, Contact],
     quotas_by_task: dict[int, list[QuotaProgress]],
     default_locale: str,
 ) -> None:
     """Replace a contact's simultaneous progress requests by one message (same object for every row)."""
-    groups: dict[tuple[int, datetime], list[int]] = defaultdict(list)
+    groups: dict[tuple[int, datetime, Route], list[int]] = defaultdict(list)
     for occ_id, occ in occs.items():
         if occ.kind == ReminderKind.PERIODIC and occ_id in out:
-            groups[(occ.contact_id, occ.fire_at)].append(occ_id)
-    for (contact_id, _), ids in groups.items():
+            groups[(occ.contact_id, occ.fire_at, chosen[occ_id])].append(occ_id)
+    for (contact_id, _, route), ids in groups.items():
         if len(ids) < BATCH_MIN:
             continue
         contact = contacts[contact_id]
@@ -171,6 +184,6 @@ def _batch_periodic(
         label = labels(locale)["buttons"]["report"].split()[0]
         buttons = [Button(f"{label} {tasks[occs[i].task_id].code}", ButtonAction.REPORT, f"o{i}") for i in ids]  # type: ignore[index]
         rows = tuple(tuple(buttons[k : k + 4]) for k in range(0, len(buttons), 4))
-        message = Outbound(contact.address, text, buttons=rows)  # type: ignore[arg-type]
+        message = Outbound(route.address, text, buttons=rows)
         for i in ids:
-            out[i] = (contact.channel, message)
+            out[i] = (route.channel, message)
