@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -183,16 +184,16 @@ _SLASH_BEFORE = re.compile(r"(?:\b(?:by|before|until|till|due|on)\s{0,3}|[于在
 _SLASH_AFTER = re.compile(r"\s{0,3}(?:前|之前|以前|完成|[日号])")
 
 
-def _roll(today: date, y: int | None, build: object) -> tuple[date, bool, bool] | None:
+def _roll(today: date, y: int | None, build: Callable[[int], date | None]) -> tuple[date, bool, bool] | None:
     """Build a date in ``y`` (or this year); roll an implicit-year date that already passed."""
     explicit = y is not None
     year = y if y is not None else today.year
-    d = build(year)  # type: ignore[operator]
+    d = build(year)
     if d is None:
         return None
     raw_past = d < today
     if raw_past and not explicit:
-        nd = build(year + 1)  # type: ignore[operator]
+        nd = build(year + 1)
         if nd is not None:
             return nd, True, explicit
     return d, raw_past, explicit

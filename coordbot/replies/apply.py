@@ -16,6 +16,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
+from coordbot.core.db import row_id
 from coordbot.core.events import EventType
 from coordbot.core.text import render
 from coordbot.plan.actions import recolour
@@ -187,7 +188,7 @@ def _store_report(
     """Snapshot: what the report said (a new row, or over the revised one) and the task as it was before."""
     if report is None:
         report = ProgressReport(
-            task_id=task.id,  # type: ignore[arg-type]
+            task_id=row_id(task),
             department_id=contact.department_id if contact else task.lead_department_id,
         )
         session.add(report)
@@ -246,7 +247,7 @@ def _count_quantities(
             applied.unmatched.append(q)
             continue
         obs = Observation(
-            target_id=target.id,  # type: ignore[arg-type]
+            target_id=row_id(target),
             value=float(q.value),
             mode=q.mode,
             observed_on=today,
@@ -286,13 +287,13 @@ def _ask_for_help(
             if dept is None or dept.id == own or dept in applied.help_departments:
                 continue
             if dept.id in asked_before:
-                asked_before.pop(dept.id)  # type: ignore[arg-type]
+                asked_before.pop(dept.id)
                 applied.help_departments.append(dept)
                 continue
             req = CrossRequest(
-                task_id=task.id,  # type: ignore[arg-type]
+                task_id=row_id(task),
                 from_department_id=own,
-                to_department_id=dept.id,  # type: ignore[arg-type]
+                to_department_id=row_id(dept),
                 report_id=report.id,
                 text=report.text,
                 created_at=now,
@@ -402,9 +403,9 @@ def _queue_cross_request(
         )
         add_occurrence(
             session=session,
-            contact_id=c.id,
+            contact_id=row_id(c),
             kind=ReminderKind.CROSS_REQUEST,
-            task_id=task.id,  # type: ignore[arg-type]
+            task_id=task.id,
             plan_id=task.plan_id,
             fire_at=calendar.next_send_time(now),
             body=body,
@@ -444,7 +445,7 @@ def undo_report(*, session: Session, report: ProgressReport, now: datetime, acto
     later = session.exec(
         select(ProgressReport).where(
             ProgressReport.task_id == task.id,
-            ProgressReport.id > report.id,  # type: ignore[operator]
+            col(ProgressReport.id) > report.id,
             ~col(ProgressReport.voided),
         )
     ).first()
@@ -556,7 +557,7 @@ def assign_quantity(
         raise ValueError("this number was already counted")
     value, mode = float(q["value"]), q.get("mode") or "increment"
     obs = Observation(
-        target_id=target.id,  # type: ignore[arg-type]
+        target_id=row_id(target),
         value=value,
         mode=mode,
         observed_on=report.received_at.astimezone(calendar.tz).date(),

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from coordbot.channels.base import Button, ButtonAction, Inbound, Outbound, Reply
 from coordbot.core.clock import Clock, SystemClock
-from coordbot.core.db import insert_or_ignore, session_scope
+from coordbot.core.db import insert_or_ignore, row_id, session_scope
 from coordbot.core.text import labels, render
 from coordbot.plan import actions
 from coordbot.plan.contacts import BindError, contacts_for_address, redeem_invite
@@ -78,6 +78,7 @@ def _record_inbound_statement(s: Session) -> Any:
     dialect = s.get_bind().dialect.name
     stmt = _INBOUND_INSERTS.get(dialect)
     if stmt is None:
+        # sqlmodel's types declare no __table__ on table models (SQLAlchemy's mapping sets it)
         table = InboundMessage.__table__  # type: ignore[attr-defined]
         values = ("channel", "external_id", "received_at", "chat_id", "sender_id", "kind", "text")
         # On the table, not the entity: the ORM's bulk-insert path around a one-row INSERT cost more than it.
@@ -101,12 +102,12 @@ _OPEN_TASKS = (
     .where(
         col(Task.archived_at).is_(None),
         col(Task.status).in_(OPEN_STATUSES),
-        (Task.lead_department_id == bindparam("department_id"))
+        (col(Task.lead_department_id) == bindparam("department_id"))
         | col(Task.id).in_(
             select(TaskDepartment.task_id).where(TaskDepartment.department_id == bindparam("department_id"))
         ),
     )
-    .order_by(Task.position)
+    .order_by(col(Task.position))
 )
 
 
@@ -299,8 +300,10 @@ class Conversation:
         task = self._find_task(s, args)
         if task is None:
             return self._error(who, "no_task", args)
+        office = who.office
+        assert office is not None  # the OFFICE guard
         try:
-            actions.close_task(session=s, task=task, actor=f"office:{who.office.id}", now=now)  # type: ignore[union-attr]
+            actions.close_task(session=s, task=task, actor=f"office:{office.id}", now=now)
         except actions.ActionError as exc:
             return self._error(who, "not_allowed", str(exc))
         return Reply(render("chat/closed.html", locale=who.locale, task=task))
@@ -333,14 +336,16 @@ class Conversation:
     def _tasks(self, s: Session, who: Who, now: datetime) -> Reply:
         today = now.astimezone(self.calendar.tz).date()
         if who.office is not None:
-            tasks = list(s.exec(select(Task).where(col(Task.archived_at).is_(None)).order_by(Task.position)))
+            tasks = list(s.exec(select(Task).where(col(Task.archived_at).is_(None)).order_by(col(Task.position))))
             title = "全部任务" if who.locale == "zh" else "All tasks"
         else:
             me = who.contact or who.leader
-            tasks = self._open_tasks(s, me.department_id)  # type: ignore[union-attr]
-            dept = s.get(Department, me.department_id)  # type: ignore[union-attr]
+            assert me is not None  # bound, not the office: a contact or a leader (group robots only send)
+            tasks = self._open_tasks(s, me.department_id)
+            dept = s.get(Department, me.department_id)
             title = (dept.short_name or dept.name) if dept else ""
-        last = latest_reports(session=s, task_ids=[t.id for t in tasks])  # type: ignore[misc]
+        ids = [row_id(t) for t in tasks]
+        last = latest_reports(session=s, task_ids=ids)
         quotas = tasks_quota_progress(session=s, tasks=tasks, today=today)
         rows = [
             {
@@ -350,11 +355,11 @@ class Conversation:
                 "status": t.status,
                 "progress": t.progress,
                 "due_date": t.due_date,
-                "quotas": quotas[t.id],  # type: ignore[index]
-                "last_report": last[t.id].text if t.id in last else "",
-                "last_report_at": last[t.id].received_at if t.id in last else None,
+                "quotas": quotas[tid],
+                "last_report": last[tid].text if tid in last else "",
+                "last_report_at": last[tid].received_at if tid in last else None,
             }
-            for t in tasks
+            for t, tid in zip(tasks, ids, strict=True)
         ]
         return Reply(render("chat/tasks.html", locale=who.locale, title=title, tasks=rows, tz=self.calendar.tz.key))
 
@@ -367,7 +372,7 @@ class Conversation:
                 col(Task.colour).in_(["red", "yellow"]),
                 col(Task.status).in_(OPEN_STATUSES),
             )
-            .order_by(col(Task.colour).desc(), Task.position)
+            .order_by(col(Task.colour).desc(), col(Task.position))
         ).all()
         rows = [
             {
@@ -390,7 +395,9 @@ class Conversation:
         task = self._find_task(s, code)
         if task is None:
             return self._error(who, "no_task", code)
-        if not self._may_report(s, who.contact, task) or task.lead_department_id != who.contact.department_id:  # type: ignore[arg-type,union-attr]
+        contact = who.contact
+        assert contact is not None  # the CONTACTS guard
+        if not self._may_report(s, contact, task) or task.lead_department_id != contact.department_id:
             return self._error(who, "not_yours", code)
         try:
             new_due = date.fromisoformat(when)
@@ -399,7 +406,7 @@ class Conversation:
         try:
             with s.begin_nested():
                 ext = actions.request_extension(
-                    session=s, task=task, new_due=new_due, reason=reason, contact=who.contact, now=now
+                    session=s, task=task, new_due=new_due, reason=reason, contact=contact, now=now
                 )
         except actions.ActionError as exc:
             return self._error(who, "not_allowed", str(exc))
@@ -412,6 +419,8 @@ class Conversation:
         for office in s.exec(
             select(Contact).where(Contact.role == Role.OFFICE, Contact.active, col(Contact.address).is_not(None))
         ):
+            if office.address is None:  # the query wants an address: for the type checker
+                continue
             words = labels(office.language)["buttons"]
             text = render(
                 "chat/extension_notice.html",  # .html: autoescaped, as it is sent as Telegram HTML
@@ -424,7 +433,7 @@ class Conversation:
                 Outbound(
                     office.address,
                     text,
-                    buttons=(  # type: ignore[arg-type]
+                    buttons=(
                         (
                             Button(words["approve"], ButtonAction.APPROVE, f"e{ext.id}"),
                             Button(words["reject"], ButtonAction.REJECT, f"e{ext.id}"),
@@ -439,12 +448,14 @@ class Conversation:
         ext = s.get(Extension, int(ext_id)) if ext_id.isdigit() else None
         if ext is None:
             return self._error(who, "gone")
+        office = who.office
+        assert office is not None  # the OFFICE guard (the command's, or _press_decide's)
         try:
             actions.decide_extension(
                 session=s,
                 extension=ext,
                 approve=approve,
-                decided_by=f"office:{who.office.id}",  # type: ignore[union-attr]
+                decided_by=f"office:{office.id}",
                 now=now,
             )
         except actions.ActionError as exc:
@@ -543,7 +554,7 @@ class Conversation:
         buttons: tuple[tuple[Button, ...], ...] = ((Button(words["undo"], ButtonAction.UNDO, f"p{report.id}"),),)
         if applied.unmatched:
             # A number that fits no target, or several: ask which one, with a button per target.
-            targets = numeric_targets(session=s, task_id=task.id)  # type: ignore[arg-type]
+            targets = numeric_targets(session=s, task_id=row_id(task))
             open_numbers = unmatched_indexes(report, targets)
             if targets and open_numbers:
                 first = applied.unmatched[0]
@@ -582,15 +593,18 @@ class Conversation:
         except ValueError:
             return self._error(who, "gone")
         task = s.get(Task, report.task_id)
+        assert task is not None  # a report's task (a foreign key)
         today = now.astimezone(self.calendar.tz).date()
-        quotas = task_quota_progress(session=s, task=task, today=today)  # type: ignore[arg-type]
+        quotas = task_quota_progress(session=s, task=task, today=today)
         quota = next((q for q in quotas if q.metric == target.metric), None)
         text = render(
             "chat/quantity_assigned.html", locale=who.locale, target=target, value=value, mode=mode, quota=quota
         )
         return Reply(text, alert=_toast(text))
 
-    def _task_for_reply(self, s: Session, msg: Inbound) -> tuple[Task | None, int | None, list[tuple[Task, int]]]:
+    def _task_for_reply(
+        self, s: Session, msg: Inbound
+    ) -> tuple[Task | None, int | None, list[tuple[Task, int | None]]]:
         """The task a reply is about: the reminder it answers, or the task named in the message it answers.
 
         A reply to a message that asked about several tasks returns them as candidates (task, reminder id);
@@ -598,12 +612,12 @@ class Conversation:
         """
         if msg.reply_to_ref:
             occs = s.exec(select(ReminderOccurrence).where(ReminderOccurrence.message_ref == msg.reply_to_ref)).all()
-            candidates = [(s.get(Task, o.task_id), o.id) for o in occs if o.task_id is not None]
-            candidates = sorted(((t, oid) for t, oid in candidates if t is not None), key=lambda c: c[0].position)
+            found = [(s.get(Task, o.task_id), o.id) for o in occs if o.task_id is not None]
+            candidates = sorted(((t, oid) for t, oid in found if t is not None), key=lambda c: c[0].position)
             if len(candidates) == 1:
                 return candidates[0][0], candidates[0][1], []
             if candidates:
-                return None, None, candidates  # type: ignore[return-value]
+                return None, None, candidates
         if msg.reply_to_text:
             m = REPLY_TASK.search(msg.reply_to_text)
             if m:
@@ -686,12 +700,12 @@ class Conversation:
         ref = msg.callback_ref
         occ = s.get(ReminderOccurrence, int(ref[1:])) if ref.startswith("o") and ref[1:].isdigit() else None
         task = s.get(Task, occ.task_id) if occ and occ.task_id else None
-        if task is None or who.contact is None or not self._may_answer(s, msg, who, occ):  # type: ignore[arg-type]
+        if task is None or occ is None or who.contact is None or not self._may_answer(s, msg, who, occ):
             return self._error(who, "gone")
         if msg.callback_action == ButtonAction.REPORT:
             return Reply(render("chat/ask_report.html", locale=who.locale, code=task.code), ask_reply=True)
         status = STATUS_ACTIONS[ButtonAction(msg.callback_action)]
-        return self._report(s, who, task, "", now, source="button", status=status, reminder_id=occ.id)  # type: ignore[union-attr]
+        return self._report(s, who, task, "", now, source="button", status=status, reminder_id=occ.id)
 
     def _press_set_quantity(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
         return self._set_quantity(s, who, msg.callback_ref, now)
@@ -706,10 +720,11 @@ class Conversation:
 
     def _press_undo(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
         report, _ = self._own_report(s, who, msg.callback_ref)
-        if report is None:
+        contact = who.contact
+        if report is None or contact is None:  # a report only when it is the contact's own
             return self._error(who, "gone")
         try:
-            task = undo_report(session=s, report=report, now=now, actor=f"contact:{who.contact.id}")  # type: ignore[union-attr]
+            task = undo_report(session=s, report=report, now=now, actor=f"contact:{contact.id}")
         except ValueError as exc:
             return self._error(who, "not_allowed", str(exc))
         text = render("chat/undone.html", locale=who.locale, task=task)

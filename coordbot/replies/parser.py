@@ -44,6 +44,7 @@ from functools import lru_cache
 from ._dates import DateHit, find_dates
 from ._numbers import CN_CHARS, EN_WORDS, parse_number
 from ._text import Clauses, detect_language, normalise
+from .ambiguity import Ambiguity
 
 MAX_CHARS = 4096  # Telegram caps a message at 4096 characters
 MAX_NUMBERS = 128  # numeric tokens examined per reply
@@ -483,7 +484,7 @@ class _Ctx:
     cl: Clauses
     today: date
     blocked: list[tuple[int, int]]
-    amb: list[str]
+    amb: list[Ambiguity]
     date_spans: list[tuple[int, int]]
 
 
@@ -532,7 +533,7 @@ def _task_code(ctx: _Ctx, task_codes: Sequence[str]) -> str | None:
             code = _norm_code(m.group(1))
             if known and code not in known:
                 if explicit:
-                    ctx.amb.append("unknown_task_code")
+                    ctx.amb.append(Ambiguity.UNKNOWN_TASK_CODE)
                 continue
             ctx.blocked.append(m.span(1))
             found.append(code)
@@ -552,7 +553,7 @@ def _task_code(ctx: _Ctx, task_codes: Sequence[str]) -> str | None:
                 found.append(code)
     distinct = sorted(set(found))
     if len(distinct) > 1:
-        ctx.amb.append("several_task_codes")
+        ctx.amb.append(Ambiguity.SEVERAL_TASK_CODES)
         return None
     return distinct[0] if distinct else None
 
@@ -619,7 +620,7 @@ def _percents(
         if not _is_progress_pct(ctx, s) or _NOT_BEFORE.search(norm, max(0, s - 8), s):
             continue
         if _QUESTION_CLAUSE.match(norm, cs) and norm[s:ce].rstrip().endswith(("?", "？")):
-            ctx.amb.append("question")  # 进度80%？还是按件数算？
+            ctx.amb.append(Ambiguity.QUESTION)  # 进度80%？还是按件数算？
             continue
         found.append((s, e, int(min(value, Decimal(100)).quantize(Decimal(1), rounding=ROUND_HALF_UP))))
     if not found:
@@ -631,7 +632,7 @@ def _percents(
             found = keep
     values = {v for _, _, v in found}
     if len(values) > 1:
-        ctx.amb.append("conflicting_percent")
+        ctx.amb.append(Ambiguity.CONFLICTING_PERCENT)
         return None, pct_qty
     return found[0][2], pct_qty
 
@@ -762,7 +763,7 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
     people_ok = any(u in _PEOPLE for u in target_units)
     for i, m in enumerate(_NUM_RE.finditer(ctx.norm)):
         if i >= MAX_NUMBERS:
-            ctx.amb.append("too_many_numbers")
+            ctx.amb.append(Ambiguity.TOO_MANY_NUMBERS)
             break
         if _overlaps(ctx.blocked, *m.span()):
             continue
@@ -786,7 +787,7 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
         out.append(q)
         ctx.blocked.append((n.s, n.end))
     if bare_unmatched:
-        ctx.amb.append("number_without_unit")
+        ctx.amb.append(Ambiguity.NUMBER_WITHOUT_UNIT)
     return out
 
 
@@ -904,7 +905,7 @@ def _not_an_observation(ctx: _Ctx, n: _Number) -> bool:
     norm, s, end, cs = ctx.norm, n.s, n.end, n.cs
     question = _QUESTION_CLAUSE.match(norm, cs)
     if question and question.end() > s:
-        ctx.amb.append("question")  # 今年指标是10项还是12项？: a question, not a figure
+        ctx.amb.append(Ambiguity.QUESTION)  # 今年指标是10项还是12项？: a question, not a figure
         return True
     skip_before = _SKIP_BEFORE.search(norm[max(cs, s - 8) : s]) and not _DONE_AFTER.match(norm, end)
     return bool(
@@ -966,13 +967,13 @@ def _quantity(
     top = best[0][0]
     tied = [t for sc, t in best if abs(sc - top) < 1e-9]
     if len(tied) > 1:
-        ctx.amb.append("unit_fits_several_targets")
+        ctx.amb.append(Ambiguity.UNIT_FITS_SEVERAL_TARGETS)
         return _unmatched(ctx, n)
     t = tied[0]
     at_date = t.period == "at-date"
     mode = _mode(ctx, n.s, n.end, n.fraction, at_date, t.period == "cumulative")
     if at_date and mode == "increment" and _LEVEL_CHANGE.search(ctx.norm[n.cs : n.s]):
-        ctx.amb.append("change_of_level")  # +1.5 on a level metric: the bot asks for the level
+        ctx.amb.append(Ambiguity.CHANGE_OF_LEVEL)  # +1.5 on a level metric: the bot asks for the level
     elif at_date:
         mode = "total"
     value = _to_target_unit(n.value, n.money or bool(n.mult and t.unit in _MONEY_UNITS), t.unit)
@@ -1071,10 +1072,10 @@ def _status(
             continue
         cs, ce = ctx.cl.clause(ks)
         if _QUESTION_END.match(norm, ce - 1) if ce > 0 else False:
-            ctx.amb.append("question")  # 完成了？ — a question back, not a report
+            ctx.amb.append(Ambiguity.QUESTION)  # 完成了？ — a question back, not a report
             continue
         if status is not Status.ON_TRACK and _HEDGE.search(norm, *ctx.cl.sentence(ks)):
-            ctx.amb.append("uncertain")  # 已经完成了吧，我问一下同事
+            ctx.amb.append(Ambiguity.UNCERTAIN)  # 已经完成了吧，我问一下同事
             continue
         if status in (Status.BLOCKED, Status.AT_RISK) and _NONE_AFTER.match(norm, ke):
             signals.append((Status.ON_TRACK, WEAK, ks))  # 需协调事项：无
@@ -1202,7 +1203,7 @@ def _resolve_status(
     weak = {s for s, k, _ in signals if k == WEAK}
     if Status.DONE in strong:
         if strong - {Status.DONE, Status.ON_TRACK} or neg_done:
-            ctx.amb.append("conflicting_status")
+            ctx.amb.append(Ambiguity.CONFLICTING_STATUS)
             return None
         return Status.DONE
     pool = strong or weak
@@ -1309,7 +1310,7 @@ def _help(ctx: _Ctx, departments: Sequence[DepartmentRef]) -> tuple[list[str], b
     return codes, waiting
 
 
-def _confidence(ambiguities: list[str], status_strong: bool, found_any: bool) -> float:
+def _confidence(ambiguities: Sequence[str], status_strong: bool, found_any: bool) -> float:
     # A heuristic, not a probability: the bot only compares it with a threshold to decide whether to confirm.
     if not found_any:
         return 0.1
@@ -1330,7 +1331,7 @@ def _parse(
     norm = normalise(raw)
     ctx = _Ctx(text=raw, norm=norm, cl=Clauses(norm), today=today, blocked=[], amb=[], date_spans=[])
     if truncated:
-        ctx.amb.append("text_truncated")
+        ctx.amb.append(Ambiguity.TEXT_TRUNCATED)
     code = _task_code(ctx, task_codes)
     hits = find_dates(norm, today, ctx.blocked)
     ctx.date_spans = [(h.start, h.end) for h in hits]
@@ -1351,7 +1352,7 @@ def _parse(
     expected = _expected_date(ctx, hits)
     status = _resolve_status(ctx, signals, neg_done, percent, expected)
     if expected is None and _EXTENSION.search(norm):
-        ctx.amb.append("extension_without_date")  # 申请延期 without a new date: the bot asks for one
+        ctx.amb.append(Ambiguity.EXTENSION_WITHOUT_DATE)  # 申请延期 without a new date: the bot asks for one
     is_correction = _CORRECTION_ZH.search(norm) is not None or any(
         m.start() == 0 or not _is_latin(norm[m.start() - 1]) for m in _CORRECTION_EN.finditer(norm)
     )
@@ -1359,7 +1360,7 @@ def _parse(
         status or percent is not None or quantities or expected or help_codes or is_correction or neg_done or signals
     )
     if not found_any:
-        ctx.amb.append("no_information")
+        ctx.amb.append(Ambiguity.NO_INFORMATION)
     ambiguities = tuple(dict.fromkeys(ctx.amb))
     strong = any(k == STRONG for _, k, _ in signals)
     return ParsedReply(
@@ -1391,4 +1392,4 @@ def parse_reply(
     try:
         return _parse(text, today, targets, departments, task_codes)
     except Exception:  # a parser bug must not drop a contact's reply; the bot asks instead
-        return ParsedReply(None, None, (), None, (), None, False, "zh", ("parser_error",), 0.0)
+        return ParsedReply(None, None, (), None, (), None, False, "zh", (Ambiguity.PARSER_ERROR,), 0.0)

@@ -24,11 +24,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, Text, case, func, literal, literal_column
 from sqlalchemy import cast as sql_cast
+from sqlalchemy import select as sa_select  # for more than four columns: sqlmodel's is typed for four at most
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from coordbot.core.db import row_id
 from coordbot.core.events import Event, EventType
 from coordbot.plan.models import (
     OPEN_STATUSES,
@@ -49,6 +51,7 @@ from coordbot.plan.models import (
     TaskStatus,
 )
 from coordbot.plan.progress import Assessment, QuotaProgress, assess, period_bounds, quota_progress
+from coordbot.plan.queries import counted_targets
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import POLICY_KINDS
 from coordbot.scheduling.models import OccurrenceStatus, ReminderOccurrence
@@ -134,7 +137,7 @@ def meeting_period(*, session: Session, plan: Plan, meeting_date: date, since: d
     """From the day after the last recorded meeting before ``meeting_date`` (or the plan's start) to it."""
     if since is None:
         last = session.exec(
-            select(Meeting.held_on)
+            select(col(Meeting.held_on))
             .where(Meeting.plan_id == plan.id, Meeting.held_on < meeting_date)
             .order_by(col(Meeting.held_on).desc())
         ).first()
@@ -543,7 +546,7 @@ class _Rows:
 def _load_rows(session: Session, *, plan: Plan, period: Period, span: _Span) -> _Rows:
     """Every row the roll-up needs, in ``QUERIES`` queries whatever the plan's size."""
     pid = plan.id
-    plan_tasks = select(Task.id).where(Task.plan_id == pid)
+    plan_tasks = select(col(Task.id)).where(Task.plan_id == pid)
     since, until = span.since, span.until
     # Column selects run on the session's connection (Core rows, none of the ORM's per-row work); flush first,
     # as session.exec() would.
@@ -561,7 +564,8 @@ def _load_rows(session: Session, *, plan: Plan, period: Period, span: _Span) -> 
     co_rows = conn.execute(
         select(TaskDepartment.task_id, TaskDepartment.department_id).where(col(TaskDepartment.task_id).in_(plan_tasks))
     ).all()
-    numeric_targets = [tg for tg in _target_rows(conn, pid) if tg.value is not None and tg.comparator != "qualitative"]
+    # plan.queries' rule of a counted target (it reads value and comparator, which _TargetRow has)
+    numeric_targets = cast("list[_TargetRow]", counted_targets(cast("list[Target]", _target_rows(conn, pid))))
     # 6-7: observations counted up to the roll-up date: sums per date range, and the rows themselves for
     # the targets whose running totals or fractions need them in order
     sums, obs = _observation_sums(
@@ -612,19 +616,21 @@ def _target_rows(conn: Connection, pid: int | None) -> list[_TargetRow]:
 
 def _report_rows(conn: Connection, plan_tasks: SelectOfScalar[int | None], since: datetime) -> Sequence[Any]:
     """Reports from the period's start on (those after its end tell the progress at its end), by time
-    (ix_report_received): (task_id, received_at, department_id, status, previous as text, reminder_id)."""
+    (ix_report_received): (task_id, received_at, department_id, status, previous as text, reminder_id,
+    superseded_by_id)."""
     return conn.execute(
-        select(
-            ProgressReport.task_id,
-            ProgressReport.received_at,
-            ProgressReport.department_id,
-            ProgressReport.status,
+        sa_select(
+            col(ProgressReport.task_id),
+            col(ProgressReport.received_at),
+            col(ProgressReport.department_id),
+            col(ProgressReport.status),
             sql_cast(ProgressReport.previous, Text),  # decoded only for the reports that tell a progress
-            ProgressReport.reminder_id,
+            col(ProgressReport.reminder_id),
+            col(ProgressReport.superseded_by_id),
         )
         .where(
             _by_time(ProgressReport.task_id).in_(plan_tasks),
-            ProgressReport.received_at >= since,
+            col(ProgressReport.received_at) >= since,
             ~col(ProgressReport.voided),
         )
         .order_by(col(ProgressReport.received_at), col(ProgressReport.id))
@@ -654,7 +660,7 @@ def _request_rows(session: Session, plan_tasks: SelectOfScalar[int | None], sinc
     return session.exec(
         select(CrossRequest)
         .where(col(CrossRequest.task_id).in_(plan_tasks))
-        .where((CrossRequest.status == "open") | (col(CrossRequest.created_at) >= since))
+        .where((col(CrossRequest.status) == "open") | (col(CrossRequest.created_at) >= since))
         .order_by(col(CrossRequest.created_at))
     ).all()
 
@@ -667,7 +673,7 @@ def _extension_rows(
         select(Extension)
         .where(col(Extension.task_id).in_(plan_tasks))
         .where(
-            (Extension.status == "requested")
+            (col(Extension.status) == "requested")
             | ((col(Extension.requested_at) >= since) & (col(Extension.requested_at) < until))
             | ((col(Extension.decided_at) >= since) & (col(Extension.decided_at) < until))
         )
@@ -682,8 +688,8 @@ def _event_rows(conn: Connection, pid: int | None, since: datetime, until: datet
     return [
         row[:4]
         for row in conn.execute(
-            select(Event.at, Event.type, Event.task_id, Event.payload, Event.plan_id)
-            .where(col(Event.type).in_(CHANGE_TYPES), Event.at >= since, Event.at < until)
+            sa_select(col(Event.at), col(Event.type), col(Event.task_id), col(Event.payload), col(Event.plan_id))
+            .where(col(Event.type).in_(CHANGE_TYPES), col(Event.at) >= since, col(Event.at) < until)
             .order_by(col(Event.at), col(Event.id))
         )
         if row[4] == pid
@@ -719,6 +725,11 @@ class _ReportTally:
     def progress_at_end(self, t: _TaskRow) -> int:
         r = self.first_after_end.get(t.id)
         return _progress_before(r, t) if r else t.progress
+
+
+def _last_live_status(period_reports: list[Any]) -> str | None:
+    """The status of the last of a task's period reports (in received order) that was not superseded."""
+    return next((r[3] for r in reversed(period_reports) if r[6] is None), None)
 
 
 def _progress_before(r: Any, t: _TaskRow) -> int:
@@ -785,22 +796,26 @@ class _QuotaCounter:
         self._start, self._end = plan.start_date, plan.end_date  # the plan's first and last days
         self._sums, self._obs = rows.sums, rows.obs
         self.as_of, self._day_before = span.as_of, span.day_before
-        # the counting window and trajectory with nothing counted, per goal, dates and day
-        self._window: dict[tuple[Any, ...], QuotaProgress] = {}
+        # the counting window and trajectory with nothing counted, per goal, dates and day, with the window's
+        # first day and its last counted one (its last, or the day if earlier)
+        self._window: dict[tuple[Any, ...], tuple[QuotaProgress, date, date]] = {}
 
     def progress_on(self, tg: _TargetRow, on: date) -> QuotaProgress:
         target = cast(Target, tg)  # quota_progress reads only the columns _TargetRow has
         rows = self._obs.get(tg.id)
         if rows is not None:  # running totals or fractions: the rows in order, as everywhere else
-            return quota_progress(target, rows, on=on, plan_start=self._start, plan_end=self._end)  # type: ignore[arg-type]
+            return quota_progress(target, rows, on=on, plan_start=self._start, plan_end=self._end)
         # Whole increments only: the counting window and trajectory with nothing counted (the same for every
         # target with the same goal and dates), plus the summed ranges that make up the window.
         key = (tg.comparator, tg.value, tg.baseline, tg.period, tg.start_date, tg.due_date, on)
-        q = self._window.get(key)
-        if q is None:
-            q = self._window[key] = quota_progress(target, (), on=on, plan_start=self._start, plan_end=self._end)  # type: ignore[arg-type]
-        lo, hi = q.period_start, min(q.period_end, on)  # type: ignore[type-var]
-        added = sum(r.total for r in self._sums.get(tg.id, ()) if lo <= r.first and r.last <= hi)  # type: ignore[operator]
+        window = self._window.get(key)
+        if window is None:
+            q = quota_progress(target, (), on=on, plan_start=self._start, plan_end=self._end)
+            start, end = q.period_start, q.period_end
+            assert start is not None and end is not None  # quota_progress always gives the window
+            window = self._window[key] = (q, start, min(end, on))
+        q, lo, hi = window
+        added = sum(r.total for r in self._sums.get(tg.id, ()) if lo <= r.first and r.last <= hi)
         return QuotaProgress(
             tg.metric, tg.name, tg.unit, q.period, q.actual + added, q.goal, q.expected, q.period_start, q.period_end
         )
@@ -986,7 +1001,14 @@ class _RollupBuilder:
             targets_of = targets_by_task.get(tid)
             quotas_of = [quota_line(tg, t.code) for tg in targets_of] if targets_of else []
             period_reports = in_period.get(tid, no_reports)
-            last_status = period_reports[-1][3] if period_reports else None
+            # The latest report as coordbot.plan.queries.latest_reports defines it (the newest received, then the
+            # newest id; not undone, not superseded), found in the rows loaded already, not by a query per task:
+            # they come in that order with undone ones left out, so it is the last of the period's that no
+            # other report superseded.
+            last_status = None
+            if period_reports:
+                last = period_reports[-1]
+                last_status = last[3] if last[6] is None else _last_live_status(period_reports)
             if last_status is None and t.colour_reason == "reported_at_risk":
                 last_status = "at_risk"  # the latest report, older than the period, said so
             until_due = workdays_until(t.due_date)
@@ -996,7 +1018,7 @@ class _RollupBuilder:
             if a is None:
                 a = assessed[key] = assess(
                     cast(Task, t),  # assess reads status and due_date
-                    counted,  # type: ignore[arg-type]
+                    counted,
                     today=as_of,
                     workdays_until_due=until_due,
                     last_report_status=last_status,
@@ -1010,13 +1032,13 @@ class _RollupBuilder:
                     code=t.code,
                     title=t.title,
                     group_code="",
-                    kind=t.kind,  # type: ignore[arg-type]
+                    kind=t.kind,
                     lead_code=codes[t.lead_department_id],
                     lead=names[t.lead_department_id],
                     co=[names[d] for d in co_ids] if co_ids else [],
                     status=t.status,
                     colour=a.colour,
-                    reason=a.reason,  # type: ignore[arg-type]
+                    reason=a.reason,
                     no_reply=is_open and sent > 0 and not period_reports,
                     progress=progress_at_end(t),
                     progress_start=progress_at_start(t, period_reports),
@@ -1028,7 +1050,7 @@ class _RollupBuilder:
                     quotas=quotas_of,
                     reminders_sent=sent,
                     reminders_answered=ok,
-                    requests=request_lines.get(tid, []),  # type: ignore[arg-type]
+                    requests=request_lines.get(tid, []),
                     reported_done_in_period=tid in done_in_period,
                     closed_in_period=tid in closed_in_period,
                     escalation_level=t.escalation_level,
@@ -1045,7 +1067,7 @@ class _RollupBuilder:
             if g.kind == "main":
                 number = group_number(main_pos)
                 main_pos += 1
-            items = lines_by_group.get(g.id, [])  # type: ignore[arg-type]
+            items = lines_by_group.get(row_id(g), [])
             for item in items:
                 item.group_code = g.code
             if items:
@@ -1106,7 +1128,7 @@ def _observation_sums(
     cuts: set[date] = set()
     for tg in targets:
         for on in dates:
-            start, end = period_bounds(cast(Target, tg), on, plan_start, plan_end)  # type: ignore[arg-type]
+            start, end = period_bounds(cast(Target, tg), on, plan_start, plan_end)
             cuts.update((start, min(end, on) + timedelta(days=1)))
     edges = sorted(d for d in cuts if d <= as_of)
     day = col(Observation.observed_on)
@@ -1115,7 +1137,7 @@ def _observation_sums(
         if len(edges) <= MAX_BUCKETS
         else day
     )
-    plain = (Observation.mode == "increment") & (Observation.value == func.round(Observation.value))
+    plain = (col(Observation.mode) == "increment") & (col(Observation.value) == func.round(Observation.value))
     mine = col(Observation.target_id).in_(select(Target.id).where(Target.plan_id == plan.id))
     counted = (~col(Observation.voided), day <= as_of)
     conn = session.connection()
@@ -1126,15 +1148,15 @@ def _observation_sums(
         if tg.period == "at-date" and tg.baseline is not None and not float(tg.baseline).is_integer()
     }
     for target_id, first, last, total, irregular in conn.execute(
-        select(
-            Observation.target_id,
+        sa_select(
+            col(Observation.target_id),
             func.min(day),
             func.max(day),
             func.sum(Observation.value),
             func.sum(case((plain, 0), else_=1)),
         )
         .where(mine, *counted)
-        .group_by(Observation.target_id, bucket)
+        .group_by(col(Observation.target_id), bucket)
     ):
         if irregular:
             exact.add(target_id)
@@ -1142,17 +1164,17 @@ def _observation_sums(
     obs: dict[int, list[_Obs]] = {tid: [] for tid in exact}
     # the targets are the plan's already: no plan condition, so none is scanned for when there are none
     for row in conn.execute(
-        select(
-            Observation.id,
-            Observation.target_id,
-            Observation.value,
-            Observation.mode,
-            Observation.observed_on,
-            Observation.recorded_at,
-            Observation.voided,
+        sa_select(
+            col(Observation.id),
+            col(Observation.target_id),
+            col(Observation.value),
+            col(Observation.mode),
+            col(Observation.observed_on),
+            col(Observation.recorded_at),
+            col(Observation.voided),
         ).where(*counted, col(Observation.target_id).in_(sorted(exact)))
     ):
-        obs[row[1]].append(_Obs(*row))
+        obs[row[1]].append(_Obs._make(row))
     return sums, obs
 
 
@@ -1208,8 +1230,8 @@ def decisions_needed(rollup: Rollup) -> list[Decision]:
 
 def exceptions(tasks: Iterable[TaskLine]) -> list[TaskLine]:
     """Red first, then yellow; within a colour the longest overdue and lowest progress first."""
-    order = {Colour.RED: 0, Colour.YELLOW: 1}
+    order: dict[str, int] = {Colour.RED: 0, Colour.YELLOW: 1}
     return sorted(
         (t for t in tasks if t.colour in order),
-        key=lambda t: (order[t.colour], -t.overdue_days, t.progress, t.code),  # type: ignore[index]
+        key=lambda t: (order[t.colour], -t.overdue_days, t.progress, t.code),
     )

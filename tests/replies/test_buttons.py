@@ -46,9 +46,10 @@ def test_every_button_action_has_a_handler() -> None:
 
 def test_every_ambiguity_the_parser_gives_is_named() -> None:
     source = (ROOT / "coordbot" / "replies" / "parser.py").read_text(encoding="utf-8")
-    codes = set(re.findall(r'amb\.append\("(\w+)"\)', source)) | {"parser_error"}
-    assert len(codes) > 10
-    assert codes <= {a.value for a in Ambiguity}
+    assert not re.findall(r'amb\.append\("(\w+)"\)', source)  # no bare strings: Ambiguity members
+    names = set(re.findall(r"amb\.append\(Ambiguity\.(\w+)\)", source)) | {"PARSER_ERROR"}
+    assert len(names) > 10
+    assert names <= set(Ambiguity.__members__)
 
 
 @pytest.fixture
