@@ -118,13 +118,45 @@ class GroupIn(_Strict):
     tasks: list[TaskIn] = Field(min_length=1)
 
 
+ChannelName = Literal[
+    "telegram", "wecom", "dingtalk", "feishu", "email", "wecom_robot", "dingtalk_robot", "feishu_robot"
+]
+ROBOT_CHANNELS = ("wecom_robot", "dingtalk_robot", "feishu_robot")
+
+
+class AddressIn(_Strict):
+    channel: ChannelName
+    address: Annotated[str, Field(min_length=1, max_length=128)]
+
+
 class ContactIn(_Strict):
     department: Code
     name: Text
-    role: Literal["contact", "leader", "office"] = "contact"
-    channel: Literal["telegram", "email", "wecom", "feishu", "dingtalk", "web"] = "telegram"
-    address: str | None = None
+    role: Literal["contact", "leader", "office", "group"] = "contact"
+    # The preferred address; usually left out: people bind themselves with an invite on their channel.
+    channel: ChannelName | None = None
+    address: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    addresses: list[AddressIn] = []  # further addresses the office knows (an e-mail), in fallback order
     language: Literal["zh", "en"] = "zh"
+
+    @model_validator(mode="after")
+    def _routes(self) -> ContactIn:
+        robot = self.channel in ROBOT_CHANNELS
+        if self.role == "group" and not (robot and self.address):
+            raise ValueError(
+                "a group contact is a group robot: give channel (wecom_robot, dingtalk_robot or feishu_robot) "
+                "and address (the robot's name in the robots file)"
+            )
+        if robot and self.role != "group":
+            raise ValueError(f"channel {self.channel} is a send-only group robot: only role 'group' uses it")
+        if self.address and self.channel is None:
+            raise ValueError("an address needs its channel (telegram, wecom, dingtalk, feishu or email)")
+        channels = [a.channel for a in self.addresses]
+        if len(set(channels)) < len(channels) or (self.channel in channels):
+            raise ValueError("one address per channel: the preferred channel and each further one differ")
+        if any(a.channel in ROBOT_CHANNELS for a in self.addresses):
+            raise ValueError("a group robot cannot be a person's further address")
+        return self
 
 
 class PlanMeta(_Strict):

@@ -16,6 +16,7 @@ from coordbot.core import events
 from coordbot.core.clock import utcnow
 from coordbot.core.db import row_id
 from coordbot.core.events import EventType
+from coordbot.plan.contacts import add_address, routes
 from coordbot.plan.loader import LoadedPlan
 from coordbot.plan.models import (
     Contact,
@@ -393,15 +394,28 @@ def _upsert_contacts(run: _ImportRun, contacts_in: list[ContactIn], depts: dict[
     }
     for c in contacts_in:
         key = (row_id(depts[c.department]), c.role, c.name)
-        values: dict[str, Any] = {"channel": c.channel, "language": c.language}
-        if c.address is not None:  # no address in the file: keep the one already stored
-            values["address"] = c.address
+        values: dict[str, Any] = {"language": c.language}
+        if c.address is not None:  # no address in the file: keep the binding already stored
+            values.update(channel=c.channel, address=c.address)
         if key not in contacts:
             contacts[key] = Contact(department_id=key[0], role=c.role, name=c.name, **values)
             run.session.add(contacts[key])
             run.say(f"+ contact {c.name} ({c.role}, {c.department})")
         elif diff := _apply(contacts[key], values):
             run.say(f"~ contact {c.name} ({c.role}, {c.department}): {_fmt(diff)}")
+        if c.addresses:
+            _add_further_addresses(run, contacts[key], c)
+
+
+def _add_further_addresses(run: _ImportRun, contact: Contact, c: ContactIn) -> None:
+    """The file's further addresses the contact lacks; a channel the person has bound themselves is kept."""
+    run.session.flush()
+    known = set(routes(session=run.session, contact=contact))
+    for further in c.addresses:
+        if (further.channel, further.address) in known or (further.channel == contact.channel and contact.address):
+            continue
+        add_address(session=run.session, contact=contact, channel=further.channel, address=further.address, now=run.now)
+        run.say(f"~ contact {c.name} ({c.role}, {c.department}): + {further.channel} address")
 
 
 def _record_import(run: _ImportRun, loaded: LoadedPlan, *, tasks: int, targets: int) -> None:

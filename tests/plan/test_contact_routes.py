@@ -87,3 +87,60 @@ def test_an_inactive_contact_is_not_found_by_its_further_address(engine: Engine,
         contact.active = False
         s.commit()
         assert contacts_for_address(session=s, channel="email", address="wang@amr.example.gov.cn") == []
+
+
+def _plan_with_contacts(minimal_plan: LoadedPlan, contacts: list[dict]) -> LoadedPlan:
+    from coordbot.plan.loader import parse_plan_text
+
+    data = minimal_plan.data.model_dump(mode="json", exclude_defaults=True)
+    data["contacts"] = contacts
+    import yaml
+
+    return parse_plan_text(yaml.safe_dump(data, allow_unicode=True), "contacts.yaml")
+
+
+def test_the_plan_file_names_further_addresses_and_group_robots(engine: Engine, minimal_plan: LoadedPlan) -> None:
+    contacts = [
+        {"department": "amr", "name": "王", "addresses": [{"channel": "email", "address": "wang@amr.example.gov.cn"}]},
+        {
+            "department": "amr",
+            "name": "市场监管局工作群",
+            "role": "group",
+            "channel": "wecom_robot",
+            "address": "amr-group",
+        },
+    ]
+    loaded = _plan_with_contacts(minimal_plan, contacts)
+    with Session(engine) as s:
+        first = service.import_plan(session=s, loaded=loaded)
+        s.commit()
+        again = service.import_plan(session=s, loaded=loaded)  # idempotent: nothing to change the second time
+        s.commit()
+        wang = s.exec(select(Contact).where(Contact.name == "王")).one()
+        group = s.exec(select(Contact).where(Contact.role == "group")).one()
+        assert routes(session=s, contact=wang) == [("email", "wang@amr.example.gov.cn")]
+        assert (group.channel, group.address) == ("wecom_robot", "amr-group")
+    assert any("+ email address" in line for line in first.changes)
+    assert not again.changed
+
+
+@pytest.mark.parametrize(
+    ("contact", "message"),
+    [
+        ({"role": "group", "channel": "wecom_robot"}, "a group contact is a group robot"),
+        ({"channel": "dingtalk_robot", "address": "x"}, "only role 'group' uses it"),
+        ({"address": "1001"}, "an address needs its channel"),
+        (
+            {"channel": "email", "address": "a@b.cn", "addresses": [{"channel": "email", "address": "c@d.cn"}]},
+            "one address per channel",
+        ),
+        ({"channel": "sms", "address": "1"}, "channel"),
+    ],
+)
+def test_bad_contact_routes_are_refused_with_the_field(minimal_plan: LoadedPlan, contact: dict, message: str) -> None:
+    from coordbot.plan.loader import PlanFileError
+
+    with pytest.raises(PlanFileError) as err:
+        _plan_with_contacts(minimal_plan, [{"department": "amr", "name": "王", **contact}])
+    rendered = err.value.render()
+    assert message in rendered and "contacts.yaml:" in rendered and "[contacts[0]" in rendered
