@@ -10,12 +10,15 @@ import click
 from sqlalchemy.engine import Engine
 
 from coordbot.core.config import ConfigError, Settings, load_settings
-from coordbot.core.db import make_engine, session_scope, upgrade
+from coordbot.core.db import make_engine, row_id, session_scope, upgrade
 from coordbot.core.text import render
 from coordbot.plan import service
 from coordbot.plan.loader import PlanFileError, load_plan_file
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from coordbot.plan.models import Contact
     from coordbot.reports.briefing import Format as BriefingFormat
     from coordbot.reports.digest import Format as DigestFormat
 
@@ -504,7 +507,9 @@ def contacts_invite(ctx: Ctx, department: str, name: str, role: str, lang: str, 
             raise click.ClickException(str(exc)) from exc
         expires = new.invite.expires_at.astimezone(ctx.settings.tz)
     click.echo(f"invite for {name} ({role}, {department}), valid until {expires:%Y-%m-%d %H:%M}:")
-    click.echo(new.link(username) if username else f"/start {new.code}   (no bot username known: use --bot)")
+    if username:
+        click.echo(f"  Telegram: {new.link(username)}")
+    click.echo(f"  WeCom, DingTalk, Feishu or e-mail: send the bot the message  绑定 {new.code}")
 
 
 def _bot_username(ctx: Ctx) -> str:
@@ -531,6 +536,7 @@ def contacts_list(ctx: Ctx) -> None:
     """Every contact with department, role and whether a chat is bound."""
     from sqlmodel import col, select
 
+    from coordbot.plan.contacts import reachable_routes
     from coordbot.plan.models import Contact, Department
 
     with session_scope(ctx.engine()) as session:
@@ -538,11 +544,79 @@ def contacts_list(ctx: Ctx) -> None:
         rows = session.exec(
             select(Contact).order_by(col(Contact.department_id), col(Contact.role), col(Contact.name))
         ).all()
+        options = reachable_routes(session=session, contacts=rows)
         for c in rows:
-            state = "unreachable" if c.unreachable else ("bound" if c.address else "not bound")
-            click.echo(f"{depts[c.department_id]:<16} {c.role:<8} {c.name:<12} {c.channel:<9} {state}")
+            state = "unreachable" if not options[row_id(c)] and c.address else ("bound" if c.address else "not bound")
+            further = ", ".join(f"{r.channel}" for r in options[row_id(c)] if r.further)
+            line = f"{depts[c.department_id]:<16} {c.role:<8} {c.name:<12} {c.channel:<14} {state}"
+            click.echo(line + (f"  (then: {further})" if further else ""))
     if not rows:
         click.echo("no contacts yet: create invite links with 'coordbot contacts invite DEPT --name NAME'")
+
+
+def _find_contact(session: Session, department: str, name: str, role: str) -> Contact:
+    from sqlmodel import col, select
+
+    from coordbot.plan.models import Contact, Department
+
+    found = session.exec(
+        select(Contact)
+        .join(Department, col(Department.id) == Contact.department_id)
+        .where(Department.code == department, Contact.name == name, Contact.role == role)
+    ).first()
+    if found is None:
+        raise click.ClickException(
+            f"no {role} named {name!r} in department {department!r} (see 'coordbot contacts list')"
+        )
+    return found
+
+
+@contacts.command("address")
+@click.argument("department")
+@click.option("--name", required=True, help="The contact's name.")
+@click.option("--role", type=click.Choice(["contact", "leader", "office"]), default="contact", show_default=True)
+@click.option("--channel", type=click.Choice(["email", "wecom", "dingtalk", "feishu", "telegram"]), required=True)
+@click.option("--address", required=True, help="The address on that channel (e-mail address, userid, open_id).")
+@pass_ctx
+def contacts_address(ctx: Ctx, department: str, name: str, role: str, channel: str, address: str) -> None:
+    """Add a further address to a contact: reminders fall back to it when the preferred channel gives up."""
+    from coordbot.plan.contacts import add_address, routes
+
+    with session_scope(ctx.engine()) as session:
+        contact = _find_contact(session, department, name, role)
+        try:
+            add_address(session=session, contact=contact, channel=channel, address=address)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        order = " -> ".join(ch for ch, _ in routes(session=session, contact=contact))
+    click.echo(f"{name} ({role}, {department}) is reached on: {order}")
+
+
+@contacts.command("robot")
+@click.argument("department")
+@click.option("--robot", required=True, help="The robot's name in the robots file (COORDBOT_ROBOTS_FILE).")
+@click.option("--kind", type=click.Choice(["wecom_robot", "dingtalk_robot", "feishu_robot"]), required=True)
+@click.option("--name", default="", help="What to call the group (default: <department> group).")
+@pass_ctx
+def contacts_robot(ctx: Ctx, department: str, robot: str, kind: str, name: str) -> None:
+    """Set DEPARTMENT's group chat, reached by a send-only group robot (digests and notices)."""
+    from sqlmodel import select
+
+    from coordbot.plan.models import Contact, Department, Role
+
+    with session_scope(ctx.engine()) as session:
+        dept = session.exec(select(Department).where(Department.code == department)).first()
+        if dept is None:
+            raise click.ClickException(f"no department {department!r} (see 'coordbot departments list')")
+        label = name or f"{dept.short_name or dept.name}工作群"
+        group = session.exec(
+            select(Contact).where(Contact.department_id == dept.id, Contact.role == Role.GROUP, Contact.name == label)
+        ).first()
+        if group is None:
+            group = Contact(department_id=row_id(dept), role=Role.GROUP, name=label)
+            session.add(group)
+        group.channel, group.address, group.active, group.unreachable = kind, robot, True, False
+    click.echo(f"{label} ({department}) is reached by the {kind} robot {robot!r}")
 
 
 def run() -> None:

@@ -106,3 +106,29 @@ def test_digest_briefing_and_meeting_commands(cli, tmp_path: Path) -> None:
     )
     refused = cli("meeting", "record", str(bad), ok=False)
     assert re.search(r"bad\.yaml:\d+", refused) and "9.9" in refused
+
+
+def test_contacts_on_several_channels_and_a_department_group_robot(cli) -> None:
+    cli("plan", "import", str(SHIPPED))
+    invite = cli("contacts", "invite", "amr", "--name", "王伟", "--bot", "coordbot_test_bot")
+    code = re.search(r"绑定 (\S+)", invite)
+    assert code and "https://t.me/coordbot_test_bot?start=" + code.group(1) in invite
+    out = cli(
+        "contacts",
+        "address",
+        "amr",
+        "--name",
+        "王伟",
+        "--channel",
+        "email",
+        "--address",
+        "wang@amr.example.gov.cn",
+        ok=False,
+    )
+    assert "no contact named '王伟' in department 'amr'" in out  # not bound yet: no contact row
+    robot = cli("contacts", "robot", "amr", "--robot", "amr-group", "--kind", "wecom_robot")
+    assert "wecom_robot robot 'amr-group'" in robot
+    listed = cli("contacts", "list")
+    assert re.search(r"amr\s+group\s+\S+工作群\s+wecom_robot\s+bound", listed)
+    cli("contacts", "robot", "amr", "--robot", "amr-group-2", "--kind", "dingtalk_robot")  # the same group, moved
+    assert cli("contacts", "list").count("工作群") == 1
