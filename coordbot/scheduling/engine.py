@@ -21,7 +21,7 @@ import os
 import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from coordbot.channels.base import Channel, ChannelError, NoChannelError, Outbound
+from coordbot.channels.base import Channel, ChannelError, Delivery, NoChannelError, Outbound
 from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import is_postgres, row_id, session_scope
@@ -127,8 +127,9 @@ def sync_reminders(
                 is_reachable(),
             )
         ):
-            recipients[c.department_id].append(c.id)  # type: ignore[arg-type]
-        existing: dict[int, dict[tuple[int, str, datetime], ReminderOccurrence]] = defaultdict(dict)
+            recipients[c.department_id].append(row_id(c))
+        # keyed by task id (a policy reminder always has one)
+        existing: dict[int | None, dict[tuple[int, str, datetime], ReminderOccurrence]] = defaultdict(dict)
         for occ in session.exec(
             select(ReminderOccurrence).where(
                 ReminderOccurrence.plan_id == plan.id,
@@ -138,10 +139,11 @@ def sync_reminders(
                 ReminderOccurrence.fire_at < window_end,
             )
         ):
-            existing[occ.task_id][(occ.contact_id, occ.kind, occ.fire_at)] = occ  # type: ignore[index]
+            existing[occ.task_id][(occ.contact_id, occ.kind, occ.fire_at)] = occ
 
         rows: list[dict[str, Any]] = []
         for task in tasks:
+            task_id = row_id(task)
             wanted: set[tuple[int, str, datetime]] = set()
             active = (
                 task.archived_at is None
@@ -152,9 +154,9 @@ def sync_reminders(
                 report.tasks += 1
                 policy = task_policy(task, base)
                 planned = plan_reminders(
-                    task_schedule(task, plan, targets[task.id]),
+                    task_schedule(task, plan, targets[task_id]),
                     policy,
-                    calendar,  # type: ignore[index]
+                    calendar,
                     window_start=window_start,
                     window_end=window_end,
                     tz=plan.timezone,
@@ -163,7 +165,7 @@ def sync_reminders(
                     for contact_id in recipients[task.lead_department_id]:
                         key = (contact_id, p.kind, p.fire_at)
                         wanted.add(key)
-                        if key not in existing[task.id] and p.fire_at >= insert_from:  # type: ignore[index]
+                        if key not in existing[task_id] and p.fire_at >= insert_from:
                             rows.append(
                                 {
                                     "plan_id": plan.id,
@@ -180,7 +182,7 @@ def sync_reminders(
                                     "created_at": now,
                                 }
                             )
-            for key, occ in existing[task.id].items():  # type: ignore[index]
+            for key, occ in existing[task_id].items():
                 if key not in wanted:
                     occ.status = OccurrenceStatus.CANCELLED
                     occ.error = "no longer wanted by the policy (deadline moved, task done or archived)"
@@ -233,14 +235,16 @@ def claim_due(
             _fail_expired_claims(session, now)
         due = or_(
             and_(
-                ReminderOccurrence.status == OccurrenceStatus.PENDING,
-                ReminderOccurrence.fire_at <= now,
+                col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
+                col(ReminderOccurrence.fire_at) <= now,
                 # a released row waits for its back-off (lease_until) before it is tried again
-                or_(col(ReminderOccurrence.lease_until).is_(None), ReminderOccurrence.lease_until <= now),
+                or_(col(ReminderOccurrence.lease_until).is_(None), col(ReminderOccurrence.lease_until) <= now),
             ),
-            and_(ReminderOccurrence.status == OccurrenceStatus.CLAIMED, ReminderOccurrence.lease_until < now),
+            and_(col(ReminderOccurrence.status) == OccurrenceStatus.CLAIMED, col(ReminderOccurrence.lease_until) < now),
         )
-        query = select(ReminderOccurrence).where(due).order_by(ReminderOccurrence.fire_at, ReminderOccurrence.id)
+        query = (
+            select(ReminderOccurrence).where(due).order_by(col(ReminderOccurrence.fire_at), col(ReminderOccurrence.id))
+        )
         query = query.limit(limit)
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
@@ -267,7 +271,7 @@ def claim_due(
             occ.claimed_by = worker
             occ.lease_until = now + lease
             occ.attempts += 1
-            claimed.append(Claimed(occ.id, occ.kind, occ.contact_id, occ.task_id, occ.fire_at, occ.attempts))  # type: ignore[arg-type]
+            claimed.append(Claimed(row_id(occ), occ.kind, occ.contact_id, occ.task_id, occ.fire_at, occ.attempts))
         for contact_id, old in stale.items():
             claimed.append(_fold(session, contact_id, old, now=now, worker=worker, lease=lease))
         session.flush()
@@ -303,13 +307,13 @@ def _fold(
         occurrence=catch_up.id,
         folded=[o.id for o in old],
     )
-    return Claimed(catch_up.id, catch_up.kind, contact_id, None, now, 1, tuple(o.id for o in old))  # type: ignore[arg-type]
+    return Claimed(row_id(catch_up), catch_up.kind, contact_id, None, now, 1, tuple(row_id(o) for o in old))
 
 
 def _fail_expired_claims(session: Session, now: datetime) -> None:
     expired = session.exec(
         select(ReminderOccurrence).where(
-            ReminderOccurrence.status == OccurrenceStatus.CLAIMED, ReminderOccurrence.lease_until < now
+            ReminderOccurrence.status == OccurrenceStatus.CLAIMED, col(ReminderOccurrence.lease_until) < now
         )
     ).all()
     for occ in expired:
@@ -346,7 +350,7 @@ def _wait(retry_state: Any) -> float:
     return max(float(retry_after), backoff)
 
 
-async def send_with_retry(channel: Channel, message: Outbound, *, tries: int = SEND_TRIES):
+async def send_with_retry(channel: Channel, message: Outbound, *, tries: int = SEND_TRIES) -> Delivery:
     """Send, retrying transient errors; a permanent error or the last failure is raised."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(lambda e: isinstance(e, ChannelError) and not e.permanent),
@@ -375,13 +379,16 @@ def _still_reachable_on(session: Session, contact: Contact, channel: str) -> boo
     return any(r.channel == channel for r in reachable_routes(session=session, contacts=[contact])[row_id(contact)])
 
 
-def _round_robin(batches):  # type: ignore[no-untyped-def]
+Batch = tuple[str, Outbound, list[Claimed]]  # channel name, message, the rows it stands for
+
+
+def _round_robin(batches: Iterable[Batch]) -> list[Batch]:
     """Interleave messages by recipient, so one busy chat (1 message/s) does not hold up the others."""
-    per_address: dict[str, list] = defaultdict(list)
+    per_address: dict[str, list[Batch]] = defaultdict(list)
     for batch in batches:
         per_address[batch[1].address].append(batch)
     queues = list(per_address.values())
-    out = []
+    out: list[Batch] = []
     for i in range(max((len(q) for q in queues), default=0)):
         out.extend(q[i] for q in queues if i < len(q))
     return out
@@ -468,7 +475,7 @@ class ReminderEngine:
         semaphore = asyncio.Semaphore(self.concurrency)
         results: list[tuple[Claimed, str, str | None, ChannelError | None]] = []
         # Rows folded into one message (a contact's weekly requests) share an Outbound: send it once.
-        batches: dict[int, tuple[str, Outbound, list[Claimed]]] = {}
+        batches: dict[int, Batch] = {}
         for c in claimed:
             if c.id in messages:
                 channel_name, outbound = messages[c.id]
@@ -532,6 +539,7 @@ class ReminderEngine:
         report: TickReport,
     ) -> None:
         now = self.clock.now()
+        # sqlmodel's types declare no __table__ on table models (SQLAlchemy's mapping sets it)
         table = ReminderOccurrence.__table__  # type: ignore[attr-defined]
         with session_scope(self.engine) as session:
             delivered = [(c, channel_name, ref) for c, channel_name, ref, exc in results if exc is None]
@@ -565,7 +573,7 @@ class ReminderEngine:
             for c, channel_name, _, exc in results:
                 if exc is None:
                     continue
-                mine = and_(ReminderOccurrence.id == c.id, ReminderOccurrence.claimed_by == self.worker)
+                mine = and_(col(ReminderOccurrence.id) == c.id, col(ReminderOccurrence.claimed_by) == self.worker)
                 permanent = exc.permanent or c.attempts >= MAX_ATTEMPTS
                 if permanent and self._fall_back(session, c, channel_name, exc, now):
                     report.fallbacks += 1
@@ -611,8 +619,8 @@ class ReminderEngine:
                     session.execute(  # no point queueing more for a contact no address of whom can receive
                         update(ReminderOccurrence)
                         .where(
-                            ReminderOccurrence.contact_id == contact.id,
-                            ReminderOccurrence.status == OccurrenceStatus.PENDING,
+                            col(ReminderOccurrence.contact_id) == contact.id,
+                            col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
                         )
                         .values(status=OccurrenceStatus.CANCELLED, error="contact unreachable")
                     )
@@ -634,6 +642,6 @@ class ReminderEngine:
             for c in missing:  # contact gone, or the task was done or archived after the row was made
                 session.execute(
                     update(ReminderOccurrence)
-                    .where(ReminderOccurrence.id == c.id)
+                    .where(col(ReminderOccurrence.id) == c.id)
                     .values(status=OccurrenceStatus.CANCELLED, error="not sent: task done or archived, or contact gone")
                 )

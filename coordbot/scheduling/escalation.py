@@ -8,12 +8,14 @@ turns red (level 1 at once). A progress report resets the ladder.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
+from coordbot.core.db import row_id
 from coordbot.core.events import EventType
 from coordbot.core.text import render
 from coordbot.plan.actions import recolour
@@ -53,7 +55,7 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
         if not tasks:
             continue
         quotas_by_task = tasks_quota_progress(session=session, tasks=tasks, today=today)
-        latest = latest_reports(session=session, task_ids=[t.id for t in tasks])  # type: ignore[misc]
+        latest = latest_reports(session=session, task_ids=[row_id(t) for t in tasks])
         contacts = session.exec(select(Contact).where(Contact.active, col(Contact.address).is_not(None))).all()
         by_role: dict[tuple[int, str], list[Contact]] = defaultdict(list)
         for c in contacts:
@@ -66,12 +68,13 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
         departments = {d.id: d for d in session.exec(select(Department))}
 
         for task in tasks:
+            task_id = row_id(task)
             until_due = calendar.workdays_between(today, task.due_date) if task.due_date else None
             was_overdue = task.colour_reason == "overdue"
             a, changed = recolour(
                 session=session,
                 task=task,
-                quotas=quotas_by_task[task.id],  # type: ignore[index]
+                quotas=quotas_by_task[task_id],
                 today=today,
                 workdays_until_due=until_due,
                 last_report_status=latest[task.id].status if task.id in latest else None,
@@ -82,7 +85,7 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
                 report.overdue += a.overdue and not was_overdue
 
             n = task_policy(task, base).escalate_after_unanswered
-            unanswered = sent_counts.get(task.id, 0)  # type: ignore[arg-type]
+            unanswered = sent_counts.get(task_id, 0)
             level = 2 if unanswered >= 2 * n else 1 if unanswered >= n else 0
             reason = "unanswered" if level else ""
             if task.colour == "red" and level < 1:
@@ -103,8 +106,8 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
                     "level": step,
                 }
                 for c in recipients:
-                    outbox[c.id].append(item)
-                    recipients_by_id[c.id] = c
+                    outbox[row_id(c)].append(item)
+                    recipients_by_id[row_id(c)] = c
                 events.record(
                     session,
                     EventType.TASK_ESCALATED,
@@ -136,7 +139,7 @@ def review_tasks(*, session: Session, calendar: WorkCalendar, now: datetime) -> 
     return report
 
 
-def _unanswered_counts(session: Session, tasks: list[Task]) -> dict[int, int]:
+def _unanswered_counts(session: Session, tasks: Sequence[Task]) -> dict[int, int]:
     """Reminders sent to a task's lead contacts since its last report (or since it was assigned)."""
     since = {t.id: t.last_report_at for t in tasks}
     rows = session.exec(
@@ -152,6 +155,7 @@ def _unanswered_counts(session: Session, tasks: list[Task]) -> dict[int, int]:
     counts: dict[int, int] = defaultdict(int)
     for task_id, sent_at in rows:
         last = since.get(task_id)
-        if last is None or (sent_at is not None and sent_at > last):
-            counts[task_id] += 1  # type: ignore[index]
+        # task_id is never None (the query asks for these tasks' rows): the test only narrows its type
+        if task_id is not None and (last is None or (sent_at is not None and sent_at > last)):
+            counts[task_id] += 1
     return counts

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from coordbot.channels.base import Button, ButtonAction, Outbound
+from coordbot.core.db import row_id
 from coordbot.core.text import labels, render
 from coordbot.plan.contacts import Route, reachable_routes
 from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Task, TaskStatus
@@ -17,6 +19,9 @@ from coordbot.plan.progress import QuotaProgress
 from coordbot.plan.queries import tasks_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
+
+if TYPE_CHECKING:  # the engine imports this module when it dispatches
+    from coordbot.scheduling.engine import Claimed
 
 TASK_ACTIONS = (
     (ButtonAction.DONE, ButtonAction.ON_TRACK),
@@ -39,7 +44,7 @@ def reminder_text(
     kind: str,
     detail: str,
     ref_date: date | None,
-    quotas: list,
+    quotas: Sequence[QuotaProgress],
     fire_at: datetime,
     calendar: WorkCalendar,
     locale: str,
@@ -65,7 +70,7 @@ def _still_wanted(task: Task) -> bool:
 
 def build_messages(
     engine: Engine,
-    claimed: Sequence,  # Sequence[Claimed]; typed loosely to avoid an import cycle with the engine
+    claimed: Sequence[Claimed],
     *,
     now: datetime,
     calendar: WorkCalendar,
@@ -75,16 +80,18 @@ def build_messages(
     ids = [c.id for c in claimed]
     folded_ids = [f for c in claimed for f in c.folded]
     with Session(engine) as session:
-        occs = {o.id: o for o in session.exec(select(ReminderOccurrence).where(col(ReminderOccurrence.id).in_(ids)))}
+        occs = {
+            row_id(o): o for o in session.exec(select(ReminderOccurrence).where(col(ReminderOccurrence.id).in_(ids)))
+        }
         folded = (
             session.exec(select(ReminderOccurrence).where(col(ReminderOccurrence.id).in_(folded_ids))).all()
             if folded_ids
             else []
         )
         task_ids = {o.task_id for o in (*occs.values(), *folded) if o.task_id}
-        tasks = {t.id: t for t in session.exec(select(Task).where(col(Task.id).in_(task_ids)))}
+        tasks = {row_id(t): t for t in session.exec(select(Task).where(col(Task.id).in_(task_ids)))}
         contacts = {
-            c.id: c
+            row_id(c): c
             for c in session.exec(select(Contact).where(col(Contact.id).in_({o.contact_id for o in occs.values()})))
         }
         plans = {p.id: p for p in session.exec(select(Plan))}
@@ -104,9 +111,9 @@ def build_messages(
         if (route := _route_for(occ, options.get(occ.contact_id, []))) is not None
     }
 
-    folded_by_parent: dict[int, list[ReminderOccurrence]] = defaultdict(list)
+    folded_by_parent: dict[int | None, list[ReminderOccurrence]] = defaultdict(list)
     for o in folded:
-        folded_by_parent[o.folded_into_id].append(o)  # type: ignore[index]
+        folded_by_parent[o.folded_into_id].append(o)
 
     out: dict[int, tuple[str, Outbound]] = {}
     for occ_id, occ in occs.items():
@@ -128,12 +135,12 @@ def build_messages(
             out[occ_id] = (route.channel, Outbound(route.address, text))
         elif occ.kind in NOT_TASK_REMINDERS:
             text = render("notice.html", locale=locale, body=occ.body)
-            buttons = ()
+            buttons: tuple[tuple[Button, ...], ...] = ()
             if occ.kind == ReminderKind.CROSS_REQUEST and task is not None:
                 buttons = status_buttons(f"o{occ_id}", locale)[1:]  # report / at risk / blocked
             out[occ_id] = (route.channel, Outbound(route.address, text, buttons=buttons, ask_reply=task is not None))
         elif task is not None and plan is not None and _still_wanted(task):
-            quotas = quotas_by_task[task.id]  # type: ignore[index]
+            quotas = quotas_by_task[row_id(task)]
             text = reminder_text(
                 task=task,
                 kind=occ.kind,
@@ -169,21 +176,22 @@ def _batch_periodic(
     default_locale: str,
 ) -> None:
     """Replace a contact's simultaneous progress requests by one message (same object for every row)."""
-    groups: dict[tuple[int, datetime, Route], list[int]] = defaultdict(list)
+    # (occurrence id, task id) per contact, time and address; a periodic row in ``out`` always has a task
+    groups: dict[tuple[int, datetime, Route], list[tuple[int, int]]] = defaultdict(list)
     for occ_id, occ in occs.items():
-        if occ.kind == ReminderKind.PERIODIC and occ_id in out:
-            groups[(occ.contact_id, occ.fire_at, chosen[occ_id])].append(occ_id)
-    for (contact_id, _, route), ids in groups.items():
-        if len(ids) < BATCH_MIN:
+        if occ.kind == ReminderKind.PERIODIC and occ_id in out and occ.task_id is not None:
+            groups[(occ.contact_id, occ.fire_at, chosen[occ_id])].append((occ_id, occ.task_id))
+    for (contact_id, _, route), members in groups.items():
+        if len(members) < BATCH_MIN:
             continue
         contact = contacts[contact_id]
         locale = contact.language or default_locale
-        ids.sort(key=lambda i: tasks[occs[i].task_id].position)  # type: ignore[index]
-        items = [{"task": tasks[occs[i].task_id], "quotas": quotas_by_task.get(occs[i].task_id, [])} for i in ids]  # type: ignore[index]
+        members.sort(key=lambda m: tasks[m[1]].position)
+        items = [{"task": tasks[t], "quotas": quotas_by_task.get(t, [])} for _, t in members]
         text = render("reminder_batch.html", locale=locale, items=items)
         label = labels(locale)["buttons"]["report"].split()[0]
-        buttons = [Button(f"{label} {tasks[occs[i].task_id].code}", ButtonAction.REPORT, f"o{i}") for i in ids]  # type: ignore[index]
+        buttons = [Button(f"{label} {tasks[t].code}", ButtonAction.REPORT, f"o{i}") for i, t in members]
         rows = tuple(tuple(buttons[k : k + 4]) for k in range(0, len(buttons), 4))
         message = Outbound(route.address, text, buttons=rows)
-        for i in ids:
+        for i, _ in members:
             out[i] = (route.channel, message)

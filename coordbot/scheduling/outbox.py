@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from coordbot.core.db import insert_or_ignore
+from coordbot.core.db import insert_or_ignore, row_id
 from coordbot.plan.models import Contact, Role
 from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
 
@@ -28,6 +28,7 @@ def insert_occurrences(session: Session, rows: Sequence[dict[str, Any]]) -> int:
         return 0
     # Core INSERT on the table with a list of parameters: SQLAlchemy batches it ("insertmanyvalues") with
     # one cached statement, instead of compiling a giant multi-VALUES statement per chunk.
+    # sqlmodel's types declare no __table__ on table models (SQLAlchemy's mapping sets it)
     table = ReminderOccurrence.__table__  # type: ignore[attr-defined]
     stmt = insert_or_ignore(session, table, key=OCCURRENCE_KEY).returning(table.c.id)
     return len(session.connection().execute(stmt, list(rows)).all())  # rowcount is unreliable here
@@ -71,7 +72,7 @@ def notify_office(*, session: Session, now: datetime, body: str, task_id: int | 
     for c in office:
         add_occurrence(
             session=session,
-            contact_id=c.id,  # type: ignore[arg-type]
+            contact_id=row_id(c),
             kind=ReminderKind.NOTICE,
             fire_at=now,
             body=body,

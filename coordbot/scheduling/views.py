@@ -38,7 +38,7 @@ def list_occurrences(
         select(ReminderOccurrence, Task.code, Contact.name)
         .join(Contact, col(Contact.id) == ReminderOccurrence.contact_id)
         .join(Task, col(Task.id) == ReminderOccurrence.task_id, isouter=True)
-        .order_by(ReminderOccurrence.fire_at, ReminderOccurrence.id)
+        .order_by(col(ReminderOccurrence.fire_at), col(ReminderOccurrence.id))
         .limit(limit)
     )
     if status != "all":
