@@ -14,14 +14,18 @@ is the problem (blocked, chat gone); :class:`ContentRejectedError`, :class:`Chan
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+_log = logging.getLogger("coordbot.channels")
 
 
 class ButtonAction(StrEnum):
@@ -174,6 +178,50 @@ class Reply:
 
 
 InboundHandler = Callable[[Inbound], Awaitable[Reply | None]]
+
+
+async def send_reply(channel: Channel, inbound: Inbound, reply: Reply, *, alert_as_text: bool = False) -> None:
+    """The answer to an inbound message on its chat, then the messages to other people; a failure is logged
+    and does not stop the rest (the inbound message is already stored: nothing is lost by a lost answer).
+
+    ``alert_as_text``: platforms without toasts say a button's alert in the chat when there is no text.
+    """
+    text = reply.text or (reply.alert if alert_as_text else "")
+    for out in (Outbound(inbound.chat_id, text, buttons=reply.buttons, ask_reply=reply.ask_reply), *reply.extra):
+        if not out.text and out.document is None:
+            continue
+        try:
+            await channel.send(out)
+        except ChannelError as exc:
+            _log.warning("%s: a reply could not be delivered: %s", channel.name, exc)
+
+
+class InboundTasks:
+    """Platform callbacks must be acknowledged within seconds (WeCom 5 s, Feishu 3 s): each inbound message is
+    handled in a task of its own, and ``drain`` waits for those in flight when the front end stops."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("%s: an inbound message could not be handled", self.name, exc_info=task.exception())
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for the messages being handled; cancel what is still running after ``timeout`` seconds."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
 
 
 class Frontend(Protocol):

@@ -49,10 +49,10 @@ from coordbot.channels.base import (
     InboundHandler,
     Outbound,
     PermanentChannelError,
-    Reply,
     TransientChannelError,
     decode_button,
     encode_button,
+    send_reply,
 )
 from coordbot.channels.ratelimit import TelegramRateLimiter
 from coordbot.core.config import Settings
@@ -366,25 +366,13 @@ class TelegramFrontend:
             await self._answer_callback(update, reply.alert if reply else "")
         if reply is None:
             return
-        await self._send_reply(inbound, reply)
+        await send_reply(self.channel, inbound, reply)
 
     async def _answer_callback(self, update: Update, text: str) -> None:
         try:
             await update.callback_query.answer(text=text[:200] or None)  # type: ignore[union-attr]
         except TelegramError as exc:  # an old button: Telegram refuses late answers; nothing to do
             log.info("callback answer refused: %s", exc.message)
-
-    async def _send_reply(self, inbound: Inbound, reply: Reply) -> None:
-        for out in (
-            Outbound(inbound.chat_id, reply.text, buttons=reply.buttons, ask_reply=reply.ask_reply),
-            *reply.extra,
-        ):
-            if not out.text:
-                continue
-            try:
-                await self.channel.send(out)
-            except (TransientChannelError, PermanentChannelError) as exc:
-                log.warning("reply could not be delivered: %s", exc)
 
     # ---- webhook ----
 
