@@ -25,27 +25,16 @@ from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
-from coordbot.core.events import EventType
 from coordbot.core.paths import locate
 from coordbot.reports.digest import DIGEST_HOUR, queue_weekly_digests
 from coordbot.runtime.workers import ConversationRunner, WorkerConfig, build_conversation, make_runner
 from coordbot.scheduling.calendar import WorkCalendar
-from coordbot.scheduling.engine import ReminderEngine
+from coordbot.scheduling.engine import RESCHEDULING_EVENTS, ReminderEngine
 from coordbot.scheduling.escalation import review_tasks
 
 log = logging.getLogger("coordbot.runtime")
 
 REVIEW_EVERY = timedelta(minutes=15)
-# Changes after which the occurrences must be regenerated at the next tick, not at the next housekeeping.
-RESCHEDULING_EVENTS = (
-    EventType.EXTENSION_APPROVED,
-    EventType.TASK_REPORTED_DONE,
-    EventType.TASK_CLOSED,
-    EventType.TASK_ARCHIVED,
-    EventType.TASK_UPDATED,
-    EventType.TASK_ASSIGNED,
-    EventType.CONTACT_BOUND,
-)
 
 
 @dataclass

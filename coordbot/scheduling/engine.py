@@ -50,6 +50,16 @@ POLICY_KINDS = ("before_due", "due_today", "overdue", "periodic", "checkpoint", 
 MAX_ATTEMPTS = 3  # ticks in a row a transient failure may last before the occurrence is marked failed
 SEND_TRIES = 4  # tries within one tick (tenacity)
 RETRY_BACKOFF = timedelta(minutes=1)
+# Changes after which the occurrences must be regenerated at the next tick, not at the next housekeeping.
+RESCHEDULING_EVENTS = (
+    EventType.EXTENSION_APPROVED,
+    EventType.TASK_REPORTED_DONE,
+    EventType.TASK_CLOSED,
+    EventType.TASK_ARCHIVED,
+    EventType.TASK_UPDATED,
+    EventType.TASK_ASSIGNED,
+    EventType.CONTACT_BOUND,
+)
 
 
 def worker_id() -> str:
