@@ -48,6 +48,7 @@ userdb {{
 mail_location = maildir:~/Maildir
 protocol imap {{
   imap_idle_notify_interval = 1 secs
+  {capability}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -80,8 +81,9 @@ def _free_port() -> int:
 class Dovecot:
     """``with Dovecot({"bot@example.gov.cn": "secret"}) as imap: imap.port`` — a running IMAP server."""
 
-    def __init__(self, users: dict[str, str], *, port: int | None = None) -> None:
+    def __init__(self, users: dict[str, str], *, port: int | None = None, idle: bool = True) -> None:
         self.users = dict(users)
+        self.idle = idle  # False: CAPABILITY without IDLE (a server that must be polled)
         self.host = "127.0.0.1"
         self.port = port or _free_port()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -109,7 +111,14 @@ class Dovecot:
             users = f"default_internal_user = {mail_user.pw_name}\ndefault_login_user = {mail_user.pw_name}"
         (d / "users").write_text("".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self.users.items()), encoding="utf-8")
         (d / "dovecot.conf").write_text(
-            CONFIG.format(d=d, uid=mail_user.pw_uid, gid=mail_user.pw_gid, port=self.port, users=users),
+            CONFIG.format(
+                d=d,
+                uid=mail_user.pw_uid,
+                gid=mail_user.pw_gid,
+                port=self.port,
+                users=users,
+                capability="" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS",
+            ),
             encoding="utf-8",
         )
         self._proc = subprocess.Popen(
