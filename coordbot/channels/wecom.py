@@ -511,7 +511,8 @@ class WeComChannel:
                     raise TransientChannelError(f"WeCom {path}: HTTP {resp.status}")
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientChannelError(f"WeCom {path}: {type(exc).__name__}") from exc
+            # Not chained: aiohttp's errors may carry the URL, and with it the access token.
+            raise TransientChannelError(f"WeCom {path}: {type(exc).__name__}") from None
         try:
             answer = json.loads(body)
         except ValueError as exc:
@@ -765,10 +766,11 @@ def inbound_from_xml(xml: bytes, choices: NumberedChoices | None = None) -> Inbo
             key = _field(root, "EventKey")
             action, ref = decode_button(key)
             task_id = _field(root, "TaskId")
-            external = f"card:{sender}:{_field(root, 'CreateTime')}:{task_id}:{key}"
+            # Events have no MsgId: WeCom's retries of one press repeat these four (inbound ids fit 64 chars).
+            press = "\n".join((sender, _field(root, "CreateTime"), task_id, key)).encode()
             return Inbound(
                 channel=NAME,
-                external_id=external[:255],
+                external_id="card:" + hashlib.sha1(press).hexdigest(),
                 chat_id=sender,
                 sender_id=sender,
                 kind="callback",
@@ -798,7 +800,10 @@ class WeComFrontend:
         self.settings = settings
         self.handle = handle
         self._channel = channel or channel_from(settings)
-        self.crypto = WeComCrypto(settings.wecom_token.get(), settings.wecom_aes_key.get(), settings.wecom_corp_id)
+        # Without the callback's Token and EncodingAESKey the app can send but not receive.
+        self.crypto: WeComCrypto | None = None
+        if settings.wecom_token and settings.wecom_aes_key:
+            self.crypto = WeComCrypto(settings.wecom_token.get(), settings.wecom_aes_key.get(), settings.wecom_corp_id)
         self.wall_clock = wall_clock
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -807,7 +812,13 @@ class WeComFrontend:
         return self._channel
 
     async def start(self) -> None:
-        log.info("wecom: callback at %s for agent %s", CALLBACK_PATH, self._channel.agent_id)
+        if self.crypto is None:
+            log.warning(
+                "wecom: sending only; set COORDBOT_WECOM_TOKEN and COORDBOT_WECOM_AES_KEY to receive replies at %s",
+                CALLBACK_PATH,
+            )
+        else:
+            log.info("wecom: callback at %s for agent %s", CALLBACK_PATH, self._channel.agent_id)
 
     async def stop(self) -> None:
         if self._tasks:
@@ -822,9 +833,13 @@ class WeComFrontend:
             await asyncio.wait(set(self._tasks))
 
     def webhook_routes(self) -> list[web.RouteDef]:
+        if self.crypto is None:
+            return []
         return [web.get(CALLBACK_PATH, self.verify_url), web.post(CALLBACK_PATH, self.callback)]
 
     def _authentic(self, request: web.Request, encrypted: str) -> bool:
+        if self.crypto is None:
+            return False
         q = request.query
         signature, timestamp, nonce = q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", "")
         if not (signature and timestamp.isdigit() and nonce and encrypted):
@@ -843,6 +858,7 @@ class WeComFrontend:
         echostr = request.query.get("echostr", "")
         if not self._authentic(request, echostr):
             return web.Response(status=403, text="forbidden")
+        assert self.crypto is not None  # _authentic says so
         try:
             plain = self.crypto.decrypt(echostr)
         except CallbackCryptoError as exc:
@@ -861,6 +877,7 @@ class WeComFrontend:
         encrypted = re.sub(r"\s", "", (m.group(1) or m.group(2) or b"").decode()) if m else ""
         if not self._authentic(request, encrypted):
             return web.Response(status=403, text="forbidden")
+        assert self.crypto is not None
         try:
             plain = self.crypto.decrypt(encrypted)
         except CallbackCryptoError as exc:
