@@ -307,7 +307,7 @@ class DingTalkChannel:
         base_url: str = "https://api.dingtalk.com",
         oapi_url: str = "https://oapi.dingtalk.com",
         locale: str = "zh",
-        qps: float = DEFAULT_QPS,
+        qps: float | None = None,  # the organisation's edition: 20 (标准版), 40 (专业版), 60 (专属版)
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.app_key = app_key
@@ -321,7 +321,7 @@ class DingTalkChannel:
         self._own_session = session is None
         self._token = _Token()
         self._token_lock = asyncio.Lock()
-        self._pacers = {path: Pacer(qps) for path in (OTO_PATH, GROUP_PATH, UPLOAD_PATH)}
+        self._pacers = {path: Pacer(qps or DEFAULT_QPS) for path in (OTO_PATH, GROUP_PATH, UPLOAD_PATH)}
         self.token_fetches = 0
 
     @property
