@@ -399,39 +399,51 @@ def _repack(chunks: list[list[list[Run]]]) -> list[list[list[Run]]]:
 
 
 class SlidingWindow:
-    """At most ``limit`` acquisitions in any ``window`` seconds (a log of the recent ones, not a bucket that
-    allows bursts a sliding window counts against us)."""
+    """At most ``limit`` requests in any ``window`` seconds, as the platform counts them on arrival.
+
+    A request holds its place from the moment it is sent until ``window`` after its answer came back: the
+    platform saw it somewhere in between, so however the network delays one request against another, no
+    window on the platform's side can hold more than ``limit`` (a bucket, or stamps taken at sending, would
+    let network jitter push two requests closer together than we spaced them).
+    """
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock
-        self._times: deque[float] = deque()
+        self._done: deque[float] = deque()  # answer times, in order (each is the clock when it is added)
+        self._in_flight = 0
 
     def wait_time(self) -> float:
         now = self.clock()
-        while self._times and self._times[0] <= now - self.window:
-            self._times.popleft()
-        if len(self._times) < self.limit:
+        while self._done and self._done[0] <= now - self.window:
+            self._done.popleft()
+        if self._in_flight + len(self._done) < self.limit:
             return 0.0
-        return self._times[0] + self.window - now
+        if self._done:
+            return self._done[0] + self.window - now
+        return 0.005  # every place is taken by a request still under way
 
-    def record(self) -> None:
-        self._times.append(self.clock())
+    def reserve(self) -> None:
+        self._in_flight += 1
+
+    def release(self) -> None:
+        self._in_flight -= 1
+        self._done.append(self.clock())
 
 
 class RateLimiter:
     """Feishu's per-app limits (several windows, e.g. 50/s and 1000/min) and 5/s per receiver.
 
-    A receiver's sends are serialised; its slot and the app's are taken together, at the moment the request
-    goes out, so a send that waited long for the app does not crowd the receiver's next one.
+    A receiver's sends are serialised; its place and the app's are taken together when the request goes out
+    and held until its answer is in (see :class:`SlidingWindow`).
     """
 
     def __init__(
         self,
         app: tuple[tuple[int, float], ...] = ((50, 1.0), (1000, 60.0)),
         per_receiver: tuple[int, float] = (5, 1.0),
-        margin: float = 0.02,
+        margin: float = 0.01,
         max_receivers: int = 10_000,
     ) -> None:
         self._app = [SlidingWindow(n, w + margin) for n, w in app]
@@ -456,22 +468,31 @@ class RateLimiter:
     async def slot(self, receiver: str | None) -> AsyncIterator[None]:
         if receiver is None:
             await self._take_app()
-            yield
+            try:
+                yield
+            finally:
+                for w in self._app:
+                    w.release()
             return
         lock, window = self._receiver(receiver)
         async with lock:
             while (wait := window.wait_time()) > 0:
                 await asyncio.sleep(wait)
             await self._take_app()
-            window.record()
-            yield
+            window.reserve()
+            try:
+                yield
+            finally:
+                window.release()
+                for w in self._app:
+                    w.release()
 
     async def _take_app(self) -> None:
         async with self._app_lock:
             while (wait := max(w.wait_time() for w in self._app)) > 0:
                 await asyncio.sleep(wait)
             for w in self._app:
-                w.record()
+                w.reserve()
 
 
 # ---- the sender ------------------------------------------------------------------------------------

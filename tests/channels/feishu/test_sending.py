@@ -207,3 +207,14 @@ async def test_a_card_press_value_is_json_in_the_content(channel: FeishuChannel,
     await channel.send(Outbound(WANG, "x", buttons=STATUS))
     body = json.loads(fs.messages[-1]["content"]["elements"][1]["actions"][0]["value"]["action"].join(['"', '"']))
     assert body == "done:o17"
+
+
+async def test_a_fan_out_keeps_the_app_limit_of_50_per_second(channel: FeishuChannel, fs: FakeFeishu) -> None:
+    people = [f"ou_{i:032x}" for i in range(40)]
+    for p in people:
+        fs.add_user(p)
+    start = time.monotonic()
+    await asyncio.gather(*(channel.send(Outbound(people[i % 40], f"提醒{i}")) for i in range(120)))
+    elapsed = time.monotonic() - start
+    assert fs.rate_limited == 0 and len(fs.messages) == 120
+    assert elapsed >= 2.0  # 120 at 50 per second: the third window opens two seconds after the first
