@@ -405,7 +405,8 @@ class DingTalkChannel:
                 ) as resp:
                     status, data = resp.status, await _json_body(resp)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise TransientChannelError(f"DingTalk media upload unreachable: {type(exc).__name__}") from exc
+                # not chained: aiohttp's errors may name the URL, and this one carries the token
+                raise TransientChannelError(f"DingTalk media upload unreachable: {type(exc).__name__}") from None
             errcode = data.get("errcode")
             if status == 200 and errcode in (0, "0") and data.get("media_id"):
                 return str(data["media_id"])
