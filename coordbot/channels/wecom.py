@@ -648,8 +648,8 @@ class WeComChannel:
         if not flat:
             return self._text_payloads(address, message.text) if message.text.strip() else []
         first, _, rest = plain_text(message.text).strip().partition("\n")
-        rest = rest.strip()
-        if len(first) <= CARD_TITLE_CHARS and len(rest) <= CARD_SUBTITLE_CHARS and first:
+        first, rest = first.strip() or _shorten(self.intro, CARD_TITLE_CHARS), rest.strip()  # a card needs a title
+        if len(first) <= CARD_TITLE_CHARS and len(rest) <= CARD_SUBTITLE_CHARS:
             return [self._card(address, first, rest, flat)]
         # Too long for a card: the text in full, then the card with its buttons under the first line.
         return [

@@ -235,3 +235,9 @@ async def test_an_empty_message_is_refused_before_sending(wecom: FakeWeCom, chan
     with pytest.raises(ContentRejectedError):
         await channel.send(Outbound(WANG, "  "))
     assert not wecom.calls_to("message/send")
+
+
+async def test_buttons_without_text_still_make_a_valid_card(wecom: FakeWeCom, channel: WeComChannel) -> None:
+    await channel.send(Outbound(WANG, "", buttons=((Button("撤销", "undo", "p3"),),)))
+    [msg] = wecom.sent_to(WANG)
+    assert msg["template_card"]["main_title"]["title"] == "请回复数字选择："
