@@ -62,12 +62,22 @@ class _Fault:
 
 @dataclass
 class Received:
+    """One accepted mail; parsed when a test looks at it (parsing is most of a fake server's work)."""
+
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
-    message: EmailMessage
+    parsed: EmailMessage | None = None
     peer_authenticated: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def message(self) -> EmailMessage:
+        if self.parsed is None:
+            message = BytesParser(policy=policy.default).parsebytes(self.raw)
+            assert isinstance(message, EmailMessage)
+            self.parsed = message
+        return self.parsed
 
     def as_dict(self) -> dict[str, Any]:
         msg = self.message
@@ -130,14 +140,11 @@ class _Handler:
         raw = envelope.original_content or b""
         if fake.max_size and len(raw) > fake.max_size:
             return "552 5.3.4 Message size exceeds fixed maximum message size"
-        message = BytesParser(policy=policy.default).parsebytes(raw)
-        assert isinstance(message, EmailMessage)
         await fake._store(
             Received(
                 mail_from=envelope.mail_from or "",
                 rcpt_tos=list(envelope.rcpt_tos),
                 raw=raw,
-                message=message,
                 peer_authenticated=bool(session.authenticated),
             )
         )

@@ -35,7 +35,7 @@ def sent_mail(channel: EmailChannel, ident: str = "abcdefghijklmnop") -> dict[st
     raw = mail.as_bytes()
     message = BytesParser(policy=policy.default).parsebytes(raw)
     assert isinstance(message, EmailMessage)
-    return Received(OFFICE, [to], raw, message).as_dict()
+    return Received(OFFICE, [to], raw, parsed=message).as_dict()
 
 
 def parse(channel: EmailChannel, raw: bytes) -> ParsedMail:
