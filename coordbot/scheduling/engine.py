@@ -40,7 +40,7 @@ from coordbot.plan.contacts import is_reachable, mark_unreachable, reachable_rou
 from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Role, Target, Task, TaskStatus
 from coordbot.plan.policy import ReminderPolicy
 from coordbot.scheduling.calendar import WorkCalendar
-from coordbot.scheduling.models import OccurrenceStatus, ReminderKind, ReminderOccurrence
+from coordbot.scheduling.models import Claimed, OccurrenceStatus, ReminderKind, ReminderOccurrence
 from coordbot.scheduling.outbox import insert_occurrences, notify_office
 from coordbot.scheduling.policy import TaskSchedule, plan_reminders
 
@@ -216,17 +216,6 @@ def sync_reminders(
 
 
 # ---- claiming --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    kind: str
-    contact_id: int
-    task_id: int | None
-    fire_at: datetime
-    attempts: int
-    folded: tuple[int, ...] = ()  # for a catch-up message: the occurrences it stands for
 
 
 def claim_due(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -18,10 +17,7 @@ from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Task, TaskStatus
 from coordbot.plan.progress import QuotaProgress
 from coordbot.plan.queries import tasks_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
-from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
-
-if TYPE_CHECKING:  # the engine imports this module when it dispatches
-    from coordbot.scheduling.engine import Claimed
+from coordbot.scheduling.models import Claimed, ReminderKind, ReminderOccurrence
 
 TASK_ACTIONS = (
     (ButtonAction.DONE, ButtonAction.ON_TRACK),

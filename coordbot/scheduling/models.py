@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -62,3 +63,16 @@ class ReminderOccurrence(SQLModel, table=True):
     folded_into_id: int | None = Field(default=None, foreign_key="reminder_occurrence.id")
     route: int = 0  # 0: the contact's preferred address; n: its n-th further address (after a fallback)
     created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An occurrence claimed by this process for sending: what the engine and the message builder need of it."""
+
+    id: int
+    kind: str
+    contact_id: int
+    task_id: int | None
+    fire_at: datetime
+    attempts: int
+    folded: tuple[int, ...] = ()  # for a catch-up message: the occurrences it stands for

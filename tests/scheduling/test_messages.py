@@ -11,9 +11,8 @@ from coordbot.core.db import session_scope
 from coordbot.plan.loader import LoadedPlan
 from coordbot.plan.models import Contact, Observation, Target, Task
 from coordbot.scheduling.calendar import WorkCalendar
-from coordbot.scheduling.engine import Claimed
 from coordbot.scheduling.messages import BATCH_MIN, build_messages
-from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
+from coordbot.scheduling.models import Claimed, ReminderKind, ReminderOccurrence
 from coordbot.scheduling.outbox import add_occurrence
 
 from .conftest import at

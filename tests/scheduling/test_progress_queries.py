@@ -19,10 +19,10 @@ from coordbot.plan.loader import LoadedPlan, parse_plan_text
 from coordbot.plan.models import Contact, Department, Observation, ProgressReport, Target, Task
 from coordbot.plan.queries import latest_reports, task_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
-from coordbot.scheduling.engine import Claimed, sync_reminders
+from coordbot.scheduling.engine import sync_reminders
 from coordbot.scheduling.escalation import review_tasks
 from coordbot.scheduling.messages import build_messages
-from coordbot.scheduling.models import ReminderKind, ReminderOccurrence
+from coordbot.scheduling.models import Claimed, ReminderKind, ReminderOccurrence
 from coordbot.scheduling.views import preview_task
 
 from .conftest import at
