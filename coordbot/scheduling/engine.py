@@ -50,6 +50,9 @@ POLICY_KINDS = ("before_due", "due_today", "overdue", "periodic", "checkpoint", 
 MAX_ATTEMPTS = 3  # ticks in a row a transient failure may last before the occurrence is marked failed
 SEND_TRIES = 4  # tries within one tick (tenacity)
 RETRY_BACKOFF = timedelta(minutes=1)
+# A platform asking for a longer pause (DingTalk's 10-minute throttle) gets the row back with that lease
+# instead of a tick that sleeps holding every other send.
+MAX_WAIT_IN_TICK = 30.0
 # Changes after which the occurrences must be regenerated at the next tick, not at the next housekeeping.
 RESCHEDULING_EVENTS = (
     EventType.EXTENSION_APPROVED,
@@ -341,6 +344,10 @@ def _fail_expired_claims(session: Session, now: datetime) -> None:
 # ---- sending ---------------------------------------------------------------------------------------
 
 
+def _backoff(attempts: int, exc: ChannelError) -> timedelta:
+    return max(RETRY_BACKOFF * attempts, timedelta(seconds=exc.retry_after or 0))
+
+
 def _wait(retry_state: Any) -> float:
     """Exponential backoff, but never shorter than the server's retry_after."""
     exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -352,7 +359,9 @@ def _wait(retry_state: Any) -> float:
 async def send_with_retry(channel: Channel, message: Outbound, *, tries: int = SEND_TRIES) -> Delivery:
     """Send, retrying transient errors; a permanent error or the last failure is raised."""
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception(lambda e: isinstance(e, ChannelError) and not e.permanent),
+        retry=retry_if_exception(
+            lambda e: isinstance(e, ChannelError) and not e.permanent and (e.retry_after or 0) <= MAX_WAIT_IN_TICK
+        ),
         stop=stop_after_attempt(tries),
         wait=_wait,
         reraise=True,
@@ -585,8 +594,8 @@ class ReminderEngine:
                         status=status,
                         channel=channel_name,
                         error=str(exc)[:500],
-                        # released: back off before the next try (a minute per attempt so far)
-                        lease_until=None if permanent else now + RETRY_BACKOFF * c.attempts,
+                        # released: back off before the next try (a minute per attempt so far, or as asked)
+                        lease_until=None if permanent else now + _backoff(c.attempts, exc),
                         claimed_by=None if not permanent else self.worker,
                     )
                 )

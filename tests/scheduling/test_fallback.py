@@ -120,3 +120,22 @@ async def test_a_contact_with_one_address_fails_as_before(engine, bind, make_eng
     report = await eng.tick()
     assert report.failed == 2 and report.fallbacks == 0
     assert not rows(engine, Event, Event.type == "reminder.fallback")
+
+
+async def test_a_long_pause_asked_by_the_platform_releases_the_row_instead_of_sleeping(
+    engine, bind, make_engine, clock
+) -> None:
+    """DingTalk's robot throttle asks for 10 minutes: the tick must not sleep them holding every other send."""
+    import time
+
+    bind("amr", address="1001")
+    telegram = Failing("telegram", TransientChannelError("throttled for 10 minutes", retry_after=600))
+    eng = make_engine(channels={"telegram": telegram}, send_tries=4)
+    eng.sync()
+    clock.set(at(2026, 3, 2, 9, 31))
+    started = time.monotonic()
+    report = await eng.tick()
+    assert time.monotonic() - started < 5 and telegram.tries == 2  # one try each, no in-tick retry
+    assert report.released == 2
+    pending = [o for o in rows(engine, ReminderOccurrence) if o.status == "pending" and o.fire_at <= clock.now()]
+    assert pending and all((o.lease_until - clock.now()).total_seconds() >= 599 for o in pending)
