@@ -235,6 +235,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
     for name in ("smtp_security", "imap_security"):
         if getattr(settings, name) not in ("starttls", "tls", "none"):
             raise ConfigError(f"setting '{name}' expects 'starttls', 'tls' or 'none'")
+    if settings.imap_host and settings.imap_security == "starttls":
+        raise ConfigError("setting 'imap_security': 'starttls' is not supported for IMAP; use 'tls' on port 993")
     if settings.wecom_aes_key and len(settings.wecom_aes_key.get()) != 43:
         raise ConfigError(f"{ENV_PREFIX}WECOM_AES_KEY: the EncodingAESKey has 43 characters (WeCom's admin page)")
     return settings

@@ -203,7 +203,8 @@ class Conversation:
         return row[0] if row else None
 
     def _route(self, s: Session, msg: Inbound, inbound_id: int, now: datetime) -> Reply | None:
-        if msg.kind == "command" and msg.command == "start" and msg.start_code:
+        # A deep link's /start CODE, or "绑定 CODE" on a channel without deep links (the adapter reads the code).
+        if msg.start_code and (msg.kind == "message" or msg.command == "start"):
             return self._bind(s, msg, now)
         bindings = contacts_for_address(session=s, channel=msg.channel, address=msg.sender_id)
         if not bindings:
