@@ -196,6 +196,20 @@ async def send_reply(channel: Channel, inbound: Inbound, reply: Reply, *, alert_
             _log.warning("%s: a reply could not be delivered: %s", channel.name, exc)
 
 
+async def answer_inbound(
+    channel: Channel, inbound: Inbound, handling: Awaitable[Reply | None], *, alert_as_text: bool = False
+) -> None:
+    """Wait for the conversation's answer to ``inbound`` (``handling``: the handler's coroutine, or a task
+    already running it) and send it with :func:`send_reply`; a handler that fails is logged, nothing is sent."""
+    try:
+        reply = await handling
+    except Exception:
+        _log.exception("%s: message %s could not be handled", channel.name, inbound.external_id)
+        return
+    if reply is not None:
+        await send_reply(channel, inbound, reply, alert_as_text=alert_as_text)
+
+
 class InboundTasks:
     """Platform callbacks must be acknowledged within seconds (WeCom 5 s, Feishu 3 s): each inbound message is
     handled in a task of its own, and ``drain`` waits for those in flight when the front end stops."""
@@ -214,8 +228,14 @@ class InboundTasks:
         if not task.cancelled() and task.exception() is not None:
             _log.error("%s: an inbound message could not be handled", self.name, exc_info=task.exception())
 
-    async def drain(self, timeout: float = 10.0) -> None:
-        """Wait for the messages being handled; cancel what is still running after ``timeout`` seconds."""
+    async def drain(self, timeout: float | None = 10.0) -> None:
+        """Wait for the messages being handled; cancel what is still running after ``timeout`` seconds.
+
+        ``timeout=None``: wait, without cancelling, until none is left, those spawned meanwhile included."""
+        if timeout is None:
+            while self._tasks:
+                await asyncio.wait(set(self._tasks))
+            return
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:

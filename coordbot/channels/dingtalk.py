@@ -44,11 +44,12 @@ from coordbot.channels.base import (
     Delivery,
     Inbound,
     InboundHandler,
+    InboundTasks,
     NumberedChoices,
     Outbound,
     PermanentChannelError,
-    Reply,
     TransientChannelError,
+    answer_inbound,
     invite_code_in,
 )
 from coordbot.core.config import Settings
@@ -597,7 +598,7 @@ class DingTalkFrontend:
         self.channel = channel or _channel(settings)
         self._secret = settings.dingtalk_app_secret.get()
         self._now_ms = wall_clock_ms
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._inbound = InboundTasks(NAME)
         # Signatures seen within the window, with their body's digest: the sign covers only the timestamp,
         # so a captured header pair must not carry a different body. The same body again is DingTalk's retry.
         self._seen: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
@@ -613,8 +614,7 @@ class DingTalkFrontend:
 
     async def drain(self) -> None:
         """Wait until every accepted callback was handled and answered."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._inbound.drain(timeout=None)
 
     def webhook_routes(self) -> list[web.RouteDef]:
         return [web.post(CALLBACK_PATH, self.callback)]
@@ -665,27 +665,6 @@ class DingTalkFrontend:
             return web.json_response({})
         if self.stopped:
             return web.Response(status=503, text="stopping")
-        task = asyncio.create_task(self._deliver(inbound))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return web.json_response({})
-
-    async def _deliver(self, inbound: Inbound) -> None:
-        try:
-            reply = await self.handle(inbound)
-        except Exception:
-            log.exception("dingtalk message %s could not be handled", inbound.external_id)
-            return
-        if reply is not None:
-            await self._send_reply(inbound, reply)
-
-    async def _send_reply(self, inbound: Inbound, reply: Reply) -> None:
         # No toasts on DingTalk: a button's alert without text is said in the chat.
-        text = reply.text or reply.alert
-        for out in (Outbound(inbound.chat_id, text, buttons=reply.buttons), *reply.extra):
-            if not out.text and out.document is None:
-                continue
-            try:
-                await self.channel.send(out)
-            except (TransientChannelError, PermanentChannelError) as exc:
-                log.warning("dingtalk reply could not be delivered: %s", exc)
+        self._inbound.spawn(answer_inbound(self.channel, inbound, self.handle(inbound), alert_as_text=True))
+        return web.json_response({})

@@ -50,10 +50,11 @@ from coordbot.channels.base import (
     Delivery,
     Inbound,
     InboundHandler,
+    InboundTasks,
     Outbound,
     PermanentChannelError,
-    Reply,
     TransientChannelError,
+    answer_inbound,
     decode_button,
     encode_button,
     invite_code_in,
@@ -850,7 +851,7 @@ class FeishuFrontend:
         self.clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._channel: FeishuChannel | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._inbound = InboundTasks(CHANNEL)
         self._seen = _Seen()
         self.encrypt_key = settings.feishu_encrypt_key.get()
         self.verification_token = settings.feishu_verification_token.get()
@@ -871,19 +872,14 @@ class FeishuFrontend:
         log.info("feishu: events at %s", EVENTS_PATH)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=10)
-            for t in pending:
-                t.cancel()
+        await self._inbound.drain(timeout=10)
         if self._session is not None:
             await self._session.close()
             self._session, self._channel = None, None
 
     async def drain(self) -> None:
         """Wait until every event received so far is handled and answered (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
+        await self._inbound.drain(timeout=None)
 
     def webhook_routes(self) -> list[web.RouteDef]:
         return [web.post(EVENTS_PATH, self.events)]
@@ -978,14 +974,14 @@ class FeishuFrontend:
         if kind == "im.message.receive_v1":
             inbound = message_inbound(event_id, event)
             if inbound is not None:
-                self._spawn(self._deliver(inbound, self._spawn(self.handle(inbound))))
+                self._inbound.spawn(answer_inbound(self.channel, inbound, self.handle(inbound)))
             return web.json_response({"msg": "success"})
         if kind == "card.action.trigger":
             inbound = callback_inbound(event_id, event, self.channel.sent_to)
             if inbound is None:
                 return web.json_response({})
-            handled = self._spawn(self.handle(inbound))
-            self._spawn(self._deliver(inbound, handled))
+            handled = asyncio.ensure_future(self.handle(inbound))
+            self._inbound.spawn(answer_inbound(self.channel, inbound, handled))
             done, _ = await asyncio.wait({handled}, timeout=CALLBACK_WAIT)
             if handled in done and not handled.cancelled() and handled.exception() is None:
                 reply = handled.result()
@@ -994,27 +990,3 @@ class FeishuFrontend:
             return web.json_response({})
         log.info("feishu: event type %s not handled", kind)
         return web.json_response({"msg": "success"})
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _deliver(self, inbound: Inbound, handled: asyncio.Task[Reply | None]) -> None:
-        try:
-            reply = await handled
-        except Exception:
-            log.exception("feishu: event %s could not be handled", inbound.external_id)
-            return
-        if reply is not None:
-            await self._send_reply(inbound, reply)
-
-    async def _send_reply(self, inbound: Inbound, reply: Reply) -> None:
-        for out in (Outbound(inbound.chat_id, reply.text, buttons=reply.buttons), *reply.extra):
-            if not out.text and not out.document:
-                continue
-            try:
-                await self.channel.send(out)
-            except ChannelError as exc:
-                log.warning("feishu: reply could not be delivered: %s", exc)

@@ -49,17 +49,17 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from coordbot.channels.base import (
     Button,
     ChannelAuthError,
-    ChannelError,
     ChannelLimits,
     ContentRejectedError,
     Delivery,
     Inbound,
     InboundHandler,
+    InboundTasks,
     NumberedChoices,
     Outbound,
     PermanentChannelError,
-    Reply,
     TransientChannelError,
+    answer_inbound,
     decode_button,
     encode_button,
     invite_code_in,
@@ -805,7 +805,7 @@ class WeComFrontend:
         if settings.wecom_token and settings.wecom_aes_key:
             self.crypto = WeComCrypto(settings.wecom_token.get(), settings.wecom_aes_key.get(), settings.wecom_corp_id)
         self.wall_clock = wall_clock
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._inbound = InboundTasks(NAME)
 
     @property
     def channel(self) -> WeComChannel:
@@ -821,16 +821,12 @@ class WeComFrontend:
             log.info("wecom: callback at %s for agent %s", CALLBACK_PATH, self._channel.agent_id)
 
     async def stop(self) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=10)
-        for task in self._tasks:
-            task.cancel()
+        await self._inbound.drain(timeout=10)
         await self._channel.close()
 
     async def drain(self) -> None:
         """Wait until every message handed over so far was handled (tests)."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._inbound.drain(timeout=None)
 
     def webhook_routes(self) -> list[web.RouteDef]:
         if self.crypto is None:
@@ -890,30 +886,9 @@ class WeComFrontend:
             log.warning("wecom callback: authentic message not understood (%s); acknowledged", type(exc).__name__)
             return web.Response(text="success")
         if inbound is not None:
-            task = asyncio.create_task(self._process(inbound))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            # A pressed card has no toast: the alert is the answer when there is no text.
+            self._inbound.spawn(answer_inbound(self._channel, inbound, self.handle(inbound), alert_as_text=True))
         return web.Response(text="success")
-
-    async def _process(self, inbound: Inbound) -> None:
-        try:
-            reply = await self.handle(inbound)
-        except Exception:
-            log.exception("wecom: message %s could not be handled", inbound.external_id)
-            return
-        if reply is not None:
-            await self._send_reply(inbound, reply)
-
-    async def _send_reply(self, inbound: Inbound, reply: Reply) -> None:
-        # A pressed card has no toast: the alert is the answer when there is no text.
-        text = reply.text or reply.alert
-        for out in (Outbound(inbound.chat_id, text, buttons=reply.buttons), *reply.extra):
-            if not out.text and out.document is None:
-                continue
-            try:
-                await self._channel.send(out)
-            except ChannelError as exc:
-                log.warning("wecom: reply could not be delivered: %s", exc)
 
 
 def frontend(settings: Settings, handle: InboundHandler) -> WeComFrontend:

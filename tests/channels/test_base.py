@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from coordbot.channels.base import Button, NumberedChoices, Outbound, invite_code_in, numbered_options
+from coordbot.channels.base import (
+    Button,
+    Delivery,
+    Inbound,
+    InboundTasks,
+    MemoryChannel,
+    NumberedChoices,
+    Outbound,
+    PermanentChannelError,
+    Reply,
+    answer_inbound,
+    invite_code_in,
+    numbered_options,
+)
 
 BUTTONS = ((Button("✅ 完成", "done", "17"), Button("⚠️ 有风险", "at_risk", "17")), (Button("📝 报送", "report", "17"),))
 
@@ -65,3 +80,74 @@ def test_options_are_per_address_latest_only_and_bounded() -> None:
 )
 def test_invite_codes_are_read_only_from_a_binding_message(text: str, code: str) -> None:
     assert invite_code_in(text) == code
+
+
+INBOUND = Inbound(channel="memory", external_id="m1", chat_id="u1", sender_id="u1", kind="callback")
+
+
+async def test_answer_inbound_sends_the_reply_and_its_extras_alert_as_text_when_asked() -> None:
+    channel = MemoryChannel()
+
+    async def reply() -> Reply:
+        return Reply("", alert="已记录", extra=[Outbound("office", "请注意")])
+
+    await answer_inbound(channel, INBOUND, reply(), alert_as_text=True)
+    assert [(o.address, o.text) for o in channel.sent] == [("u1", "已记录"), ("office", "请注意")]
+    channel.sent.clear()
+    await answer_inbound(channel, INBOUND, reply())  # a toast platform: the alert is not said in the chat
+    assert [(o.address, o.text) for o in channel.sent] == [("office", "请注意")]
+
+
+async def test_answer_inbound_logs_a_failing_handler_and_a_failed_send_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Refusing(MemoryChannel):
+        async def send(self, message: Outbound) -> Delivery:
+            if message.address == "u1":
+                raise PermanentChannelError("blocked")
+            return await super().send(message)
+
+    async def broken() -> Reply:
+        raise RuntimeError("boom")
+
+    async def reply() -> Reply:
+        return Reply("好", extra=[Outbound("office", "抄送")])
+
+    channel = Refusing()
+    await answer_inbound(channel, INBOUND, broken())
+    assert "m1 could not be handled" in caplog.text and not channel.sent
+    await answer_inbound(channel, INBOUND, reply())
+    assert "could not be delivered: blocked" in caplog.text
+    assert [o.address for o in channel.sent] == ["office"]
+
+
+async def test_inbound_tasks_drain_without_timeout_waits_for_tasks_spawned_meanwhile() -> None:
+    tasks = InboundTasks("memory")
+    done: list[str] = []
+
+    async def second() -> None:
+        await asyncio.sleep(0.01)
+        done.append("second")
+
+    async def first() -> None:
+        await asyncio.sleep(0.01)
+        tasks.spawn(second())
+        done.append("first")
+
+    tasks.spawn(first())
+    await tasks.drain(timeout=None)
+    assert done == ["first", "second"]
+
+
+async def test_inbound_tasks_drain_with_a_timeout_cancels_what_is_left() -> None:
+    tasks = InboundTasks("memory")
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    tasks.spawn(forever())
+    await started.wait()
+    await tasks.drain(timeout=0.01)
+    await tasks.drain(timeout=None)  # nothing left: returns at once
