@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from coordbot.channels._tokens import CachedToken
 from coordbot.channels.base import (
     ChannelAuthError,
     ChannelLimits,
@@ -287,12 +288,6 @@ class _TokenRefused(Exception):
     """The API says the access token is invalid or expired: fetch a new one and try once more."""
 
 
-@dataclass
-class _Token:
-    value: str = ""
-    expires_at: float = 0.0  # time.monotonic()
-
-
 class DingTalkChannel:
     """Sends robot messages for one internal app; keeps DingTalk's per-API QPS limit itself."""
 
@@ -320,10 +315,13 @@ class DingTalkChannel:
         self.intro = render("channels/numbered_options.txt", locale=locale).strip()
         self._session = session
         self._own_session = session is None
-        self._token = _Token()
-        self._token_lock = asyncio.Lock()
+        # Fetched again TOKEN_MARGIN_S before it expires, or at half its life when it is short.
+        self._token = CachedToken(self._fetch_token, margin=TOKEN_MARGIN_S, margin_share=0.5)
         self._pacers = {path: Pacer(qps or DEFAULT_QPS) for path in (OTO_PATH, GROUP_PATH, UPLOAD_PATH)}
-        self.token_fetches = 0
+
+    @property
+    def token_fetches(self) -> int:
+        return self._token.fetches
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -340,27 +338,15 @@ class DingTalkChannel:
 
     async def access_token(self) -> str:
         """The cached token, or a new one: concurrent senders wait for the one fetch under way."""
-        if self._token.value and time.monotonic() < self._token.expires_at:
-            return self._token.value
-        async with self._token_lock:
-            if self._token.value and time.monotonic() < self._token.expires_at:
-                return self._token.value
-            self._token = await self._fetch_token()
-            return self._token.value
+        return await self._token.get()
 
-    def _forget(self, token: str) -> None:
-        if self._token.value == token:  # another sender may have fetched a new one meanwhile
-            self._token = _Token()
-
-    async def _fetch_token(self) -> _Token:
-        self.token_fetches += 1
+    async def _fetch_token(self) -> tuple[str, float]:
         status, data = await self._post_json(
             self.base_url + TOKEN_PATH, {"appKey": self.app_key, "appSecret": self._secret}, headers={}
         )
         token = data.get("accessToken")
         if status == 200 and isinstance(token, str) and token:
-            ttl = float(data.get("expireIn") or 7200)
-            return _Token(token, time.monotonic() + max(ttl - TOKEN_MARGIN_S, ttl / 2))
+            return token, float(data.get("expireIn") or 7200)
         code = str(data.get("code") or "")
         if status >= 500 or status == 429 or "QpsLimit" in code or "Throttl" in code:
             raise TransientChannelError(f"DingTalk token: HTTP {status} {code}", retry_after=QPS_RETRY_S)
@@ -386,7 +372,7 @@ class DingTalkChannel:
             try:
                 return _check_api(status, data, path)
             except _TokenRefused:
-                self._forget(token)
+                self._token.invalidate(token)  # unless another sender fetched a new one meanwhile
                 if attempt:
                     raise ChannelAuthError("DingTalk refused a freshly fetched access token") from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -412,7 +398,7 @@ class DingTalkChannel:
             if status == 200 and errcode in (0, "0") and data.get("media_id"):
                 return str(data["media_id"])
             if errcode in (40014, 42001, 40001, 88):  # invalid / expired access token
-                self._forget(token)
+                self._token.invalidate(token)
                 if attempt:
                     raise ChannelAuthError("DingTalk refused a freshly fetched access token (media upload)")
                 continue

@@ -41,6 +41,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from coordbot.channels._tokens import CachedToken
 from coordbot.channels.base import (
     Button,
     ChannelAuthError,
@@ -499,37 +500,13 @@ class RateLimiter:
 # ---- the sender ------------------------------------------------------------------------------------
 
 
-class TokenManager:
-    """The tenant_access_token: cached until ``margin`` before it expires, fetched by one caller at a time."""
+def tenant_token(session: aiohttp.ClientSession, base_url: str, app_id: str, app_secret: str) -> CachedToken:
+    """The tenant_access_token: cached until ``TOKEN_MARGIN`` before it expires, fetched by one caller at a time."""
+    url = base_url.rstrip("/") + TOKEN_PATH
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, app_id: str, app_secret: str) -> None:
-        self.session = session
-        self.url = base_url.rstrip("/") + TOKEN_PATH
-        self.app_id = app_id
-        self._secret = app_secret
-        self._token = ""
-        self._expires = 0.0
-        self._lock = asyncio.Lock()
-        self.fetches = 0
-
-    async def get(self) -> str:
-        if self._token and time.monotonic() < self._expires - TOKEN_MARGIN:
-            return self._token
-        async with self._lock:
-            if self._token and time.monotonic() < self._expires - TOKEN_MARGIN:
-                return self._token  # another caller refreshed it while we waited
-            await self._fetch()
-            return self._token
-
-    def invalidate(self, token: str) -> None:
-        """The platform called ``token`` invalid: the next ``get`` fetches (unless it was refreshed already)."""
-        if token == self._token:
-            self._token, self._expires = "", 0.0
-
-    async def _fetch(self) -> None:
-        self.fetches += 1
+    async def fetch() -> tuple[str, float]:
         try:
-            async with self.session.post(self.url, json={"app_id": self.app_id, "app_secret": self._secret}) as resp:
+            async with session.post(url, json={"app_id": app_id, "app_secret": app_secret}) as resp:
                 data = await _json(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientChannelError(f"Feishu: token request failed: {type(exc).__name__}") from exc
@@ -538,8 +515,9 @@ class TokenManager:
             if code in RATE_LIMITED or code is None:
                 raise TransientChannelError(f"Feishu: token request refused ({code})")
             raise ChannelAuthError(f"Feishu: app credentials refused: {code} {data.get('msg', '')}")
-        self._token = str(data["tenant_access_token"])
-        self._expires = time.monotonic() + float(data.get("expire", 7200))
+        return str(data["tenant_access_token"]), float(data.get("expire", 7200))
+
+    return CachedToken(fetch, margin=TOKEN_MARGIN)
 
 
 async def _json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -601,7 +579,7 @@ class FeishuChannel:
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
-        self.tokens = TokenManager(session, base_url, app_id, app_secret)
+        self.tokens = tenant_token(session, base_url, app_id, app_secret)
         self.limiter = limiter or RateLimiter()
         self.files_limiter = RateLimiter(per_receiver=(1 << 30, 1.0))  # im/v1/files has its own app limit
         # uuids of messages whose send failed: a retry of the same message reuses its uuid (Feishu then sends

@@ -46,6 +46,7 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from coordbot.channels._tokens import CachedToken
 from coordbot.channels.base import (
     Button,
     ChannelAuthError,
@@ -455,12 +456,6 @@ def _shorten(text: str, chars: int) -> str:
 
 
 @dataclass
-class _Token:
-    value: str = ""
-    expires_at: float = 0.0
-
-
-@dataclass
 class WeComChannel:
     """Sends through one self-built app; ``send`` maps WeCom's errcodes onto the channel errors."""
 
@@ -481,8 +476,8 @@ class WeComChannel:
         self.base_url = self.base_url.rstrip("/")
         self.limiter = WeComRateLimiter(self.rate_limits, clock=self.clock)
         self._session: aiohttp.ClientSession | None = None
-        self._token = _Token()
-        self._token_lock = asyncio.Lock()
+        # Renewed before the end: 5 minutes, or a tenth of a short lifetime.
+        self._token = CachedToken(self._fetch_token, margin=300.0, margin_share=0.1, clock=self.clock)
         # Contents whose last send ended without knowing whether WeCom delivered it (timeout, 5xx): the
         # retry asks WeCom's duplicate check to drop it if the first one did arrive.
         self._uncertain: dict[str, float] = {}
@@ -524,26 +519,21 @@ class WeComChannel:
     async def access_token(self, *, stale: str = "") -> str:
         """The cached token; a fresh one when it is about to expire or when ``stale`` (the token WeCom just
         refused) is still the cached one. Concurrent callers share one ``gettoken``."""
-        tok = self._token
-        if tok.value and tok.value != stale and self.clock() < tok.expires_at:
-            return tok.value
-        async with self._token_lock:
-            tok = self._token
-            if tok.value and tok.value != stale and self.clock() < tok.expires_at:
-                return tok.value  # another caller refreshed it while we waited
-            await self.limiter.acquire("gettoken")
-            answer = await self._call(
-                "GET", "/cgi-bin/gettoken", params={"corpid": self.corp_id, "corpsecret": self.secret}
-            )
-            code = int(answer.get("errcode", 0) or 0)
-            if code in BUSY:
-                raise TransientChannelError(f"WeCom gettoken: errcode {code}", retry_after=1.0)
-            if code or not answer.get("access_token"):
-                raise ChannelAuthError(f"WeCom gettoken refused: errcode {code} {answer.get('errmsg', '')}")
-            lifetime = float(answer.get("expires_in", 7200) or 7200)
-            # Renew before the end: 5 minutes, or a tenth of a short lifetime.
-            self._token = _Token(str(answer["access_token"]), self.clock() + lifetime - min(300.0, lifetime / 10))
-            return self._token.value
+        if stale:
+            self._token.invalidate(stale)
+        return await self._token.get()
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        await self.limiter.acquire("gettoken")
+        answer = await self._call(
+            "GET", "/cgi-bin/gettoken", params={"corpid": self.corp_id, "corpsecret": self.secret}
+        )
+        code = int(answer.get("errcode", 0) or 0)
+        if code in BUSY:
+            raise TransientChannelError(f"WeCom gettoken: errcode {code}", retry_after=1.0)
+        if code or not answer.get("access_token"):
+            raise ChannelAuthError(f"WeCom gettoken refused: errcode {code} {answer.get('errmsg', '')}")
+        return str(answer["access_token"]), float(answer.get("expires_in", 7200) or 7200)
 
     async def _api(
         self,
