@@ -30,7 +30,7 @@ import logging
 import re
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from coordbot.channels._tokens import CachedToken
+from coordbot.channels._windows import SlidingWindows
 from coordbot.channels.base import (
     Button,
     ChannelAuthError,
@@ -400,45 +401,11 @@ def _repack(chunks: list[list[list[Run]]]) -> list[list[list[Run]]]:
 # ---- rate limits -----------------------------------------------------------------------------------
 
 
-class SlidingWindow:
-    """At most ``limit`` requests in any ``window`` seconds, as the platform counts them on arrival.
-
-    A request holds its place from the moment it is sent until ``window`` after its answer came back: the
-    platform saw it somewhere in between, so however the network delays one request against another, no
-    window on the platform's side can hold more than ``limit`` (a bucket, or stamps taken at sending, would
-    let network jitter push two requests closer together than we spaced them).
-    """
-
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self._done: deque[float] = deque()  # answer times, in order (each is the clock when it is added)
-        self._in_flight = 0
-
-    def wait_time(self) -> float:
-        now = self.clock()
-        while self._done and self._done[0] <= now - self.window:
-            self._done.popleft()
-        if self._in_flight + len(self._done) < self.limit:
-            return 0.0
-        if self._done:
-            return self._done[0] + self.window - now
-        return 0.005  # every place is taken by a request still under way
-
-    def reserve(self) -> None:
-        self._in_flight += 1
-
-    def release(self) -> None:
-        self._in_flight -= 1
-        self._done.append(self.clock())
-
-
 class RateLimiter:
     """Feishu's per-app limits (several windows, e.g. 50/s and 1000/min) and 5/s per receiver.
 
-    A receiver's sends are serialised; its place and the app's are taken together when the request goes out
-    and held until its answer is in (see :class:`SlidingWindow`).
+    A receiver's sends are serialised; its place and the app's are taken when the request goes out and held
+    until its answer is in (see :class:`~coordbot.channels._windows.SlidingWindows`).
     """
 
     def __init__(
@@ -448,13 +415,12 @@ class RateLimiter:
         margin: float = 0.01,
         max_receivers: int = 10_000,
     ) -> None:
-        self._app = [SlidingWindow(n, w + margin) for n, w in app]
-        self._per_receiver = (per_receiver[0], per_receiver[1] + margin)
-        self._app_lock = asyncio.Lock()
-        self._receivers: OrderedDict[str, tuple[asyncio.Lock, SlidingWindow]] = OrderedDict()
+        self._app = SlidingWindows([(n, w + margin) for n, w in app])
+        self._per_receiver = [(per_receiver[0], per_receiver[1] + margin)]
+        self._receivers: OrderedDict[str, tuple[asyncio.Lock, SlidingWindows]] = OrderedDict()
         self._max_receivers = max_receivers
 
-    def _receiver(self, key: str) -> tuple[asyncio.Lock, SlidingWindow]:
+    def _receiver(self, key: str) -> tuple[asyncio.Lock, SlidingWindows]:
         slot = self._receivers.get(key)
         if slot is None:
             if len(self._receivers) >= self._max_receivers:
@@ -462,39 +428,19 @@ class RateLimiter:
                     if not lock.locked():
                         del self._receivers[old]
                         break
-            slot = (asyncio.Lock(), SlidingWindow(*self._per_receiver))
+            slot = (asyncio.Lock(), SlidingWindows(self._per_receiver))
             self._receivers[key] = slot
         return slot
 
     @contextlib.asynccontextmanager
     async def slot(self, receiver: str | None) -> AsyncIterator[None]:
         if receiver is None:
-            await self._take_app()
-            try:
+            async with self._app.slot():
                 yield
-            finally:
-                for w in self._app:
-                    w.release()
             return
         lock, window = self._receiver(receiver)
-        async with lock:
-            while (wait := window.wait_time()) > 0:
-                await asyncio.sleep(wait)
-            await self._take_app()
-            window.reserve()
-            try:
-                yield
-            finally:
-                window.release()
-                for w in self._app:
-                    w.release()
-
-    async def _take_app(self) -> None:
-        async with self._app_lock:
-            while (wait := max(w.wait_time() for w in self._app)) > 0:
-                await asyncio.sleep(wait)
-            for w in self._app:
-                w.reserve()
+        async with lock, window.slot(), self._app.slot():
+            yield
 
 
 # ---- the sender ------------------------------------------------------------------------------------
