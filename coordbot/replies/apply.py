@@ -84,6 +84,22 @@ def _restore(task: Task, snap: dict[str, Any]) -> None:
         setattr(task, name, value)
 
 
+class NothingToRecord(Exception):
+    """The text says nothing a report could record (``1.3``, ``1.3 👍``, ``1.3 ？``): nothing was changed.
+
+    Raised by ``apply_report(..., ask_when_empty=True)`` before it writes anything; the conversation asks back.
+    """
+
+    def __init__(self, parsed: ParsedReply | None) -> None:
+        super().__init__("the reply carries no information")
+        self.parsed = parsed
+
+
+def carries_information(parsed: ParsedReply | None, status: Status | None) -> bool:
+    """Whether a report changes anything: a pressed status, or a text the parser found something in."""
+    return status is not None or (parsed is not None and Ambiguity.NO_INFORMATION not in parsed.ambiguities)
+
+
 @dataclass
 class Applied:
     report: ProgressReport
@@ -109,10 +125,13 @@ def apply_report(
     reminder_id: int | None = None,
     status: Status | None = None,
     report: ProgressReport | None = None,
+    ask_when_empty: bool = False,
 ) -> Applied:
     """Parse ``text`` (or take ``status`` from a button), store the report and change the task.
 
     ``report``: the report to rewrite in place (an edit or a correction: ``revise_report``).
+    ``ask_when_empty``: raise :class:`NothingToRecord`, having changed nothing, when neither the text nor a
+    button gives anything to record (a stray emoji must not count as progress and silence the escalation).
     """
     plan = session.get(Plan, task.plan_id)
     assert plan is not None
@@ -120,6 +139,8 @@ def apply_report(
     targets = list(session.exec(LIVE_TARGETS, params={"task_id": task.id}))
     departments = list(session.exec(ALL_DEPARTMENTS))
     parsed = _parse(text, task=task, targets=targets, departments=departments, today=today) if text.strip() else None
+    if ask_when_empty and not carries_information(parsed, status):
+        raise NothingToRecord(parsed)
     said_status, ambiguities = _said_status(parsed, status)
     revising = report is not None
     report = _store_report(

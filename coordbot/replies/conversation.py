@@ -44,6 +44,7 @@ from coordbot.replies.ambiguity import Ambiguity
 from coordbot.replies.apply import (
     ALL_DEPARTMENTS,
     Applied,
+    NothingToRecord,
     apply_report,
     assign_quantity,
     revise_report,
@@ -51,8 +52,9 @@ from coordbot.replies.apply import (
     unmatched_indexes,
 )
 from coordbot.replies.models import InboundMessage
-from coordbot.replies.parser import Status
+from coordbot.replies.parser import MAX_CHARS, Status
 from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.messages import status_buttons
 from coordbot.scheduling.models import ReminderOccurrence
 
 log = logging.getLogger("coordbot.replies")
@@ -69,6 +71,10 @@ STATUS_ACTIONS = {
 }
 STATUS_ROWS = ((ButtonAction.DONE, ButtonAction.ON_TRACK), (ButtonAction.AT_RISK, ButtonAction.BLOCKED))
 
+
+# What of an inbound message is kept (a report chosen later by a button, ``pick``, is read from it): the whole
+# of any real message; beyond it, the confirmation says what was read.
+INBOUND_TEXT_MAX = 100_000
 
 _INBOUND_INSERTS: dict[str, Any] = {}
 
@@ -197,7 +203,7 @@ class Conversation:
             "chat_id": msg.chat_id,
             "sender_id": msg.sender_id,
             "kind": msg.kind,
-            "text": msg.text[:4000],
+            "text": msg.text[:INBOUND_TEXT_MAX],
         }
         row = s.execute(_record_inbound_statement(s), params).first()
         return row[0] if row else None
@@ -510,18 +516,28 @@ class Conversation:
             return self._error(who, "contacts_only")
         if not self._may_report(s, contact, task):
             return self._error(who, "not_yours", task.code)
-        applied = apply_report(
-            session=s,
-            task=task,
-            contact=contact,
-            text=text,
-            now=now,
-            calendar=self.calendar,
-            source=source,
-            source_ref=ref or None,
-            reminder_id=reminder_id,
-            status=status,
-        )
+        try:
+            applied = apply_report(
+                session=s,
+                task=task,
+                contact=contact,
+                text=text,
+                now=now,
+                calendar=self.calendar,
+                source=source,
+                source_ref=ref or None,
+                reminder_id=reminder_id,
+                status=status,
+                ask_when_empty=True,
+            )
+        except NothingToRecord:
+            # "1.3", "1.3 👍", "1.3 ？": nothing recorded, nothing changed (the inbound row stays, for
+            # de-duplication); ask what to record, with the reminder's buttons.
+            ref = f"o{reminder_id}" if reminder_id is not None else f"t{task.id}"
+            return Reply(
+                render("chat/ask_what.html", locale=who.locale, code=task.code),
+                buttons=status_buttons(ref, who.locale),
+            )
         return self._confirm(s, who, applied, now)
 
     def _confirm(self, s: Session, who: Who, applied: Applied, now: datetime) -> Reply:
@@ -550,6 +566,8 @@ class Conversation:
             unmatched=[f"{q.value.normalize():f}{q.unit}" for q in applied.unmatched],
             colour=task.colour,
             task_status=task.status,
+            read_chars=MAX_CHARS if Ambiguity.TEXT_TRUNCATED in applied.ambiguities else 0,
+            total_chars=len(report.text),
         )
         words = labels(who.locale)["buttons"]
         buttons: tuple[tuple[Button, ...], ...] = ((Button(words["undo"], ButtonAction.UNDO, f"p{report.id}"),),)
@@ -697,16 +715,30 @@ class Conversation:
         return BUTTONS[action](self, s, msg, who, now, inbound_id)
 
     def _press_status(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
-        """A reminder's buttons: a status (reported at once) or "report" (asks for the text)."""
+        """A reminder's buttons: a status (reported at once) or "report" (asks for the text).
+
+        The same buttons answer "what should be recorded?" after an empty reply: ``o<occurrence id>`` when it
+        answered a reminder, else ``t<task id>`` (whether the contact may report on it is checked by _report).
+        """
         ref = msg.callback_ref
-        occ = s.get(ReminderOccurrence, int(ref[1:])) if ref.startswith("o") and ref[1:].isdigit() else None
-        task = s.get(Task, occ.task_id) if occ and occ.task_id else None
-        if task is None or occ is None or who.contact is None or not self._may_answer(s, msg, who, occ):
+        occ: ReminderOccurrence | None = None
+        if ref.startswith("t") and ref[1:].isdigit():
+            task = s.get(Task, int(ref[1:]))
+            if task is not None and task.archived_at is not None:
+                task = None
+        else:
+            occ = s.get(ReminderOccurrence, int(ref[1:])) if ref.startswith("o") and ref[1:].isdigit() else None
+            task = s.get(Task, occ.task_id) if occ and occ.task_id else None
+            if occ is not None and not self._may_answer(s, msg, who, occ):
+                task = None
+        if task is None or who.contact is None:
             return self._error(who, "gone")
         if msg.callback_action == ButtonAction.REPORT:
             return Reply(render("chat/ask_report.html", locale=who.locale, code=task.code), ask_reply=True)
         status = STATUS_ACTIONS[ButtonAction(msg.callback_action)]
-        return self._report(s, who, task, "", now, source="button", status=status, reminder_id=occ.id)
+        return self._report(
+            s, who, task, "", now, source="button", status=status, reminder_id=occ.id if occ is not None else None
+        )
 
     def _press_set_quantity(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
         return self._set_quantity(s, who, msg.callback_ref, now)
