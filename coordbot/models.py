@@ -20,6 +20,7 @@ from coordbot.plan.models import (
 from coordbot.replies.models import InboundMessage
 from coordbot.reports.models import Briefing, Digest
 from coordbot.scheduling.models import ReminderOccurrence
+from coordbot.web.models import WebPassword, WebSignin
 
 __all__ = [
     "Briefing",
@@ -41,4 +42,6 @@ __all__ = [
     "Task",
     "TaskDepartment",
     "TaskGroup",
+    "WebPassword",
+    "WebSignin",
 ]

@@ -75,6 +75,9 @@ class Settings:
     handler_processes: int = 1
     # Public https:// base of this instance, for the platforms' callback URLs and for reply links.
     public_url: str = ""
+    # Signs the web desk's session cookies and sign-in links (COORDBOT_WEB_SECRET); unset: a random key per
+    # process, so sessions and links do not survive a restart.
+    web_secret: Secret = field(default_factory=lambda: Secret(""))
 
     # WeCom (企业微信 / 政务微信) self-built application: sending and the encrypted callback.
     wecom_corp_id: str = ""

@@ -187,14 +187,19 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
 
     runtime.build_reminders()
     await runtime.conversation_runner().start()
-    web_runner = None
-    routes = [r for f in frontends for r in f.webhook_routes()]
-    if routes:
-        from coordbot.web.app import make_web_app, start_site
+    from coordbot.web.app import make_web_app, start_site
 
-        # Listen before a webhook is registered, so the platform's first delivery finds us.
-        web_runner = await start_site(make_web_app(routes), runtime.settings.web_host, runtime.settings.web_port)
-        log.info("webhook listening on %s:%s", runtime.settings.web_host, runtime.settings.web_port)
+    # The desk, with the webhooks on the same app: listening before a webhook is registered, so the
+    # platform's first delivery finds us.
+    web_app = make_web_app(
+        [r for f in frontends for r in f.webhook_routes()],
+        engine=runtime.engine,
+        settings=runtime.settings,
+        calendar=runtime.calendar,
+        clock=runtime.clock,
+    )
+    web_runner = await start_site(web_app, runtime.settings.web_host, runtime.settings.web_port)
+    log.info("web desk on http://%s:%s", runtime.settings.web_host, runtime.settings.web_port)
     for f in frontends:
         await f.start()
     unsubscribe = [events.subscribe(kind, runtime.note_change) for kind in RESCHEDULING_EVENTS]

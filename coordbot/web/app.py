@@ -1,10 +1,22 @@
-"""coordbot's HTTP side (aiohttp): the Telegram webhook and a health check; more pages later."""
+"""coordbot's HTTP side (aiohttp): the platforms' webhooks, a health check and the office's web desk.
+
+``make_web_app(routes)`` alone serves the webhooks and ``/healthz`` (what the channel tests and benches
+start); given the engine, settings, calendar and clock it also mounts the desk (pages, sign-in, static
+files) on the same application::
+
+    app = make_web_app(engine=engine, settings=settings, calendar=calendar, clock=clock, routes=webhooks)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from coordbot.core.clock import Clock, SystemClock
+from coordbot.core.config import Settings
+from coordbot.scheduling.calendar import WorkCalendar
 
 MAX_BODY = 1 << 20
 
@@ -14,9 +26,35 @@ async def health(_: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def make_web_app(routes: Iterable[web.RouteDef] = ()) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+def make_web_app(
+    routes: Iterable[web.RouteDef] = (),
+    *,
+    engine: Engine | None = None,
+    settings: Settings | None = None,
+    calendar: WorkCalendar | None = None,
+    clock: Clock | None = None,
+) -> web.Application:
+    """The application: ``/healthz`` and ``routes`` (webhooks); with ``engine``, the desk as well."""
+    if engine is None:
+        app = web.Application(client_max_size=MAX_BODY)
+    else:
+        from coordbot.web.auth import middlewares
+        from coordbot.web.desk import DESK, Desk
+
+        settings = settings or Settings()
+        desk = Desk(
+            engine=engine,
+            settings=settings,
+            calendar=calendar or WorkCalendar(tz=settings.timezone),
+            clock=clock or SystemClock(),
+        )
+        app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares(desk))
+        app[DESK] = desk
     app.add_routes([web.get("/healthz", health), *routes])
+    if engine is not None:
+        from coordbot.web.pages import desk_routes
+
+        app.add_routes(desk_routes())
     return app
 
 

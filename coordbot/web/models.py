@@ -1,0 +1,33 @@
+"""The desk's tables: one-time sign-in links (only a hash of each is kept) and the office's passwords."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from coordbot.core.clock import utcnow
+from coordbot.core.types import AwareDateTime
+
+
+class WebSignin(SQLModel, table=True):
+    """A sign-in link sent over a contact's channel: single use, expiring; the link itself is never stored."""
+
+    __tablename__ = "web_signin"
+
+    id: int | None = Field(default=None, primary_key=True)
+    nonce_hash: str = Field(unique=True, max_length=64)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)
+    expires_at: datetime = Field(sa_type=AwareDateTime(), nullable=False)
+    used_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
+
+
+class WebPassword(SQLModel, table=True):
+    """An office contact's desk password, as an argon2 hash (set with the CLI)."""
+
+    __tablename__ = "web_password"
+
+    contact_id: int = Field(foreign_key="contact.id", primary_key=True)
+    password_hash: str = Field(max_length=255)
+    set_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)
