@@ -15,7 +15,7 @@ from coordbot.core import events
 from coordbot.core.clock import utcnow
 from coordbot.core.db import row_id
 from coordbot.core.events import EventType
-from coordbot.plan.models import Contact, Extension, Task, TaskStatus
+from coordbot.plan.models import Assignment, Contact, Extension, Task, TaskDepartment, TaskStatus
 from coordbot.plan.progress import Assessment, QuotaProgress, assess
 
 
@@ -156,3 +156,38 @@ def recolour(
         events.record(session, EventType.TASK_OVERDUE, **where, due=task.due_date)
     task.colour, task.colour_reason = a.colour, a.reason
     return a, True
+
+
+def confirm_assignment(*, session: Session, task: Task, actor: str, now: datetime | None = None) -> list[str]:
+    """The office confirms the departments the plan file only proposed (lead and co-departments).
+
+    Returns what was confirmed (``lead`` and/or the co-departments' ids as text); writes task.updated.
+    """
+    now = now or utcnow()
+    confirmed: list[str] = []
+    if task.assignment == Assignment.PROPOSED:
+        task.assignment = Assignment.CONFIRMED
+        confirmed.append("lead")
+    for row in session.exec(
+        select(TaskDepartment).where(
+            TaskDepartment.task_id == task.id, TaskDepartment.assignment == Assignment.PROPOSED
+        )
+    ):
+        row.assignment = Assignment.CONFIRMED
+        confirmed.append(str(row.department_id))
+    if not confirmed:
+        raise ActionError(f"task {task.code} has no proposed department to confirm")
+    task.updated_at = now
+    events.record(
+        session,
+        EventType.TASK_UPDATED,
+        at=now,
+        plan_id=task.plan_id,
+        task_id=task.id,
+        department_id=task.lead_department_id,
+        actor=actor,
+        code=task.code,
+        changes={"assignment": [Assignment.PROPOSED.value, Assignment.CONFIRMED.value]},
+        confirmed=confirmed,
+    )
+    return confirmed
