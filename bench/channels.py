@@ -51,7 +51,8 @@ def main() -> int:
     names = [n for n in args.only.split(",") if n] or list(CHANNELS)
     rows = asyncio.run(run(names, args.messages))
     print(f"fan-out of {args.messages} reminders per channel (goal: ≤ {GOAL}× the limit-set ideal, 0 rate-limited)")
-    print(f"{'channel':<10} {'sent':>6} {'elapsed s':>10} {'ideal s':>9} {'ratio':>7} {'429s':>5} {'scale':>6}  verdict")
+    header = ("channel", "sent", "elapsed s", "ideal s", "ratio", "429s", "scale")
+    print("{:<10} {:>6} {:>10} {:>9} {:>7} {:>5} {:>6}  verdict".format(*header))
     for r in rows:
         if "error" in r:
             print(f"{r['channel']:<10} {r['error']}")
@@ -59,7 +60,7 @@ def main() -> int:
         met = r["ratio"] <= GOAL and r["rate_limited"] == 0 and r["sent"] == args.messages
         print(
             f"{r['channel']:<10} {int(r['sent']):>6} {r['elapsed']:>10.2f} {r['ideal']:>9.2f} {r['ratio']:>6.2f}×"
-            f" {int(r['rate_limited']):>5} {r.get('time_scale', 1):>6g}  {'met' if met else 'NOT met'}"
+            f" {int(r['rate_limited']):>5} {r.get('time_scale', 1):>6.3g}  {'met' if met else 'NOT met'}"
         )
     return 0  # the figures are the result, not the exit code
 
