@@ -338,14 +338,21 @@ def reminders_dispatch(ctx: Ctx) -> None:
     show_default=True,
     help="Recreated on every run.",
 )
-def demo(plan_file: Path, workdir: Path) -> None:
-    """Play the whole loop against a built-in fake Telegram server: no account or token needed."""
+@click.option(
+    "--channel",
+    type=click.Choice(["telegram", "wecom", "dingtalk", "feishu", "email"]),
+    default="telegram",
+    show_default=True,
+    help="The platform whose fake server the demo plays on (email needs Dovecot).",
+)
+def demo(plan_file: Path, workdir: Path, channel: str) -> None:
+    """Play the whole loop against a built-in fake server (Telegram by default): no account or token needed."""
     import asyncio
 
     from coordbot.core.paths import locate
     from coordbot.demo import run_demo
 
-    asyncio.run(run_demo(plan_file=locate(plan_file), workdir=workdir, out_dir=workdir / "out"))
+    asyncio.run(run_demo(plan_file=locate(plan_file), workdir=workdir, out_dir=workdir / "out", channel=channel))
 
 
 # ---- reports ----------------------------------------------------------------------------------------
