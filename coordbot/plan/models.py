@@ -9,10 +9,11 @@ file models in :mod:`coordbot.plan.schema` are what comes in.
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Numeric, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from coordbot.core.clock import utcnow
@@ -269,7 +270,7 @@ class ProgressReport(SQLModel, table=True):
     source_ref: str | None = Field(default=None, max_length=128)  # channel message (chat:message) for edits
     reminder_id: int | None = Field(default=None, foreign_key="reminder_occurrence.id")
     status: str | None = Field(default=None, max_length=24)  # what the report says, in TaskStatus words
-    percent: int | None = None
+    percent: Decimal | None = Field(default=None, sa_type=Numeric(7, 3))  # as written: 53.3, 85.07
     expected_date: date | None = None
     parsed: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     previous: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # for undo

@@ -20,8 +20,12 @@ class Ambiguity(StrEnum):
     PARSER_ERROR = "parser_error"  # the parser failed on this text (the property tests assert it never does)
     QUESTION = "question"  # 完成了？: a question back, not a report
     SEVERAL_TASK_CODES = "several_task_codes"
+    SHARE_OR_PROGRESS = (
+        "share_or_progress"  # 占年度计划的30% with nothing said done: a share, or progress? the bot asks
+    )
     TEXT_TRUNCATED = "text_truncated"
     TOO_MANY_NUMBERS = "too_many_numbers"
+    TOTAL_OR_INCREMENT = "total_or_increment"  # a bare count in a to-date report: so far, or new? the bot asks
     UNCERTAIN = "uncertain"  # 已经完成了吧，我问一下同事
     UNIT_FITS_SEVERAL_TARGETS = "unit_fits_several_targets"
     UNKNOWN_TASK_CODE = "unknown_task_code"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -241,7 +241,7 @@ def _move_task(
         elif task.status in (TaskStatus.ASSIGNED, TaskStatus.ACCEPTED, TaskStatus.BLOCKED):
             task.status = TaskStatus.IN_PROGRESS  # a report without a status word still shows work going on
         if parsed and parsed.percent is not None:
-            task.progress = parsed.percent
+            task.progress = int(min(parsed.percent, Decimal(100)).to_integral_value(ROUND_HALF_UP))  # a bar
         if said_status == Status.DONE:
             task.progress = 100
     task.last_report_at = now
@@ -539,7 +539,8 @@ def _parsed_json(parsed: ParsedReply | None) -> dict[str, Any]:
         return {}
     return {
         "status": parsed.status.value if parsed.status else None,
-        "percent": parsed.percent,
+        # JSON number: an integer, or the decimal as written (float repr round-trips 85.07)
+        "percent": None if parsed.percent is None else _json_percent(parsed.percent),
         "quantities": [
             {
                 "metric": q.metric,
@@ -621,3 +622,7 @@ def _observation_recorded(
         report=report.id,
         **extra,
     )
+
+
+def _json_percent(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)

@@ -84,12 +84,22 @@ class Quantity:
     unit: str
     mode: str  # "increment" | "total"
     span: tuple[int, int]
+    # as the contact wrote it (629.0 亿元, 5.34万个 → 53400 个); ``value``/``unit`` are in the target's unit
+    written_value: Decimal | None = None
+    written_unit: str | None = None
+    evidence: str = ""  # the words that decided it: the number with its unit, and the mode marker if any
+
+    @property
+    def wan_yuan(self) -> Decimal | None:
+        """Money normalised to 万元 (a quota in 万元 counts a reply in 亿元), else None."""
+        factor = _MONEY_UNITS.get(self.written_unit or "")
+        return None if factor is None or self.written_value is None else self.written_value * factor / 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedReply:
     status: Status | None
-    percent: int | None
+    percent: Decimal | None  # exactly as written (53.3, 85.07, 105.9): completion only, never a share or growth
     quantities: tuple[Quantity, ...]
     expected_date: date | None
     help_departments: tuple[str, ...]
@@ -98,6 +108,8 @@ class ParsedReply:
     language: str
     ambiguities: tuple[str, ...]
     confidence: float
+    # the words that decided each field ({"percent": "完成年度目标的53.3%"}), for the confirmation message
+    evidence: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- lexicon
@@ -109,11 +121,16 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "完成", "办结", "落实完毕", "已落实", "已结束", "完工", "结项", "验收通过", "已验收", "报结", "销号",
         "完结", "搞定", "做完", "完毕", "完程", "完城", "全部结束", "已全部结束", "弄完", "搞完", "办完", "做好了",
         "弄好了", "印发实施",
+        # official phrasing (issue 12)
+        "已通过验收", "通过验收", "已提前完成", "提前完成", "超额完成", "已竣工", "竣工", "已全部完工", "全部完工",
+        "全部办复", "办复完毕", "办复结束", "办理完毕", "答复完毕", "已全部办理", "已经解决",
     )),
     *((w, None, 0) for w in (
         "完成率", "完成情况", "完成时间", "完成时限", "完成进度", "完成度", "完成节点", "完成后", "能否完成",
         "是否完成", "推进会", "风险排查", "风险防控", "风险防范", "防范风险", "困难企业", "不少于", "不断",
         "正常上班", "完成值", "任务完成", "确保完成", "督促完成", "按要求完成", "推进情况",
+        "完成率", "完成进度", "完成度", "完成投资", "完成阶段目标", "确保如期完成",
+        "如期完成目标", "高质高效完成", "顺利完成年度任务", "确保完成全年", "加快任务完成",
     )),
     *((w, _S.ON_TRACK, STRONG) for w in (
         "推进中", "正在推进", "正常推进", "有序推进", "稳步推进", "积极推进", "持续推进", "扎实推进", "加快推进",
@@ -126,6 +143,12 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "建设中", "筹建中", "招募中", "对接中", "洽谈中", "编制中",
         "起草中", "修订中", "整改中", "征求意见中", "在弄", "在搞", "在做", "在进行", "还在进行", "正在收集",
         "试运行", "在走流程", "走流程中",
+        # official phrasing (issue 12)
+        "达到序时进度", "达到序时", "达序时", "达进度", "超进度", "超序时进度", "超序时", "按序时推进", "按序时",
+        "按进度推进", "按进度实施", "进展情况良好", "年底前能确保完成", "能确保完成", "超过时间进度", "超时间进度",
+        "超均衡进度", "基本同步", "同步推进", "全面展开", "进展加快", "在建", "正在紧张建设", "提速推进",
+        "完成情况较好", "高于目标", "有望在年底前完成", "能够圆满完成", "列入解决计划", "列入计划", "正在解决",
+        "正在整改", "部分整改", "正在开展", "正在着手", "按期推进", "时间过半任务过半",
     )),
     *((w, _S.ON_TRACK, WEAK) for w in (
         "已启动", "已经启动", "启动了", "走流程", "已开始", "已经开始", "开始了", "没有困难", "无困难", "暂无困难",
@@ -140,6 +163,10 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "恐难", "跟不上", "落后", "拖延", "有难度", "难度较大", "难度大", "压力较大", "压力大", "不理想",
         "不及预期", "低于预期", "未达预期", "申请延期", "顺延", "进度满", "滞厚", "差距较大", "差距大", "差距明显",
         "不确定性", "存在不确定", "没办法", "放缓",
+        # official phrasing (issue 12)
+        "未达序时进度", "未达到序时进度", "未达到序时", "未达序时", "欠进度", "欠序时", "低于序时", "略低于序时进度",
+        "滞后于序时", "慢序时", "年底前不能全部完成", "不能全部完成", "完成有一定困难", "有一定困难", "不够理想",
+        "推进不够力", "落后于计划", "塌目标", "低于目标", "未达到预期", "仅完成", "不能完成",
     )),
     *((w, _S.BLOCKED, STRONG) for w in (
         "受阻", "阻碍", "障碍", "困难", "暂缓", "难题", "卡住", "卡在", "卡壳", "无法推进", "无法开展", "不能推进",
@@ -147,12 +174,17 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "瓶颈", "遇到问题", "存在问题", "有问题", "无法落实", "僵持", "受限", "阻滞", "受租", "无法启动", "不能启动",
         "没批下来", "还没批", "未获批", "没回来", "还没回来", "没反馈", "还没反馈", "未反馈", "未回复", "没回复",
         "还没回复", "没出来", "还没出来", "没到位", "未到位", "还没到位", "尚未到位", "未下发", "没下发", "还没下发",
+        # official phrasing (issue 12)
+        "受上级政策限制", "客观条件制约", "暂时不能解决", "尚不能解决", "不能解决", "受条件限制", "停工",
+        "暂时难以解决", "无法解决", "未予审批", "既未审核同意",
     )),
     *((w, _S.NOT_STARTED, STRONG) for w in (
         "未启动", "尚未启动", "还未启动", "还没启动", "没启动", "没有启动", "暂未启动", "未开始", "尚未开始",
         "还没开始", "还没有开始", "没开始", "没有开始", "暂未开始", "未开展", "尚未开展", "还未开展", "暂未开展",
         "还没开展", "没有开展", "没开展", "未动工", "还没动", "尚未着手", "还没着手", "未着手", "没办", "还没办",
         "未办", "还没搞", "没搞",
+        # official phrasing (issue 12)
+        "尚未开工", "未开工", "没有开工", "暂未实质性开工", "尚不具备开工条件", "暂无法开工", "尚未启动征地",
     )),
 ]  # fmt: skip
 _EN_WORDS: list[tuple[str, Status | None, int]] = [
@@ -293,7 +325,7 @@ _TOTAL_AFTER = re.compile(
 _INCR_AFTER = re.compile(r"\b(?:this week|this month|more|new)\b")
 _LEAD_TOTAL = re.compile(r"\s{0,3}(?:截至|截止|到目前|目前|今年|至今|已完成|已开展|so far|to date|this year)")
 _MEASURE = (
-    "亿元|万元|千元|元|场次|人次|项|家|次|件|个|场|期|批|户|所|笔|篇|名|人|位|天|年|月|周|日|号|点|小时|分钟|岁|倍|套|部|"
+    "个百分点|百分点|亿美元|万美元|美元|平方米|公顷|亿元|万元|千元|元|场次|人次|项|家|次|件|个|场|期|批|户|所|笔|篇|名|人|位|天|年|月|周|日|号|点|小时|分钟|岁|倍|套|部|"
     "条|份|类|轮|本|张|台|处|届|万人|亿人"
 )
 _SUFFIX = re.compile(
@@ -314,7 +346,24 @@ _COUNT_FAMILIES = (
     {"件", "篇", "笔"},
     {"人", "名", "位", "人次"},
 )
-_NON_TARGET_MW = {"天", "年", "月", "周", "日", "号", "点", "小时", "分钟", "岁", "倍", "届", "万人", "亿人"}
+_NON_TARGET_MW = {
+    "个百分点",
+    "百分点",
+    "天",
+    "年",
+    "月",
+    "周",
+    "日",
+    "号",
+    "点",
+    "小时",
+    "分钟",
+    "岁",
+    "倍",
+    "届",
+    "万人",
+    "亿人",
+}
 _EN_NOUNS = {
     **dict.fromkeys(("item", "items", "project", "projects", "action", "actions", "campaign", "campaigns",
                      "inspection", "inspections", "check", "checks", "operation", "operations"), "项"),
@@ -356,7 +405,7 @@ _MODE_MARK = re.compile(
 )
 # a number that is a target, a plan or the wrong value being corrected is not an observation
 _SKIP_BEFORE = re.compile(
-    r"(?:目标|指标|任务数|不少于|要求|全年|每年|年度|参训|参会|参加|参与|到场|走访|调研|不是|而非|并非|人数|人次|还是|"
+    r"(?:目标|指标|任务数|不少于|要求|全年|每年|年度|总投资|计划投资|投资计划|增长|增幅|参训|参会|参加|参与|到场|走访|调研|不是|而非|并非|人数|人次|还是|"
     r"\btarget(?: of)?|\bgoal(?: of)?|\bnot)"
     r"\s{0,3}(?:为|是|了|约|近|:)?\s{0,3}$"
 )
@@ -371,7 +420,7 @@ _PLAN_BEFORE = re.compile(
 
 # -------------------------------------------------------------------------------------------- percents
 _PCT_RE = re.compile(
-    r"(?<![0-9.])(?P<num>[0-9]{1,3}(?:\.[0-9]{1,2})?)\s{0,3}(?:%|percent\b|per\s{0,3}cent\b|pct\b)"
+    r"(?<![0-9.])(?P<num>[0-9]{1,3}(?:\.[0-9]{1,3})?)\s{0,3}(?:%|percent\b|per\s{0,3}cent\b|pct\b)"
     r"|百分之\s{0,3}(?P<cn>[0-9]{1,3}(?:\.[0-9]+)?|[零〇一二两三四五六七八九十百]{1,6})"
     r"|(?P<range>[一二三四五六七八][二三四五六七八九])\s{0,3}成(?![员立果本功为效绩交熟型品都长不])"
     r"|(?<![0-9])(?P<cheng>10|[1-9]|十|[一二三四五六七八九])\s{0,3}成(?![员立果本功为效绩交熟型品都长不])"
@@ -385,6 +434,24 @@ _NOT_PROGRESS = re.compile(
     r"(?:超额|超出|超过|\bexceed|\bover\b|增长|增幅|同比|环比|下降|提高|提升|降低|占比|比重|占|增加|减少|利率|费率|贴息|比例|增速|满意度|覆盖率|"
     r"\bgrowth\b|\bincrease\b|\bdecrease\b|\brate\b|\bup\b|\bdown\b|\byoy\b|\bshare\b)[^到至达]{0,4}$"
 )
+# issue 12: what the words before an official percent make of it
+_COMPLETION_BEFORE = re.compile(
+    r"(?:(?:开工|复工|开、复工|完工|完成|执行|办结|办复|答复|投产|建成|履约)率\s{0,2}(?:为|达到|达|是)?\s{0,2}约?"
+    r"|(?:完成|执行)?进度(?:为|达到|达)?"
+    r"|(?:完成|为|达到?|实现)[^，,。；;]{0,24}?的"
+    r"|(?:完成|已完成|完成了)\s{0,2}(?:约|近)?)\s{0,2}$"
+)
+_SHARE_BEFORE = re.compile(
+    r"(?:占比|比重|占[^，,。；;]{0,14}?(?:总数|总量|总额|总任务|全部项目|承办|立案|项目总数|建议总数|提案总数|目标任务|"
+    r"完成投资)?的?|约占|分别占|占)\s{0,2}(?:为|达|约)?\s{0,2}$"
+)
+_PLAN_SHARE_BEFORE = re.compile(
+    r"占[^，,。；;]{0,10}?(?:年度|全年|年|省下达年度)[^，,。；;]{0,8}?(?:计划|目标)[^，,。；;的]{0,6}的?\s{0,2}$"
+)
+_DONE_IN_SENTENCE = re.compile(r"完成|开工|到位|建成|办理|办复")
+_THRESHOLD_AROUND = re.compile(r"(?:低于|高于|超过|不足|不到|在|以|达到或超过)\s{0,2}$")
+_THRESHOLD_AFTER = re.compile(r"\s{0,2}(?:到|至|-|~|之间|以上|以下|左右的|的(?:项目|指标))")
+_NOT_A_PCT_WORD_BEFORE = re.compile(r"(?:仍有|有|还有|尚有|时间|任务)\s{0,2}$")
 _PROGRESS_CTX = re.compile(r"进度|完成|进展|\bprogress\b|\bdone\b|\bcomplete\b|\bcompleted\b|\bfinished\b")
 _NOT_BEFORE = re.compile(r"(?:\bnot\b|不是|而非|并非)\s{0,3}$")
 _FROM_BEFORE = re.compile(r"(?:从|由|\bfrom\b)\s{0,3}$")
@@ -486,6 +553,8 @@ class _Ctx:
     blocked: list[tuple[int, int]]
     amb: list[Ambiguity]
     date_spans: list[tuple[int, int]]
+    evidence: dict[str, str] = field(default_factory=dict)
+    words: dict[int, str] = field(default_factory=dict)  # status word at each position
 
 
 def _is_latin(ch: str) -> bool:
@@ -565,9 +634,9 @@ def _is_progress_pct(ctx: _Ctx, s: int) -> bool:
 
 def _percents(
     ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list[tuple[int, int]]]
-) -> tuple[int | None, list[Quantity]]:
+) -> tuple[Decimal | None, list[Quantity]]:
     norm = ctx.norm
-    found: list[tuple[int, int, int]] = []  # (start, end, value)
+    found: list[tuple[int, int, Decimal]] = []  # (start, end, value as written)
     pct_qty: list[Quantity] = []
     pct_targets = [t for t in targets if t.unit == "%"]
     for i, m in enumerate(_PCT_RE.finditer(norm)):
@@ -606,6 +675,12 @@ def _percents(
         if value is None:
             continue
         cs, ce = ctx.cl.clause(s)
+        # 仍有过半项目没有开工 / 时间过半任务过半: a part of a population or a schedule verdict, not progress
+        if m.group("word") == "过半" and (
+            _NOT_A_PCT_WORD_BEFORE.search(norm, cs, s) or re.match(r"\s{0,2}(?:项目|的|企业|单位|以上)", norm[e:])
+        ):
+            ctx.blocked.append((s, e))
+            continue
         # a percent next to the alias of a %-target is that metric's value, not task progress
         tgt = None
         for t in pct_targets:
@@ -619,10 +694,27 @@ def _percents(
         ctx.blocked.append((s, e))
         if not _is_progress_pct(ctx, s) or _NOT_BEFORE.search(norm, max(0, s - 8), s):
             continue
+        if m.group("num") is not None:
+            before = norm[max(cs, s - 30) : s]
+            if _THRESHOLD_AROUND.search(before) or _THRESHOLD_AFTER.match(norm, e):
+                continue  # 完成率低于50% / 完成进度在80%到100%之间: a threshold, not a reading
+            if _PLAN_SHARE_BEFORE.search(before):
+                ss, _ = ctx.cl.sentence(s)
+                if not _DONE_IN_SENTENCE.search(norm, ss, s):
+                    ctx.amb.append(Ambiguity.SHARE_OR_PROGRESS)  # 占年度计划的30% with nothing done: ask
+                    continue
+                ctx.evidence.setdefault("percent", norm[max(cs, s - 12) : e])
+            elif _SHARE_BEFORE.search(before) and not _COMPLETION_BEFORE.search(before):
+                continue  # 占建议总数的22.8% / 占比5.4%: a share of a population, not progress
+            elif _COMPLETION_BEFORE.search(before):
+                ctx.evidence.setdefault("percent", norm[max(cs, s - 12) : e])
         if _QUESTION_CLAUSE.match(norm, cs) and norm[s:ce].rstrip().endswith(("?", "？")):
             ctx.amb.append(Ambiguity.QUESTION)  # 进度80%？还是按件数算？
             continue
-        found.append((s, e, int(min(value, Decimal(100)).quantize(Decimal(1), rounding=ROUND_HALF_UP))))
+        found.append(
+            (s, e, value if m.group("num") is not None else value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        )
+        ctx.evidence.setdefault("percent", norm[max(cs, s - 12) : e])
     if not found:
         return None, pct_qty
     if len({v for _, _, v in found}) > 1:
@@ -744,6 +836,8 @@ class _Number:
     unit: str | None = None  # what it counts: the measure word, an English noun's unit, or 元 for money
     money: bool = False
     mult: str | None = None  # 万, k, million …, or "cn" for a large Chinese numeral (九亿三千万)
+    written_value: Decimal | None = None  # as written: 629.0 (亿元), 53400 (5.34万个)
+    written_unit: str | None = None
     fraction: bool = False  # 3/5, 3 of 5
     tail_words: list[tuple[str, int]] = field(default_factory=list)  # English words after it, with their ends
 
@@ -852,7 +946,15 @@ def _read_measure(ctx: _Ctx, n: _Number, target_units: set[str], people_ok: bool
         mult = "cn"  # 九亿三千万: a Chinese amount, like 9.3亿
     n.end = suf.end() if (mult or mw or suf.group("cur") or suf.group("frac")) else n.e
     n.mw, n.mult, n.fraction = mw, mult, bool(suf.group("frac"))
-    if mw in _MONEY_UNITS:
+    raw = n.value / _MULT[mult] if mult and mult in _MULT else n.value
+    if mw in _MONEY_UNITS or mw in ("美元", "亿美元", "万美元"):
+        n.written_value, n.written_unit = raw, (mult if mult in ("万", "亿", "千") else "") + mw
+    else:
+        n.written_value, n.written_unit = n.value, mw
+    if mw in ("美元", "亿美元", "万美元"):
+        n.value *= {"美元": 1, "万美元": 10_000, "亿美元": 100_000_000}[mw]
+        n.unit = "美元"  # another currency: never counted toward a quota in 元/万元
+    elif mw in _MONEY_UNITS:
         n.value *= _MONEY_UNITS[mw]
         n.money = True
         n.unit = "元"
@@ -977,12 +1079,41 @@ def _quantity(
     elif at_date:
         mode = "total"
     value = _to_target_unit(n.value, n.money or bool(n.mult and t.unit in _MONEY_UNITS), t.unit)
-    return Quantity(t.metric, value, t.unit, mode, (n.s, n.end))
+    if mode == "increment" and not _has_mode_marker(ctx, n.s, n.end) and _ASOF_ANYWHERE.search(ctx.norm):
+        ctx.amb.append(Ambiguity.TOTAL_OR_INCREMENT)  # 截至9月底… then a bare 3项: so far, or new? the bot asks
+    return Quantity(t.metric, value, t.unit, mode, (n.s, n.end), n.written_value, n.written_unit, ctx.norm[n.s : n.end])
+
+
+_ASOF_ANYWHERE = re.compile(
+    r"^\s{0,3}(?:截至|截止|1\s{0,2}[-—~至到]\s{0,2}[0-9]{1,2}\s{0,2}月|上半年|前三季度|今年以来)"
+)
+_OFFICIAL_UNITS = {"元", "美元", "个", "项", "件", "家", "次", "场", "人次", "平方米", "公顷"}
+
+
+def _has_mode_marker(ctx: _Ctx, s: int, e: int) -> bool:
+    """Whether any word (not the default) decides the mode of the number at [s, e)."""
+    norm = ctx.norm
+    cs, ce = ctx.cl.clause(s)
+    ss, _ = ctx.cl.sentence(s)
+    before = norm[cs:s]
+    return bool(
+        _MODE_MARK.search(before)
+        or _TOTAL_AFTER.search(norm[e : min(ce, e + 24)])
+        or _INCR_AFTER.search(norm[e : min(ce, e + 24)])
+        or _LEAD_TOTAL.match(norm, ss)
+        or _ALREADY.search(before)
+    )
 
 
 def _unmatched(ctx: _Ctx, n: _Number) -> Quantity:
-    """The number as said, of no target."""
-    return Quantity(None, n.value, n.unit or "", _mode(ctx, n.s, n.end, n.fraction, False), (n.s, n.end))
+    """The number as said, of no target. In a report that speaks of figures to date (official progress text) a count
+    with no marker of its own is an as-of figure (华龙区41个项目，开工39个), not an increment."""
+    mode = _mode(ctx, n.s, n.end, n.fraction, False)
+    if mode == "increment" and n.unit in _OFFICIAL_UNITS and not n.tail_words and not _has_mode_marker(ctx, n.s, n.end):
+        mode = "total"
+    return Quantity(
+        None, n.value, n.unit or "", mode, (n.s, n.end), n.written_value, n.written_unit, ctx.norm[n.s : n.end]
+    )
 
 
 def _to_target_unit(value: Decimal, money: bool, target_unit: str) -> Decimal:
@@ -1050,7 +1181,7 @@ def _mode(ctx: _Ctx, s: int, e: int, fraction: bool, at_date: bool, cumulative: 
 
 
 def _status(
-    ctx: _Ctx, quantities: list[Quantity], percent: int | None, pct_spans: list[tuple[int, int]]
+    ctx: _Ctx, quantities: list[Quantity], percent: Decimal | None, pct_spans: list[tuple[int, int]]
 ) -> tuple[list[tuple[Status, int, int]], bool]:
     """→ signals (status, strength, position), saw a negated 'done'."""
     norm = ctx.norm
@@ -1070,6 +1201,7 @@ def _status(
         status, strength = (_ZH_MAP if zh else _EN_MAP)[word]
         if status is None:
             continue
+        ctx.words.setdefault(ks, word)
         cs, ce = ctx.cl.clause(ks)
         if _QUESTION_END.match(norm, ce - 1) if ce > 0 else False:
             ctx.amb.append(Ambiguity.QUESTION)  # 完成了？ — a question back, not a report
@@ -1126,6 +1258,15 @@ def _status(
             soon = _NUM_SOON.match(post)
             if soon and any(a <= ke + soon.end() - 1 < b for a, b in ctx.date_spans):
                 soon = None  # "done by 30/6": the number is the deadline, not a count
+            if (
+                (_QTY_AFTER_DONE.match(post) or soon)
+                and (word.startswith("已") or norm[max(cs, ks - 1) : ks] == "已")
+                and quantities
+                and not any(q.metric for q in quantities)
+                and not future
+            ):
+                signals.append((Status.DONE, STRONG, ks))  # 已完成24个 (no target counts them): those items are done
+                continue
             if _QTY_AFTER_DONE.match(post) or soon:
                 if future and "前" in full_pre:
                     signals.append((Status.ON_TRACK, WEAK, ks))  # 10月底前可完成剩余3项: a plan
@@ -1144,7 +1285,7 @@ def _status(
                 signals.append((Status.ON_TRACK, WEAK, ks))  # 初稿已完成 / first batch done: a step, not the task
             elif _EN_FUTURE_POST.match(post):
                 signals.append((Status.ON_TRACK, WEAK, ks))
-            elif _PAST_DONE.search(full_pre) or norm[ke : ke + 1] == "了":
+            elif _PAST_DONE.search(full_pre) or norm[ke : ke + 1] == "了" or word.startswith("已"):
                 signals.append((Status.DONE, STRONG, ks))
             elif _FUTURE_DONE.search(full_pre):
                 signals.append((Status.ON_TRACK, WEAK, ks))
@@ -1163,7 +1304,7 @@ def _status(
     for m in _RESOLVED.finditer(norm[:MAX_CHARS]):
         signals = [s for s in signals if not (s[0] in (Status.BLOCKED, Status.AT_RISK) and s[2] < m.start())]
         break
-    if percent == 100:
+    if percent is not None and percent >= 100:
         signals.append((Status.DONE, STRONG, 0))
     elif percent == 0:
         signals.append((Status.NOT_STARTED, WEAK, 0))
@@ -1182,7 +1323,7 @@ _SEVERITY = {Status.BLOCKED: 4, Status.AT_RISK: 3, Status.NOT_STARTED: 2, Status
 
 
 def _resolve_status(
-    ctx: _Ctx, signals: list[tuple[Status, int, int]], neg_done: bool, percent: int | None, expected: date | None
+    ctx: _Ctx, signals: list[tuple[Status, int, int]], neg_done: bool, percent: Decimal | None, expected: date | None
 ) -> Status | None:
     # an overall verdict (总体进展顺利) decides over details about parts of the work
     overall = [x for x in signals if x[1] == STRONG and _OVERALL.search(ctx.norm, ctx.cl.clause(x[2])[0], x[2])]
@@ -1373,8 +1514,24 @@ def _parse(
         is_correction=is_correction,
         language=detect_language(norm),
         ambiguities=ambiguities,
+        evidence=_evidence(ctx, status, signals, quantities),
         confidence=_confidence(list(ambiguities), strong, found_any),
     )
+
+
+def _evidence(
+    ctx: _Ctx, status: Status | None, signals: list[tuple[Status, int, int]], quantities: Sequence[Quantity]
+) -> dict[str, str]:
+    """Which words decided each field: the status word, the percent with its lead-in, each quantity as written."""
+    out = dict(ctx.evidence)
+    if status is not None:
+        for st, _, pos in sorted(signals, key=lambda x: -x[1]):
+            if st is status and pos in ctx.words:
+                out["status"] = ctx.words[pos]
+                break
+    if quantities:
+        out["quantities"] = "；".join(q.evidence for q in quantities if q.evidence)
+    return out
 
 
 def parse_reply(

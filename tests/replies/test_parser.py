@@ -287,7 +287,7 @@ def test_percent_100_means_done_and_conflicts_are_reported() -> None:
         ("60 percent", 60),
         ("进度3/4", 75),
         ("完成四分之三", 75),
-        ("62.5%", 63),
+        ("62.5%", Decimal("62.5")),
         ("同比增长20%", None),
         ("进度从40%提高到60%", 60),
         ("成员3人", None),

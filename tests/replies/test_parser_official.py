@@ -1,0 +1,121 @@
+"""Issue 12: progress the way officials write it. Examples written for these tests (not from the corpus)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from coordbot.replies import TargetRef, parse_reply
+from coordbot.replies.ambiguity import Ambiguity
+
+TODAY = date(2025, 6, 11)
+
+
+def p(text: str, targets: tuple[TargetRef, ...] = ()):  # type: ignore[no-untyped-def]
+    return parse_reply(text, today=TODAY, targets=targets)
+
+
+@pytest.mark.parametrize(
+    ("text", "pct"),
+    [
+        ("截至5月底，已完成年度目标的53.3%", Decimal("53.3")),
+        ("园区道路工程开工率85.07%", Decimal("85.07")),
+        ("资金执行率0.5%，刚刚起步", Decimal("0.5")),
+        ("两项改造均已完成，完成率100%", Decimal("100")),
+        ("前五个月完成年度投资计划的41.25%", Decimal("41.25")),
+        ("目前进度62.5%", Decimal("62.5")),
+    ],
+)
+def test_decimal_percents_are_kept_as_written(text: str, pct: Decimal) -> None:
+    r = p(text)
+    assert r.percent == pct and str(r.percent) == str(pct)
+    assert "percent" in r.evidence
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "已办结的有4件，占承办总数的22.8%",
+        "小微企业贷款占比5.4%",
+        "完成整改的有3项，占目标任务的30%",
+        "仍有过半项目没有开工",
+        "时间过半任务过半",
+    ],
+)
+def test_a_share_or_a_population_is_not_progress(text: str) -> None:
+    assert p(text).percent is None
+
+
+def test_a_share_of_the_annual_plan_with_nothing_done_is_asked() -> None:
+    r = p("该类项目占年度计划的18.6%")
+    assert r.percent is None and Ambiguity.SHARE_OR_PROGRESS in r.ambiguities
+
+
+@pytest.mark.parametrize(
+    "text", ["税收收入同比增长3.9%", "较上一年提升9.2%", "完成率低于50%的项目有4个", "完成进度在60%到80%之间"]
+)
+def test_growth_rates_and_thresholds_are_not_progress(text: str) -> None:
+    assert p(text).percent is None
+
+
+def test_percentage_points_below_target_are_at_risk_not_a_percent() -> None:
+    r = p("上半年财政收入低于目标11.1个百分点")
+    assert r.percent is None and r.status is not None and r.status.value == "at_risk"
+    assert not [q for q in r.quantities if q.written_unit in ("个", "个百分点")]
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("路网改造未达序时进度", "at_risk"),
+        ("绿化提升工程欠进度", "at_risk"),
+        ("两处泵站略低于序时进度", "at_risk"),
+        ("该项工作年底前不能全部完成", "at_risk"),
+        ("完成有一定困难", "at_risk"),
+        ("排水管网改造达到序时进度", "on_track"),
+        ("进展情况良好，年底前能确保完成", "on_track"),
+        ("按计划推进", "on_track"),
+        ("文化馆已通过验收", "done"),
+        ("本批提案已办结", "done"),
+        ("已提前完成全年任务", "done"),
+        ("受上级政策限制，暂时不能解决", "blocked"),
+        ("社区食堂尚未开工", "not_started"),
+        ("智慧停车项目未启动", "not_started"),
+        ("已完成24个", "done"),
+    ],
+)
+def test_official_status_phrasing(text: str, status: str) -> None:
+    r = p(text)
+    assert r.status is not None and r.status.value == status
+    assert r.evidence.get("status")
+
+
+def test_units_are_kept_as_written_and_money_is_offered_in_wan_yuan() -> None:
+    r = p("截至6月底累计完成投资2.35亿元")
+    (q,) = r.quantities
+    assert (q.written_value, q.written_unit, q.mode) == (Decimal("2.35"), "亿元", "total")
+    assert q.wan_yuan == Decimal("23500")
+
+
+def test_a_quota_in_wan_yuan_counts_a_reply_in_yi_yuan() -> None:
+    quota = TargetRef("fund", "专项资金", "万元", aliases=("资金",))
+    (q,) = p("专项资金累计到位1.2亿元", (quota,)).quantities
+    assert q.metric == "fund" and q.value == Decimal("12000") and q.unit == "万元"
+
+
+def test_dollars_square_metres_and_hectares() -> None:
+    got = {
+        (q.written_value, q.written_unit)
+        for q in p("实际利用外资3.6亿美元，改造面积12.5万平方米，复垦8公顷").quantities
+    }
+    assert (Decimal("3.6"), "亿美元") in got
+    assert (Decimal("125000"), "平方米") in got
+    assert (Decimal("8"), "公顷") in got
+
+
+def test_a_bare_count_in_a_to_date_report_asks_total_or_increment() -> None:
+    target = TargetRef("fixes", "整改事项", "项", aliases=("整改",))
+    r = p("截至9月底，各街镇情况如下。整改3项", (target,))
+    assert Ambiguity.TOTAL_OR_INCREMENT in r.ambiguities
