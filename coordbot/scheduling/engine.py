@@ -480,7 +480,9 @@ class ReminderEngine:
             calendar=self.calendar,
             default_locale=self.locale,
         )
-        semaphore = asyncio.Semaphore(self.concurrency)
+        # One budget of concurrent sends per channel: a platform that is down or slow holds its own sends
+        # (retrying them) without holding the others'.
+        semaphores: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.concurrency))
         results: list[tuple[Claimed, str, str | None, ChannelError | None]] = []
         # Rows folded into one message (a contact's weekly requests) share an Outbound: send it once.
         batches: dict[int, Batch] = {}
@@ -491,7 +493,7 @@ class ReminderEngine:
 
         async def one(channel_name: str, outbound: Outbound, rows: list[Claimed]) -> None:
             channel = self.channels.get(channel_name)
-            async with semaphore:
+            async with semaphores[channel_name]:
                 ref: str | None = None
                 error: ChannelError | None = None
                 if channel is None:

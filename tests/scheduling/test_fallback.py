@@ -139,3 +139,41 @@ async def test_a_long_pause_asked_by_the_platform_releases_the_row_instead_of_sl
     assert report.released == 2
     pending = [o for o in rows(engine, ReminderOccurrence) if o.status == "pending" and o.fire_at <= clock.now()]
     assert pending and all((o.lease_until - clock.now()).total_seconds() >= 599 for o in pending)
+
+
+async def test_a_platform_that_hangs_does_not_hold_another_channels_sends(engine, bind, make_engine, clock) -> None:
+    """Every WeCom send hangs; the e-mail contacts' reminders in the same tick still go out at once."""
+    import asyncio
+
+    release = asyncio.Event()
+
+    class Hanging(MemoryChannel):
+        async def send(self, message: Outbound) -> Delivery:
+            await release.wait()
+            return await super().send(message)
+
+    with Session(engine) as s:
+        for n in range(4):  # more WeCom contacts than the engine's concurrency
+            s.add(Contact(department_id=_department_id(s, "amr"), name=f"w{n}", channel="wecom", address=f"w{n}"))
+        s.add(Contact(department_id=_department_id(s, "amr"), name="mail", channel="email", address="m@amr.cn"))
+        s.commit()
+    wecom, email = Hanging("wecom"), MemoryChannel("email")
+    eng = make_engine(channels={"wecom": wecom, "email": email, "telegram": MemoryChannel("telegram")}, concurrency=2)
+    eng.sync()
+    clock.set(at(2026, 3, 2, 9, 31))
+    tick = asyncio.create_task(eng.tick())
+    for _ in range(100):
+        if email.sent:
+            break
+        await asyncio.sleep(0.02)
+    assert email.sent and not wecom.sent  # e-mail went out while every WeCom slot was stuck
+    release.set()
+    await tick
+
+
+def _department_id(s: Session, code: str) -> int:
+    from sqlmodel import select
+
+    from coordbot.plan.models import Department
+
+    return s.exec(select(Department.id).where(Department.code == code)).one()  # type: ignore[return-value]
