@@ -265,6 +265,16 @@ _INVITE = re.compile(r"^\s*(?:/start|/bind|bind|绑定)[\s:：]+([A-Za-z0-9_-]{8
 _NUMBER = re.compile(r"^\s*(?:回复|reply)?\s*([0-9０-９]{1,2})\s*[.。]?\s*$", re.IGNORECASE)
 
 
+_COMMAND = re.compile(r"^\s*/([A-Za-z0-9_]{1,32})(?:@\S+)?(?:\s+(.*))?$", re.DOTALL)
+
+
+def command_in(text: str) -> tuple[str, str] | None:
+    """(command, args) of a "/tasks" or "/extend 2.1 2026-06-30" message on a channel without bot commands
+    of its own (lower-cased; a "/cmd@bot" suffix dropped); ``None`` for any other text."""
+    m = _COMMAND.match(text or "")
+    return (m.group(1).lower(), (m.group(2) or "").strip()) if m else None
+
+
 def invite_code_in(text: str) -> str:
     """The invite code in "绑定 CODE" or "/start CODE": how a contact binds on a channel without deep links."""
     m = _INVITE.match(text or "")

@@ -51,6 +51,7 @@ from coordbot.channels.base import (
     PermanentChannelError,
     TransientChannelError,
     answer_inbound,
+    command_in,
     invite_code_in,
 )
 from coordbot.core.config import Settings
@@ -559,9 +560,8 @@ def inbound_from_callback(data: dict[str, Any], choices: NumberedChoices) -> Inb
     code = invite_code_in(text)
     if code:
         return Inbound(**common, kind="command", text=text, command="start", args=code, start_code=code)
-    if text.startswith("/") and len(text) > 1:
-        word, _, args = text[1:].partition(" ")
-        return Inbound(**common, kind="command", text=text, command=word.split("@")[0].lower(), args=args.strip())
+    if (said := command_in(text)) is not None:
+        return Inbound(**common, kind="command", text=text, command=said[0], args=said[1])
     button = choices.press(chat_id, text)
     if button is not None:
         return Inbound(**common, kind="callback", text=text, callback_action=button.action, callback_ref=button.ref)

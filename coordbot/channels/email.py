@@ -58,6 +58,7 @@ from coordbot.channels.base import (
     PermanentChannelError,
     Reply,
     TransientChannelError,
+    command_in,
     encode_button,
     invite_code_in,
 )
@@ -695,16 +696,17 @@ def parse_mail(
     text = strip_reply(body_text(mail))
     code = invite_code_in(text) or invite_code_in(re.sub(r"^\s*(?:re|回复|答复)\s*[:：]\s*", "", subject, flags=re.I))
     original = re.sub(r"^\s*(?:(?:re|fw|fwd|回复|答复|转发)\s*[:：]\s*)+", "", subject, flags=re.I)
+    said = None if code else command_in(text.strip().splitlines()[0] if text.strip() else "")
     inbound = Inbound(
         channel=NAME,
         external_id=message_id or fallback_id,
         chat_id=sender,
         sender_id=sender,
         sender_name=name,
-        kind="command" if code else "message",
+        kind="command" if code or said else "message",
         text=text,
-        command="start" if code else "",
-        args=code,
+        command="start" if code else (said[0] if said else ""),
+        args=code or (said[1] if said else ""),
         start_code=code,
         reply_to_ref=reply_to_ref,
         reply_to_text=original if (reply_to_ref or original != subject) else "",

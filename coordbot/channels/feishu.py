@@ -57,6 +57,7 @@ from coordbot.channels.base import (
     PermanentChannelError,
     TransientChannelError,
     answer_inbound,
+    command_in,
     decode_button,
     encode_button,
     invite_code_in,
@@ -662,7 +663,6 @@ def frontend(settings: Settings, handle: InboundHandler) -> FeishuFrontend:
 # ---- inbound ---------------------------------------------------------------------------------------
 
 _MENTION = re.compile(r"@_user_\d+")
-_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@\S+)?(?:\s+(.*))?$", re.S)
 
 
 def _post_text(content: dict[str, Any]) -> str:
@@ -702,11 +702,11 @@ def message_inbound(event_id: str, event: dict[str, Any]) -> Inbound | None:
     chat_id = str(message.get("chat_id") or "") if is_group else open_id
     values: dict[str, Any] = {}
     code = invite_code_in(text)
-    cmd = _COMMAND.match(text)
+    said = command_in(text)
     if code:
         values = {"kind": "command", "command": "start", "args": code, "start_code": code}
-    elif cmd:
-        values = {"kind": "command", "command": cmd.group(1).lower(), "args": (cmd.group(2) or "").strip()}
+    elif said is not None:
+        values = {"kind": "command", "command": said[0], "args": said[1]}
     return Inbound(
         channel=CHANNEL,
         external_id=event_id or str(message.get("message_id") or ""),

@@ -61,6 +61,7 @@ from coordbot.channels.base import (
     PermanentChannelError,
     TransientChannelError,
     answer_inbound,
+    command_in,
     decode_button,
     encode_button,
     invite_code_in,
@@ -717,11 +718,6 @@ def _field(root: ET.Element, name: str) -> str:
     return (el.text or "").strip() if el is not None else ""
 
 
-def _command(text: str) -> tuple[str, str]:
-    word, _, args = text.strip().partition(" ")
-    return word[1:].split("@", 1)[0].lower(), args.strip()
-
-
 def inbound_from_xml(xml: bytes, choices: NumberedChoices | None = None) -> Inbound | None:
     """The Inbound for a decrypted callback; ``None`` for events coordbot ignores. Raises ValueError when
     the XML is not a message WeCom would send."""
@@ -743,9 +739,8 @@ def inbound_from_xml(xml: bytes, choices: NumberedChoices | None = None) -> Inbo
         code = invite_code_in(text)
         if code:
             return _with(base, kind="command", command="start", args=code, start_code=code)
-        if text.startswith("/") and len(text) > 1:
-            command, args = _command(text)
-            return _with(base, kind="command", command=command, args=args)
+        if (said := command_in(text)) is not None:
+            return _with(base, kind="command", command=said[0], args=said[1])
         pressed = choices.press(sender, text) if choices is not None else None
         if pressed is not None:
             return _with(base, kind="callback", callback_action=pressed.action, callback_ref=pressed.ref)

@@ -151,3 +151,21 @@ async def test_inbound_tasks_drain_with_a_timeout_cancels_what_is_left() -> None
     await started.wait()
     await tasks.drain(timeout=0.01)
     await tasks.drain(timeout=None)  # nothing left: returns at once
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("/tasks", ("tasks", "")),
+        ("/extend 2.1 2026-06-30 资金未到位", ("extend", "2.1 2026-06-30 资金未到位")),
+        ("/Summary@coordbot_bot", ("summary", "")),
+        ("  /overdue  ", ("overdue", "")),
+        ("本周完成2项", None),
+        ("/", None),
+        ("2.1 /tasks", None),
+    ],
+)
+def test_slash_commands_are_read_on_channels_without_their_own(text: str, said: tuple[str, str] | None) -> None:
+    from coordbot.channels.base import command_in
+
+    assert command_in(text) == said

@@ -174,3 +174,12 @@ def test_no_secret_means_no_token_and_threading_by_message_id() -> None:
     assert sent["headers"]["Reply-To"] == OFFICE
     raw = reply_mail(sent, sender=WANG, text="进展顺利", style="gmail_en")
     assert parse(bare, raw).inbound.reply_to_ref == sent["headers"]["Message-ID"]  # type: ignore[union-attr]
+
+
+def test_a_slash_command_on_the_first_line_is_a_command(channel: EmailChannel) -> None:
+    raw = reply_mail(None, sender=WANG, text="/extend 2.1 2026-06-30 资金未到位\n\n发自我的iPhone", to=OFFICE)
+    inbound = parse(channel, raw).inbound
+    assert inbound is not None
+    assert (inbound.kind, inbound.command, inbound.args) == ("command", "extend", "2.1 2026-06-30 资金未到位")
+    plain = parse(channel, reply_mail(None, sender=WANG, text="本周完成2项 /tasks", to=OFFICE)).inbound
+    assert plain is not None and plain.kind == "message"
