@@ -40,14 +40,7 @@ def _needs_dovecot() -> None:
         pytest.skip("dovecot is not installed (apt-get install -y dovecot-imapd)")
 
 
-EMAIL_READS_NO_COMMANDS = pytest.mark.xfail(
-    reason="the e-mail adapter reads only '绑定 CODE' as a command (channels/email.py parse_mail): /tasks, /extend, "
-    "/overdue and /summary by mail reach the conversation as progress text, so no extension is approved",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize("channel", ["wecom", pytest.param("email", marks=EMAIL_READS_NO_COMMANDS)])
+@pytest.mark.parametrize("channel", ["wecom", "email"])
 def test_demo_plays_the_loop_on_another_platform(channel: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same script on another platform's fake server: the same outcomes reach the same people."""
     if channel == "email":
