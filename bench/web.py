@@ -1,0 +1,174 @@
+"""Web desk benchmark: dashboard and task-page latency (p50/p99) over real HTTP on 127.0.0.1, signed in as the
+office, on the synthetic province-size plan of bench/reports.py (200 departments, 5,000 tasks, 500,000
+progress reports, built by its ``build_big_plan``) in a scratch SQLite file, next to a same-run baseline: one
+SQL aggregate over the same rows (count and latest report per task, bench/reports.py's ``AGGREGATE``).
+
+Run: .venv/bin/python bench/web.py [--tasks 5000] [--reports 500000] [--requests 100]
+     .venv/bin/python bench/web.py --tasks 500 --reports 20000   # a quick small run
+
+Goal (issue 11): dashboard p99 under 200 ms on SQLite and within 3x the aggregate (dashboard p99 / aggregate
+median). Prints ``met`` or ``NOT met``; exits 0 either way (a measurement, not a test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+import coordbot.models  # noqa: E402, F401
+from coordbot.core.clock import FakeClock  # noqa: E402
+from coordbot.core.config import Secret, Settings  # noqa: E402
+from coordbot.core.db import make_engine, session_scope, upgrade  # noqa: E402
+from coordbot.plan.models import Contact, Role  # noqa: E402
+from coordbot.scheduling.calendar import WorkCalendar  # noqa: E402
+from coordbot.web import make_web_app, start_site  # noqa: E402
+from coordbot.web.signin import set_password  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_reports", ROOT / "bench" / "reports.py")
+assert _spec is not None and _spec.loader is not None
+bench_reports = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_reports)
+
+NOW = bench_reports.NOW
+AGGREGATE = bench_reports.AGGREGATE
+GOAL_P99_MS = 200.0
+GOAL_RATIO = 3.0
+PASSWORD = "bench-office-password"
+
+
+def load(engine: Engine, *, tasks: int, reports: int) -> None:
+    upgrade(engine)
+    t = time.perf_counter()
+    bench_reports.build_big_plan(engine, departments=min(200, max(10, tasks // 25)), tasks=tasks, reports=reports)
+    with session_scope(engine) as s:
+        office = Contact(department_id=10000, name="省联席办", role=Role.OFFICE, channel="telegram", address="office")
+        s.add(office)
+        s.flush()
+        set_password(session=s, contact=office, password=PASSWORD, now=NOW)
+    print(f"plan loaded: {tasks:,} tasks, {reports:,} reports in {time.perf_counter() - t:.1f} s", flush=True)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))  # nearest rank
+    return ordered[k]
+
+
+def aggregate_times(engine: Engine, n: int) -> list[float]:
+    out = []
+    with engine.connect() as conn:
+        conn.execute(text(AGGREGATE)).all()  # warm the page cache like the pages' first requests do
+        for _ in range(n):
+            t = time.perf_counter()
+            rows = conn.execute(text(AGGREGATE)).all()
+            out.append(time.perf_counter() - t)
+    assert rows
+    return out
+
+
+async def sign_in(http: aiohttp.ClientSession, base: str) -> None:
+    html = await (await http.get(f"{base}/login")).text()
+    csrf = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = {"csrf": csrf, "department": "d0", "name": "省联席办", "password": PASSWORD, "next": "/"}
+    resp = await http.post(f"{base}/login/password", data=form, allow_redirects=False)
+    assert resp.status == 303, (resp.status, await resp.text())
+
+
+async def timed_gets(http: aiohttp.ClientSession, urls: list[str]) -> list[float]:
+    out = []
+    for url in urls:
+        t = time.perf_counter()
+        async with http.get(url) as resp:
+            body = await resp.read()
+            assert resp.status == 200, (url, resp.status)
+        out.append(time.perf_counter() - t)
+    assert body
+    return out
+
+
+async def measure(engine: Engine, *, tasks: int, requests: int) -> dict[str, list[float]]:
+    settings = Settings(web_secret=Secret("bench-web-secret"), public_url="")
+    app = make_web_app(
+        engine=engine, settings=settings, calendar=WorkCalendar(tz="Asia/Shanghai"), clock=FakeClock(NOW)
+    )
+    runner = await start_site(app, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await sign_in(http, base)
+            dash = f"{base}/?plan=province"
+            first = await timed_gets(http, [dash])
+            text_of = await (await http.get(dash)).text()
+            assert text_of.count("/tasks/province/") >= tasks, "the dashboard does not list every task"
+            print(f"dashboard: {len(text_of.encode()) / 1e6:.1f} MB of HTML; first request {first[0] * 1000:.0f} ms")
+            await timed_gets(http, [dash] * 2)  # warm-up
+            rnd = random.Random(11)
+            task_urls = [f"{base}/tasks/province/T{rnd.randrange(tasks)}" for _ in range(requests)]
+            await timed_gets(http, task_urls[:3])
+            return {
+                "dashboard": await timed_gets(http, [dash] * requests),
+                "task page": await timed_gets(http, task_urls),
+            }
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", type=int, default=5000)
+    ap.add_argument("--reports", type=int, default=500_000)
+    ap.add_argument("--requests", type=int, default=100, help="requests per page (at least 100 for the figures)")
+    ap.add_argument("--sqlite-file", type=Path, help="keep the benchmark database here; reuse it if loaded")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.sqlite_file or Path(tmp) / "bench.db"
+        reuse = path.exists()
+        engine = make_engine(f"sqlite:///{path}")
+        if reuse:
+            upgrade(engine)
+            print(f"reusing {path}")
+        else:
+            load(engine, tasks=args.tasks, reports=args.reports)
+        with engine.connect() as conn:
+            n_tasks = conn.execute(text("SELECT count(*) FROM task WHERE plan_id = 1000")).scalar_one()
+            n_reports = conn.execute(text("SELECT count(*) FROM progress_report")).scalar_one()
+        pages = asyncio.run(measure(engine, tasks=n_tasks, requests=args.requests))
+        agg = aggregate_times(engine, max(20, args.requests // 5))
+        engine.dispose()
+
+    agg_p50 = statistics.median(agg)
+    print(f"\nSQLite, {n_tasks:,} tasks / {n_reports:,} reports, {args.requests} requests per page (real HTTP)")
+    print(
+        f"{'aggregate (one SQL GROUP BY)':<30} p50 {agg_p50 * 1000:8.1f} ms   p99 {percentile(agg, 99) * 1000:8.1f} ms"
+    )
+    for name, times in pages.items():
+        p50, p99 = statistics.median(times), percentile(times, 99)
+        print(
+            f"{name:<30} p50 {p50 * 1000:8.1f} ms   p99 {p99 * 1000:8.1f} ms   "
+            f"({p50 / agg_p50:5.1f}x / {p99 / agg_p50:5.1f}x the aggregate)"
+        )
+    dash_p99 = percentile(pages["dashboard"], 99)
+    ratio = dash_p99 / agg_p50
+    ok = dash_p99 * 1000 < GOAL_P99_MS and ratio <= GOAL_RATIO
+    print(
+        f"goal: dashboard p99 < {GOAL_P99_MS:.0f} ms and <= {GOAL_RATIO:.0f}x the aggregate: "
+        f"{dash_p99 * 1000:.1f} ms, {ratio:.1f}x -> {'met' if ok else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
