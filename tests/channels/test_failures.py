@@ -176,7 +176,7 @@ async def test_user_text_is_escaped_wherever_it_is_echoed(
 ) -> None:
     wang = await bound(WANG, "amr")
     office = await bound(OFFICE, "amr", role="office")
-    hostile = "检查<b>2</b>项 & <script>x</script> &amp;"
+    hostile = "检查<b>2</b>项，正常推进 & <script>x</script> &amp;"  # with a status: a report, not a question
     confirm = await wang.say(f"/report 2.1 {hostile}")
     assert "已记录：任务2.1" in confirm["text"]
     tasks = await wang.say("/tasks")
