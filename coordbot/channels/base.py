@@ -39,6 +39,8 @@ class ButtonAction(StrEnum):
     UNDO = "undo"  # p<report id>
     SET_STATUS = "setstatus"  # p<report id>:<status action>
     SET_QUANTITY = "setqty"  # p<report id>:<number index>:<target index>
+    SET_SHARE = "setshare"  # p<report id>:progress|share — a percent of the plan: completion, or only a share?
+    SET_MODE = "setmode"  # p<report id>:total|increment — a count in a to-date report: so far, or new?
     PICK = "pick"  # the task a reply is about: i<inbound message id>:<task code>
     APPROVE = "approve"  # e<extension id>
     REJECT = "reject"

@@ -7,7 +7,7 @@ and voids what the report added (the observations and requests carry its id). On
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -110,6 +110,7 @@ class Applied:
     help_departments: list[Department] = field(default_factory=list)
     unmatched: list[Quantity] = field(default_factory=list)  # numbers the office should look at
     ambiguities: tuple[str, ...] = ()
+    asked_modes: list[Quantity] = field(default_factory=list)  # counted once the contact says total or new
 
 
 def apply_report(
@@ -126,10 +127,14 @@ def apply_report(
     status: Status | None = None,
     report: ProgressReport | None = None,
     ask_when_empty: bool = False,
+    answers: Mapping[str, str] | None = None,
 ) -> Applied:
     """Parse ``text`` (or take ``status`` from a button), store the report and change the task.
 
     ``report``: the report to rewrite in place (an edit or a correction: ``revise_report``).
+    ``answers``: the contact's answers to the bot's questions about this text (``parse_reply``'s ``answers``;
+    kept on the report, so a later revision by a button keeps them). What is still asked is not recorded: a
+    share-or-progress percent is not progress, a count that may be a total or an increment is not counted.
     ``ask_when_empty``: raise :class:`NothingToRecord`, having changed nothing, when neither the text nor a
     button gives anything to record (a stray emoji must not count as progress and silence the escalation).
     """
@@ -138,7 +143,12 @@ def apply_report(
     today = now.astimezone(calendar.tz).date()
     targets = list(session.exec(LIVE_TARGETS, params={"task_id": task.id}))
     departments = list(session.exec(ALL_DEPARTMENTS))
-    parsed = _parse(text, task=task, targets=targets, departments=departments, today=today) if text.strip() else None
+    answers = dict(answers or {})
+    parsed = (
+        _parse(text, task=task, targets=targets, departments=departments, today=today, answers=answers)
+        if text.strip()
+        else None
+    )
     if ask_when_empty and not carries_information(parsed, status):
         raise NothingToRecord(parsed)
     said_status, ambiguities = _said_status(parsed, status)
@@ -156,6 +166,14 @@ def apply_report(
         source_ref=source_ref,
         reminder_id=reminder_id,
     )
+    if parsed is not None and (answers or status is not None):
+        # what the contact said besides the text: a revision by a later button keeps it (revise_report)
+        said = dict(report.parsed)
+        if answers:
+            said["answers"] = answers
+        if status is not None:
+            said["pressed_status"] = status.value
+        report.parsed = said
     applied = Applied(report=report, task=task, ambiguities=ambiguities)
     is_lead = contact is None or contact.department_id == task.lead_department_id
     _move_task(task, said_status, parsed, is_lead=is_lead, now=now)
@@ -172,7 +190,13 @@ def apply_report(
 
 
 def _parse(
-    text: str, *, task: Task, targets: Sequence[Target], departments: Sequence[Department], today: date
+    text: str,
+    *,
+    task: Task,
+    targets: Sequence[Target],
+    departments: Sequence[Department],
+    today: date,
+    answers: Mapping[str, str],
 ) -> ParsedReply:
     return parse_reply(
         text,
@@ -180,6 +204,7 @@ def _parse(
         targets=target_refs(targets),
         departments=department_refs(departments),
         task_codes=[task.code],
+        answers=answers,
     )
 
 
@@ -264,6 +289,9 @@ def _count_quantities(
     by_metric = {t.metric: t for t in targets}
     for q in parsed.quantities:
         target = by_metric.get(q.metric) if q.metric else None
+        if target is not None and q.mode_asked:
+            applied.asked_modes.append(q)  # so far, or new? counted when the contact says (not guessed)
+            continue
         if target is None:
             applied.unmatched.append(q)
             continue
@@ -500,12 +528,22 @@ def revise_report(
     now: datetime,
     calendar: WorkCalendar,
     status: Status | None = None,
+    answers: Mapping[str, str] | None = None,
+    keep_answers: bool = False,
 ) -> Applied:
-    """An edited message or a correction replaces what the report said, in place (no second report)."""
+    """An edited message or a correction replaces what the report said, in place (no second report).
+
+    ``answers``: the contact's answers to the bot's questions (``apply_report``); ``keep_answers``: keep
+    those given before, and a status pressed before, beside the new ones (a button about the same text; an
+    edit is a new text and asks again)."""
     task = session.get(Task, report.task_id)
     contact = session.get(Contact, report.contact_id) if report.contact_id else None
     assert task is not None
     original_time = report.received_at
+    if keep_answers:
+        answers = {**report.parsed.get("answers", {}), **(answers or {})}
+        if status is None and report.parsed.get("pressed_status"):
+            status = Status(report.parsed["pressed_status"])
     _restore(task, report.previous)
     _void_observations(session, report)
     applied = apply_report(
@@ -520,6 +558,7 @@ def revise_report(
         reminder_id=report.reminder_id,
         report=report,
         status=status,
+        answers=answers,
     )
     report.received_at = original_time
     events.record(
@@ -547,9 +586,11 @@ def _parsed_json(parsed: ParsedReply | None) -> dict[str, Any]:
                 "value": str(q.value) if isinstance(q.value, Decimal) else q.value,
                 "unit": q.unit,
                 "mode": q.mode,
+                **({"mode_asked": True} if q.mode_asked else {}),
             }
             for q in parsed.quantities
         ],
+        "share_percent": None if parsed.share_percent is None else str(parsed.share_percent),
         "expected_date": parsed.expected_date.isoformat() if parsed.expected_date else None,
         "help_departments": list(parsed.help_departments),
         "task_code": parsed.task_code,

@@ -52,7 +52,7 @@ from coordbot.replies.apply import (
     unmatched_indexes,
 )
 from coordbot.replies.models import InboundMessage
-from coordbot.replies.parser import MAX_CHARS, Status
+from coordbot.replies.parser import MAX_CHARS, MODE_ANSWERS, SHARE_ANSWERS, Status
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.messages import status_buttons
 from coordbot.scheduling.models import ReminderOccurrence
@@ -70,6 +70,12 @@ STATUS_ACTIONS = {
     ButtonAction.BLOCKED: Status.BLOCKED,
 }
 STATUS_ROWS = ((ButtonAction.DONE, ButtonAction.ON_TRACK), (ButtonAction.AT_RISK, ButtonAction.BLOCKED))
+# The questions a report's confirmation asks instead of guessing, by the button that answers: (the ambiguity
+# it settles, the answers, each with its button's label in labels.yaml)
+ANSWER_ACTIONS = {
+    ButtonAction.SET_SHARE: (Ambiguity.SHARE_OR_PROGRESS, SHARE_ANSWERS),
+    ButtonAction.SET_MODE: (Ambiguity.TOTAL_OR_INCREMENT, MODE_ANSWERS),
+}
 
 
 # What of an inbound message is kept (a report chosen later by a button, ``pick``, is read from it): the whole
@@ -592,6 +598,19 @@ class Conversation:
                 tuple(Button(words[a], ButtonAction.SET_STATUS, f"p{report.id}:{a}") for a in STATUS_ROWS[1]),
                 *buttons,
             )
+        asked = report.parsed.get("ambiguities", [])
+        share = report.parsed.get("share_percent")
+        if Ambiguity.SHARE_OR_PROGRESS in asked and share is not None:
+            # 占年度计划的30% with nothing said done: the percent is not progress until the contact says so
+            text += "\n" + render("chat/ask_share.html", locale=who.locale, percent=share)
+            row = tuple(Button(words[f"share_{a}"], ButtonAction.SET_SHARE, f"p{report.id}:{a}") for a in SHARE_ANSWERS)
+            buttons = (row, *buttons)
+        if applied.asked_modes:
+            # 截至9月底… then a bare 3项: not counted until the contact says so far or new
+            numbers = "、".join(q.evidence or f"{q.value.normalize():f}{q.unit}" for q in applied.asked_modes)
+            text += "\n" + render("chat/ask_mode.html", locale=who.locale, number=numbers)
+            row = tuple(Button(words[f"mode_{a}"], ButtonAction.SET_MODE, f"p{report.id}:{a}") for a in MODE_ANSWERS)
+            buttons = (row, *buttons)
         return Reply(text, buttons=buttons)
 
     def _set_quantity(self, s: Session, who: Who, ref: str, now: datetime) -> Reply:
@@ -775,6 +794,25 @@ class Conversation:
             now=now,
             calendar=self.calendar,
             status=STATUS_ACTIONS[ButtonAction(value)],
+            keep_answers=True,
+        )
+        return self._confirm(s, who, applied, now)
+
+    def _press_answer(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
+        """The answer to "completion or only a share?" and "so far or new?": the report is revised as if its
+        text had said so (the same apply path and events; undo restores the task as before the report)."""
+        question, choices = ANSWER_ACTIONS[ButtonAction(msg.callback_action)]
+        report, value = self._own_report(s, who, msg.callback_ref)
+        if report is None or value not in choices or question not in report.parsed.get("ambiguities", []):
+            return self._error(who, "gone")  # not asked, or answered already
+        applied = revise_report(
+            session=s,
+            report=report,
+            text=report.text,
+            now=now,
+            calendar=self.calendar,
+            answers={question: value},
+            keep_answers=True,
         )
         return self._confirm(s, who, applied, now)
 
@@ -834,6 +872,8 @@ BUTTONS: dict[ButtonAction, ButtonHandler] = {
     ButtonAction.SET_QUANTITY: Conversation._press_set_quantity,
     ButtonAction.UNDO: Conversation._press_undo,
     ButtonAction.SET_STATUS: Conversation._press_set_status,
+    ButtonAction.SET_SHARE: Conversation._press_answer,
+    ButtonAction.SET_MODE: Conversation._press_answer,
     ButtonAction.PICK: Conversation._press_pick,
     ButtonAction.APPROVE: Conversation._press_decide,
     ButtonAction.REJECT: Conversation._press_decide,

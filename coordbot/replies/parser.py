@@ -34,7 +34,7 @@ Rules the parser follows (tests/data/replies.yaml is the executable specificatio
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -88,6 +88,7 @@ class Quantity:
     written_value: Decimal | None = None
     written_unit: str | None = None
     evidence: str = ""  # the words that decided it: the number with its unit, and the mode marker if any
+    mode_asked: bool = False  # total or increment is not said (TOTAL_OR_INCREMENT): ``mode`` is only the default
 
     @property
     def wan_yuan(self) -> Decimal | None:
@@ -110,6 +111,15 @@ class ParsedReply:
     confidence: float
     # the words that decided each field ({"percent": "完成年度目标的53.3%"}), for the confirmation message
     evidence: dict[str, str] = field(default_factory=dict)
+    # SHARE_OR_PROGRESS: the percent that may be a share of the plan or its completion, as written (not in
+    # ``percent`` until the contact says which)
+    share_percent: Decimal | None = None
+
+
+# What a contact answered to the bot's question about a reply (the conversation's buttons), keyed by the
+# ambiguity it resolves: parsing the same text with the answer reads it as if the reply had said so.
+SHARE_ANSWERS = ("progress", "share")  # SHARE_OR_PROGRESS: completion of the plan, or only a share of it
+MODE_ANSWERS = ("total", "increment")  # TOTAL_OR_INCREMENT: the count so far, or new since the last report
 
 
 # ---------------------------------------------------------------------------------------------- lexicon
@@ -555,6 +565,8 @@ class _Ctx:
     date_spans: list[tuple[int, int]]
     evidence: dict[str, str] = field(default_factory=dict)
     words: dict[int, str] = field(default_factory=dict)  # status word at each position
+    answers: Mapping[str, str] = field(default_factory=dict)  # the contact's answers (SHARE_ANSWERS, MODE_ANSWERS)
+    share_percent: Decimal | None = None
 
 
 def _is_latin(ch: str) -> bool:
@@ -700,8 +712,14 @@ def _percents(
                 continue  # 完成率低于50% / 完成进度在80%到100%之间: a threshold, not a reading
             if _PLAN_SHARE_BEFORE.search(before):
                 ss, _ = ctx.cl.sentence(s)
-                if not _DONE_IN_SENTENCE.search(norm, ss, s):
+                answer = ctx.answers.get(Ambiguity.SHARE_OR_PROGRESS)
+                if answer == "share":
+                    continue  # the contact said: only a share of the plan
+                if answer != "progress" and not _DONE_IN_SENTENCE.search(norm, ss, s):
                     ctx.amb.append(Ambiguity.SHARE_OR_PROGRESS)  # 占年度计划的30% with nothing done: ask
+                    if ctx.share_percent is None:
+                        ctx.share_percent = value
+                        ctx.evidence["share_or_progress"] = norm[max(cs, s - 12) : e]
                     continue
                 ctx.evidence.setdefault("percent", norm[max(cs, s - 12) : e])
             elif _SHARE_BEFORE.search(before) and not _COMPLETION_BEFORE.search(before):
@@ -1079,9 +1097,16 @@ def _quantity(
     elif at_date:
         mode = "total"
     value = _to_target_unit(n.value, n.money or bool(n.mult and t.unit in _MONEY_UNITS), t.unit)
+    asked = False
     if mode == "increment" and not _has_mode_marker(ctx, n.s, n.end) and _ASOF_ANYWHERE.search(ctx.norm):
-        ctx.amb.append(Ambiguity.TOTAL_OR_INCREMENT)  # 截至9月底… then a bare 3项: so far, or new? the bot asks
-    return Quantity(t.metric, value, t.unit, mode, (n.s, n.end), n.written_value, n.written_unit, ctx.norm[n.s : n.end])
+        answer = ctx.answers.get(Ambiguity.TOTAL_OR_INCREMENT)
+        if answer in MODE_ANSWERS:
+            mode = answer  # the contact said which
+        else:
+            asked = True
+            ctx.amb.append(Ambiguity.TOTAL_OR_INCREMENT)  # 截至9月底… then a bare 3项: so far, or new? the bot asks
+    words = ctx.norm[n.s : n.end]
+    return Quantity(t.metric, value, t.unit, mode, (n.s, n.end), n.written_value, n.written_unit, words, asked)
 
 
 _ASOF_ANYWHERE = re.compile(
@@ -1466,11 +1491,12 @@ def _parse(
     targets: Sequence[TargetRef],
     departments: Sequence[DepartmentRef],
     task_codes: Sequence[str],
+    answers: Mapping[str, str],
 ) -> ParsedReply:
     truncated = len(text) > MAX_CHARS
     raw = text[:MAX_CHARS]
     norm = normalise(raw)
-    ctx = _Ctx(text=raw, norm=norm, cl=Clauses(norm), today=today, blocked=[], amb=[], date_spans=[])
+    ctx = _Ctx(text=raw, norm=norm, cl=Clauses(norm), today=today, blocked=[], amb=[], date_spans=[], answers=answers)
     if truncated:
         ctx.amb.append(Ambiguity.TEXT_TRUNCATED)
     code = _task_code(ctx, task_codes)
@@ -1497,9 +1523,9 @@ def _parse(
     is_correction = _CORRECTION_ZH.search(norm) is not None or any(
         m.start() == 0 or not _is_latin(norm[m.start() - 1]) for m in _CORRECTION_EN.finditer(norm)
     )
-    found_any = bool(
-        status or percent is not None or quantities or expected or help_codes or is_correction or neg_done or signals
-    )
+    # a percent the bot asks about (share_percent) is something to record, once answered
+    said = status or percent is not None or ctx.share_percent is not None or quantities or expected or help_codes
+    found_any = bool(said or is_correction or neg_done or signals)
     if not found_any:
         ctx.amb.append(Ambiguity.NO_INFORMATION)
     ambiguities = tuple(dict.fromkeys(ctx.amb))
@@ -1516,6 +1542,7 @@ def _parse(
         ambiguities=ambiguities,
         evidence=_evidence(ctx, status, signals, quantities),
         confidence=_confidence(list(ambiguities), strong, found_any),
+        share_percent=ctx.share_percent,
     )
 
 
@@ -1541,12 +1568,17 @@ def parse_reply(
     targets: Sequence[TargetRef] = (),
     departments: Sequence[DepartmentRef] = (),
     task_codes: Sequence[str] = (),
+    answers: Mapping[str, str] | None = None,
 ) -> ParsedReply:
     """Parse one progress reply. Never raises on any string: on an internal error it returns an empty
-    result with the ambiguity ``parser_error`` (the property tests assert this never happens)."""
+    result with the ambiguity ``parser_error`` (the property tests assert this never happens).
+
+    ``answers``: what the contact answered to a question about this text, by the ambiguity it settles
+    (``{"share_or_progress": "progress"}``, ``{"total_or_increment": "total"}``): the text is read as if it
+    had said so, and that ambiguity is not raised again."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     try:
-        return _parse(text, today, targets, departments, task_codes)
+        return _parse(text, today, targets, departments, task_codes, answers or {})
     except Exception:  # a parser bug must not drop a contact's reply; the bot asks instead
         return ParsedReply(None, None, (), None, (), None, False, "zh", (Ambiguity.PARSER_ERROR,), 0.0)
