@@ -30,6 +30,7 @@ from coordbot.plan.models import (
     Role,
     Target,
     Task,
+    TaskDepartment,
     TaskStatus,
 )
 from coordbot.plan.progress import QuotaProgress
@@ -184,6 +185,52 @@ def apply_report(
     _record_report_events(session, applied, said_status, is_lead=is_lead, source=source, now=now)
     session.flush()
     return applied
+
+
+class NotYours(Exception):
+    """The contact's department neither leads the task nor works on it: nothing was changed."""
+
+
+def may_report(session: Session, contact: Contact, task: Task) -> bool:
+    """Whether ``contact`` may report on ``task``: their department leads it or is a co-department."""
+    if task.lead_department_id == contact.department_id:
+        return True
+    return session.get(TaskDepartment, (task.id, contact.department_id)) is not None
+
+
+def report_as_contact(
+    *,
+    session: Session,
+    contact: Contact,
+    task: Task,
+    text: str,
+    now: datetime,
+    calendar: WorkCalendar,
+    source: str,
+    source_ref: str | None = None,
+    reminder_id: int | None = None,
+    status: Status | None = None,
+) -> Applied:
+    """A contact's report on a known task, wherever it comes from (a chat message, a button, the web form).
+
+    :class:`NotYours` if they may not report on it, :class:`NothingToRecord` if it carries nothing to record;
+    in both cases nothing was changed.
+    """
+    if not may_report(session, contact, task):
+        raise NotYours(task.code)
+    return apply_report(
+        session=session,
+        task=task,
+        contact=contact,
+        text=text,
+        now=now,
+        calendar=calendar,
+        source=source,
+        source_ref=source_ref,
+        reminder_id=reminder_id,
+        status=status,
+        ask_when_empty=True,
+    )
 
 
 # ---- the steps of a report, in order (each one's statements as they were when this was one function) --

@@ -45,8 +45,10 @@ from coordbot.replies.apply import (
     ALL_DEPARTMENTS,
     Applied,
     NothingToRecord,
-    apply_report,
+    NotYours,
     assign_quantity,
+    may_report,
+    report_as_contact,
     revise_report,
     undo_report,
     unmatched_indexes,
@@ -339,9 +341,7 @@ class Conversation:
         return row[0]
 
     def _may_report(self, s: Session, contact: Contact, task: Task) -> bool:
-        if task.lead_department_id == contact.department_id:
-            return True
-        return s.get(TaskDepartment, (task.id, contact.department_id)) is not None
+        return may_report(s, contact, task)
 
     def _open_tasks(self, s: Session, department_id: int) -> list[Task]:
         return list(s.exec(_OPEN_TASKS, params={"department_id": department_id}))
@@ -520,13 +520,11 @@ class Conversation:
         contact = who.contact
         if contact is None:
             return self._error(who, "contacts_only")
-        if not self._may_report(s, contact, task):
-            return self._error(who, "not_yours", task.code)
         try:
-            applied = apply_report(
+            applied = report_as_contact(
                 session=s,
-                task=task,
                 contact=contact,
+                task=task,
                 text=text,
                 now=now,
                 calendar=self.calendar,
@@ -534,8 +532,9 @@ class Conversation:
                 source_ref=ref or None,
                 reminder_id=reminder_id,
                 status=status,
-                ask_when_empty=True,
             )
+        except NotYours:
+            return self._error(who, "not_yours", task.code)
         except NothingToRecord:
             # "1.3", "1.3 👍", "1.3 ？": nothing recorded, nothing changed (the inbound row stays, for
             # de-duplication); ask what to record, with the reminder's buttons.

@@ -198,6 +198,12 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
         calendar=runtime.calendar,
         clock=runtime.clock,
     )
+    from coordbot.web.desk import DESK
+    from coordbot.web.reply import reply_links
+
+    # Task reminders carry the reply form's link (when public_url is set), signed with the desk's key.
+    assert runtime.reminders is not None
+    runtime.reminders.reply_link = reply_links(web_app[DESK])
     web_runner = await start_site(web_app, runtime.settings.web_host, runtime.settings.web_port)
     log.info("web desk on http://%s:%s", runtime.settings.web_host, runtime.settings.web_port)
     for f in frontends:

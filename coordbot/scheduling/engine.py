@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy.engine import Engine
@@ -43,6 +43,9 @@ from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import Claimed, OccurrenceStatus, ReminderKind, ReminderOccurrence
 from coordbot.scheduling.outbox import insert_occurrences, notify_office
 from coordbot.scheduling.policy import TaskSchedule, plan_reminders
+
+if TYPE_CHECKING:
+    from coordbot.scheduling.messages import ReplyLink
 
 log = logging.getLogger("coordbot.scheduling")
 
@@ -420,6 +423,7 @@ class ReminderEngine:
         locale: str = "zh",
         worker: str | None = None,
         grace: timedelta | None = None,  # default: the plan's reminder policy
+        reply_link: ReplyLink | None = None,  # task reminders carry the web form's link (public_url set)
     ) -> None:
         self.engine = engine
         self.channels = channels  # a live mapping: channels started after the engine are seen too
@@ -433,6 +437,7 @@ class ReminderEngine:
         self.locale = locale
         self.worker = worker or worker_id()
         self._grace = grace
+        self.reply_link = reply_link
         self._lock = asyncio.Lock()
 
     def grace(self) -> timedelta:
@@ -479,6 +484,7 @@ class ReminderEngine:
             now=self.clock.now(),
             calendar=self.calendar,
             default_locale=self.locale,
+            reply_link=self.reply_link,
         )
         # One budget of concurrent sends per channel: a platform that is down or slow holds its own sends
         # (retrying them) without holding the others'.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 
 from sqlalchemy.engine import Engine
@@ -27,6 +27,9 @@ NOT_TASK_REMINDERS = (ReminderKind.CATCH_UP, ReminderKind.NOTICE, ReminderKind.E
 # A contact whose department leads many recurring tasks would get a message per task every Monday; from
 # this many on, the week's progress requests go out as one message with a button per task.
 BATCH_MIN = 3
+# The web form's link for one task reminder (occurrence, its contact, now), or None: given by the runtime
+# when ``public_url`` is set (the web room signs it; this room only puts it in the text).
+ReplyLink = Callable[[ReminderOccurrence, Contact, datetime], str | None]
 
 
 def status_buttons(ref: str, locale: str) -> tuple[tuple[Button, ...], ...]:
@@ -44,8 +47,10 @@ def reminder_text(
     fire_at: datetime,
     calendar: WorkCalendar,
     locale: str,
+    reply_url: str = "",
 ) -> str:
-    """One task reminder as the contact reads it (also what ``coordbot reminders preview`` shows)."""
+    """One task reminder as the contact reads it (also what ``coordbot reminders preview`` shows);
+    ``reply_url``: the web form's link, said at the end when there is one."""
     days = calendar.workdays_between(fire_at.astimezone(calendar.tz).date(), ref_date) if ref_date else 0
     return render(
         "reminder.html",
@@ -56,6 +61,7 @@ def reminder_text(
         ref_date=ref_date,
         quotas=quotas,
         days_to_event=days,
+        reply_url=reply_url,
     )
 
 
@@ -71,8 +77,11 @@ def build_messages(
     now: datetime,
     calendar: WorkCalendar,
     default_locale: str = "zh",
+    reply_link: ReplyLink | None = None,
 ) -> dict[int, tuple[str, Outbound]]:
-    """{occurrence id: (channel name, message)}; rows whose contact is gone are left out."""
+    """{occurrence id: (channel name, message)}; rows whose contact is gone are left out.
+
+    ``reply_link``: task reminders carry the web form's link it gives (none when it is not given)."""
     ids = [c.id for c in claimed]
     folded_ids = [f for c in claimed for f in c.folded]
     with Session(engine) as session:
@@ -112,6 +121,7 @@ def build_messages(
         folded_by_parent[o.folded_into_id].append(o)
 
     out: dict[int, tuple[str, Outbound]] = {}
+    links: dict[int, str] = {}
     for occ_id, occ in occs.items():
         contact = contacts.get(occ.contact_id)
         route = chosen.get(occ_id)
@@ -137,6 +147,8 @@ def build_messages(
             out[occ_id] = (route.channel, Outbound(route.address, text, buttons=buttons, ask_reply=task is not None))
         elif task is not None and plan is not None and _still_wanted(task):
             quotas = quotas_by_task[row_id(task)]
+            if reply_link is not None and (url := reply_link(occ, contact, now)):
+                links[occ_id] = url
             text = reminder_text(
                 task=task,
                 kind=occ.kind,
@@ -146,12 +158,13 @@ def build_messages(
                 fire_at=occ.fire_at,
                 calendar=calendar,
                 locale=locale,
+                reply_url=links.get(occ_id, ""),
             )
             out[occ_id] = (
                 route.channel,
                 Outbound(route.address, text, buttons=status_buttons(f"o{occ_id}", locale), ask_reply=True),
             )
-    _batch_periodic(out, occs, chosen, tasks, contacts, quotas_by_task, default_locale)
+    _batch_periodic(out, occs, chosen, tasks, contacts, quotas_by_task, default_locale, links)
     return out
 
 
@@ -170,6 +183,7 @@ def _batch_periodic(
     contacts: dict[int, Contact],
     quotas_by_task: dict[int, list[QuotaProgress]],
     default_locale: str,
+    links: dict[int, str] | None = None,
 ) -> None:
     """Replace a contact's simultaneous progress requests by one message (same object for every row)."""
     # (occurrence id, task id) per contact, time and address; a periodic row in ``out`` always has a task
@@ -183,7 +197,10 @@ def _batch_periodic(
         contact = contacts[contact_id]
         locale = contact.language or default_locale
         members.sort(key=lambda m: tasks[m[1]].position)
-        items = [{"task": tasks[t], "quotas": quotas_by_task.get(t, [])} for _, t in members]
+        items = [
+            {"task": tasks[t], "quotas": quotas_by_task.get(t, []), "reply_url": (links or {}).get(i, "")}
+            for i, t in members
+        ]
         text = render("reminder_batch.html", locale=locale, items=items)
         label = labels(locale)["buttons"]["report"].split()[0]
         buttons = [Button(f"{label} {tasks[t].code}", ButtonAction.REPORT, f"o{i}") for i, t in members]

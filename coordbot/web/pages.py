@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from coordbot.web import office, signin, views
+from coordbot.web import office, reply, signin, views
 from coordbot.web.desk import STATIC_DIR
 
 
@@ -13,5 +13,6 @@ def desk_routes() -> list[web.AbstractRouteDef]:
         *signin.routes(),
         *views.routes(),
         *office.routes(),
+        *reply.routes(),
         web.static("/static", STATIC_DIR, append_version=False),
     ]
