@@ -626,6 +626,64 @@ def contacts_robot(ctx: Ctx, department: str, robot: str, kind: str, name: str) 
     click.echo(f"{label} ({department}) is reached by the {kind} robot {robot!r}")
 
 
+# ---- the web desk -----------------------------------------------------------------------------------
+
+
+@main.group()
+def web() -> None:
+    """The office's web desk."""
+
+
+@web.group("token")
+def web_token() -> None:
+    """Bearer tokens for machine clients of the JSON API (/api/v1)."""
+
+
+@web_token.command("create")
+@click.option("--name", required=True, help="What the token is for (letters, digits, . _ -); events name it api:NAME.")
+@click.option("--role", type=click.Choice(["office", "leader"]), required=True, help="What the token may do.")
+@pass_ctx
+def web_token_create(ctx: Ctx, name: str, role: str) -> None:
+    """Create an API token; it is printed once (only its hash is kept)."""
+    from coordbot.core.clock import SystemClock
+    from coordbot.web.tokens import create_token
+
+    with session_scope(ctx.engine()) as session:
+        try:
+            token = create_token(session=session, name=name, role=role, now=SystemClock().now())
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(token)
+    click.echo(f"API token {name!r} ({role}) created; it is shown only now: Authorization: Bearer <token>", err=True)
+
+
+@web_token.command("list")
+@pass_ctx
+def web_token_list(ctx: Ctx) -> None:
+    """The API tokens (names, roles, last use; never the tokens)."""
+    from coordbot.web.tokens import list_tokens
+
+    with session_scope(ctx.engine()) as session:
+        for t in list_tokens(session=session):
+            state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "live"
+            used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+            click.echo(f"{t.name}\t{t.role}\t{state}\tlast used {used}")
+
+
+@web_token.command("revoke")
+@click.option("--name", required=True)
+@pass_ctx
+def web_token_revoke(ctx: Ctx, name: str) -> None:
+    """Revoke an API token at once."""
+    from coordbot.core.clock import SystemClock
+    from coordbot.web.tokens import revoke_token
+
+    with session_scope(ctx.engine()) as session:
+        if not revoke_token(session=session, name=name, now=SystemClock().now()):
+            raise click.ClickException(f"no live API token named {name!r}")
+    click.echo(f"API token {name!r} revoked")
+
+
 def run() -> None:
     """Entry point for ``python -m coordbot``."""
     main(prog_name="coordbot")

@@ -20,9 +20,10 @@ from coordbot.plan.models import (
 from coordbot.replies.models import InboundMessage
 from coordbot.reports.models import Briefing, Digest
 from coordbot.scheduling.models import ReminderOccurrence
-from coordbot.web.models import WebPassword, WebSignin
+from coordbot.web.models import ApiToken, WebPassword, WebSignin
 
 __all__ = [
+    "ApiToken",
     "Briefing",
     "Contact",
     "ContactAddress",

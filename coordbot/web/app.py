@@ -52,9 +52,11 @@ def make_web_app(
         app[DESK] = desk
     app.add_routes([web.get("/healthz", health), *routes])
     if engine is not None:
+        from coordbot.web import api
         from coordbot.web.pages import desk_routes
 
         app.add_routes(desk_routes())
+        app.add_routes(api.routes())  # last: it ends with the catch-all of /api/ (problem details)
     return app
 
 

@@ -1,4 +1,5 @@
-"""The desk's tables: one-time sign-in links (only a hash of each is kept) and the office's passwords."""
+"""The desk's tables: one-time sign-in links (only a hash of each is kept), the office's passwords and the
+API's bearer tokens (hashed)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,19 @@ class WebPassword(SQLModel, table=True):
     contact_id: int = Field(foreign_key="contact.id", primary_key=True)
     password_hash: str = Field(max_length=255)
     set_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)
+
+
+class ApiToken(SQLModel, table=True):
+    """A machine client's bearer token for the JSON API (office or leader), as a SHA-256 hash (created with
+    ``coordbot web token create``); the token itself is shown once."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=48)
+    role: str = Field(max_length=16)
+    token_hash: str = Field(unique=True, max_length=64)
+    created_by: str = Field(default="cli", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime(), nullable=False)
+    last_used_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)
+    revoked_at: datetime | None = Field(default=None, sa_type=AwareDateTime(), nullable=True)

@@ -7,6 +7,7 @@ field and a 400 (409 when the action is not allowed in the task's state), and ch
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -84,28 +85,41 @@ async def decide_extension(request: web.Request) -> web.Response:
         ext = session.get(Extension, int(ext_id)) if ext_id.isdigit() else None
         if ext is None or ext.task_id != task.id:
             raise FormError({"": w["no_extension"]}, 404)
-        now = desk.now()
         try:
-            actions.decide_extension(
-                session=session, extension=ext, approve=decision == "approve", decided_by=viewer.actor, now=now
+            decide_extension_and_notify(
+                session=session,
+                task=task,
+                extension=ext,
+                approve=decision == "approve",
+                actor=viewer.actor,
+                now=desk.now(),
             )
         except actions.ActionError as exc:
             raise FormError({"": w["not_allowed"].format(reason=exc)}, 409) from exc
-        requester = session.get(Contact, ext.requested_by_id) if ext.requested_by_id else None
-        if requester is not None and requester.address:
-            body = render("chat/extension_decided.html", locale=requester.language, ext=ext, task=task)
-            add_occurrence(
-                session=session,
-                contact_id=row_id(requester),
-                kind=ReminderKind.NOTICE,
-                fire_at=now,
-                task_id=task.id,
-                plan_id=task.plan_id,
-                body=body.strip(),
-                detail=f"extension:{ext.id}",
-            )
 
     return await _apply(request, "extension", run, w["approved" if decision == "approve" else "refused"])
+
+
+def decide_extension_and_notify(
+    *, session: Session, task: Task, extension: Extension, approve: bool, actor: str, now: datetime
+) -> None:
+    """The office's decision on an extension (``plan.actions.decide_extension``: its event names ``actor``),
+    and a notice queued to the contact who asked; ActionError when it was decided already. The desk's form
+    and the JSON API both decide through this."""
+    actions.decide_extension(session=session, extension=extension, approve=approve, decided_by=actor, now=now)
+    requester = session.get(Contact, extension.requested_by_id) if extension.requested_by_id else None
+    if requester is not None and requester.address:
+        body = render("chat/extension_decided.html", locale=requester.language, ext=extension, task=task)
+        add_occurrence(
+            session=session,
+            contact_id=row_id(requester),
+            kind=ReminderKind.NOTICE,
+            fire_at=now,
+            task_id=task.id,
+            plan_id=task.plan_id,
+            body=body.strip(),
+            detail=f"extension:{extension.id}",
+        )
 
 
 async def confirm_lead(request: web.Request) -> web.Response:
