@@ -345,14 +345,27 @@ def reminders_dispatch(ctx: Ctx) -> None:
     show_default=True,
     help="The platform whose fake server the demo plays on (email needs Dovecot).",
 )
-def demo(plan_file: Path, workdir: Path, channel: str) -> None:
+@click.option("--serve", is_flag=True, help="Then keep the web desk running on 127.0.0.1 until Ctrl-C.")
+@click.option("--serve-seconds", type=click.FloatRange(min=0), help="With --serve: stop after this many seconds.")
+def demo(plan_file: Path, workdir: Path, channel: str, serve: bool, serve_seconds: float | None) -> None:
     """Play the whole loop against a built-in fake server (Telegram by default): no account or token needed."""
     import asyncio
 
     from coordbot.core.paths import locate
     from coordbot.demo import run_demo
 
-    asyncio.run(run_demo(plan_file=locate(plan_file), workdir=workdir, out_dir=workdir / "out", channel=channel))
+    demo_run = run_demo(
+        plan_file=locate(plan_file),
+        workdir=workdir,
+        out_dir=workdir / "out",
+        channel=channel,
+        serve=serve,
+        serve_seconds=serve_seconds,
+    )
+    try:
+        asyncio.run(demo_run)
+    except KeyboardInterrupt:
+        click.echo("\n工作台已停止。")
 
 
 # ---- reports ----------------------------------------------------------------------------------------
@@ -632,6 +645,34 @@ def contacts_robot(ctx: Ctx, department: str, robot: str, kind: str, name: str) 
 @main.group()
 def web() -> None:
     """The office's web desk."""
+
+
+@web.command("password")
+@click.option("--department", required=True, help="The office's department code.")
+@click.option("--name", required=True, help="The office contact's name.")
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Read the password from this file (its first line) instead of asking twice.",
+)
+@pass_ctx
+def web_password(ctx: Ctx, department: str, name: str, password_file: Path | None) -> None:
+    """Set (or replace) an office contact's password for signing in to the web desk."""
+    from coordbot.core.clock import SystemClock
+    from coordbot.web.signin import set_password
+
+    if password_file is not None:
+        lines = password_file.read_text(encoding="utf-8").splitlines()
+        password = lines[0] if lines else ""
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with session_scope(ctx.engine()) as session:
+        contact = _find_contact(session, department, name, "office")
+        try:
+            set_password(session=session, contact=contact, password=password, now=SystemClock().now())
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"desk password set for {name} (office, {department}): sign in at /login")
 
 
 @web.group("token")

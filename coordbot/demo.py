@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import click
 from aiohttp import web
+from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from coordbot.channels.base import Frontend
@@ -35,6 +36,7 @@ from coordbot.plan import service
 from coordbot.plan.contacts import create_invite
 from coordbot.plan.loader import load_plan_file
 from coordbot.runtime import Runtime, make_runtime
+from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.web.app import make_web_app, start_site
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -631,7 +633,16 @@ class Demo:
         raise LookupError(f"no reminder for {code} to {person.name}")
 
 
-async def run_demo(*, plan_file: Path, workdir: Path, out_dir: Path, channel: str = "telegram") -> None:
+async def run_demo(
+    *,
+    plan_file: Path,
+    workdir: Path,
+    out_dir: Path,
+    channel: str = "telegram",
+    serve: bool = False,
+    serve_seconds: float | None = None,
+) -> None:
+    """Play the demo; with ``serve``, then keep the web desk on 127.0.0.1 until Ctrl-C (or ``serve_seconds``)."""
     if channel not in PLATFORMS:
         playable = ", ".join(PLATFORMS)
         raise click.ClickException(f"demo: no demo on {channel!r} yet (it plays on {playable})")
@@ -660,6 +671,8 @@ async def run_demo(*, plan_file: Path, workdir: Path, out_dir: Path, channel: st
         runtime.build_reminders()
         await platform.attach(runtime)
         await _play(Demo(platform, runtime, clock), engine)
+        if serve:
+            await serve_desk(engine, settings, runtime.calendar, clock, seconds=serve_seconds)
     finally:
         await platform.stop()
         if runtime is not None:
@@ -796,3 +809,43 @@ def _summary(engine) -> None:  # type: ignore[no-untyped-def]
         (EventType.TASK_COLOUR_CHANGED, "红黄绿变化"),
     ):
         click.echo(f"  {label}：{counts.get(kind, 0)}")
+
+
+async def serve_desk(
+    engine: Engine, settings: Settings, calendar: WorkCalendar, clock: FakeClock, *, seconds: float | None
+) -> None:
+    """The office's web desk over the demo's database on 127.0.0.1 (a free port) with the demo's clock: prints
+    its address, a one-time sign-in link and a fresh password for the office, then serves until Ctrl-C (the
+    cancellation of ``asyncio.run``) or for ``seconds``."""
+    import dataclasses
+    import secrets
+
+    from coordbot.plan.models import Contact, Department, Role
+    from coordbot.web.desk import DESK
+    from coordbot.web.signin import issue_link_token, set_password
+
+    desk_settings = dataclasses.replace(settings, web_secret=Secret(secrets.token_urlsafe(32)), public_url="")
+    app = make_web_app(engine=engine, settings=desk_settings, calendar=calendar, clock=clock)
+    port = free_port()
+    runner = await start_site(app, "127.0.0.1", port)
+    url = f"http://127.0.0.1:{port}"
+    password = secrets.token_urlsafe(12)
+    with session_scope(engine) as s:
+        office = s.exec(select(Contact).where(Contact.role == Role.OFFICE, Contact.active)).first()
+        if office is None:
+            raise click.ClickException("demo: no office contact to sign in with")
+        dept = s.get(Department, office.department_id)
+        set_password(session=s, contact=office, password=password, now=clock.now())
+        token = issue_link_token(session=s, desk=app[DESK], contact=office, now=clock.now())
+        who = (dept.code if dept else "", office.name)
+    click.echo(f"\n办公室工作台（web desk）：{url}/")
+    click.echo(f"  一次性登录链接（15 分钟内有效）：{url}/login/{token}")
+    click.echo(f"  或用密码登录：部门 {who[0]}，姓名 {who[1]}，密码 {password}")
+    click.echo("  按 Ctrl-C 结束。" if seconds is None else f"  {seconds:g} 秒后结束。", nl=True)
+    try:
+        if seconds is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(seconds)
+    finally:
+        await runner.cleanup()

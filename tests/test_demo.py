@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -14,11 +23,55 @@ from coordbot.testing.fake_email import dovecot_binary
 pytestmark = pytest.mark.slow
 
 
-def test_demo_plays_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COORDBOT_CONFIG", str(tmp_path / "none.yaml"))
-    result = CliRunner().invoke(main, ["demo", "--workdir", str(tmp_path / "demo")], catch_exceptions=False)
-    out = result.output
-    assert result.exit_code == 0, out[-3000:]
+def _desk_while_served(url: str, password_line: str) -> dict[str, Any]:
+    """What a person gets from the demo's desk while it serves: health, the sign-in page, the dashboard."""
+    seen: dict[str, Any] = {}
+    with urllib.request.urlopen(f"{url}/healthz", timeout=10) as r:
+        seen["healthz"] = (r.status, json.loads(r.read()))
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    with browser.open(f"{url}/login", timeout=10) as r:
+        login = r.read().decode()
+        seen["login"] = (r.status, login)
+    dept, name, password = re.search(r"部门 (\S+)，姓名 (\S+)，密码 (\S+)", password_line).groups()  # type: ignore[union-attr]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login).group(1)  # type: ignore[union-attr]
+    form = urllib.parse.urlencode({"csrf": csrf, "department": dept, "name": name, "password": password}).encode()
+    with browser.open(f"{url}/login/password", data=form, timeout=30) as r:  # follows the 303 to the dashboard
+        seen["dashboard"] = (r.status, r.geturl(), r.read().decode())
+    return seen
+
+
+def test_demo_plays_the_loop_and_serves_the_desk(tmp_path: Path) -> None:
+    """``coordbot demo --serve`` (as a process, stopped with Ctrl-C): the whole loop, then the desk over its data."""
+    env = {**os.environ, "COORDBOT_CONFIG": str(tmp_path / "none.yaml"), "PYTHONIOENCODING": "utf-8"}
+    cmd = [sys.executable, "-m", "coordbot", "demo", "--workdir", str(tmp_path / "demo"), "--serve"]
+    proc = subprocess.Popen(
+        [*cmd, "--serve-seconds", "120"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "密码 " in line:
+                break
+        url = re.search(r"工作台（web desk）：(http://127\.0\.0\.1:\d+)/", "".join(lines))
+        assert url, "".join(lines)[-3000:]
+        seen = _desk_while_served(url.group(1), lines[-1])
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, out[-3000:]
+    assert "工作台已停止" in out
+    assert seen["healthz"] == (200, {"ok": True})
+    assert seen["login"][0] == 200 and 'name="password"' in seen["login"][1]
+    status, landed, dashboard = seen["dashboard"]
+    assert status == 200 and landed.rstrip("/") == url.group(1), landed
+    assert "松江区" in dashboard or "知识产权" in dashboard, dashboard[:500]
+    assert "/tasks/" in dashboard and "张主任" in dashboard
     assert "18 项任务" in out
     assert "您已绑定为" in out and "您尚未绑定" in out  # binding, and the stranger refused
     assert "请报送本周进展（13项任务）" in out  # one weekly message for the busy contact
