@@ -10,8 +10,10 @@ bring ``playwright`` and ``fonttools``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import unicodedata
@@ -48,6 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]  # Playwright gives every launch a new empty --user-data-dir of its own
 CJK_FAMILY = "Noto Sans CJK SC"
+CALENDAR = WorkCalendar(tz="Asia/Shanghai")
 OFFICE_PASSWORD = "desk-password-for-the-office"
 TIMEOUT_MS = 15_000
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the browser, not the database
@@ -75,18 +78,21 @@ def browser() -> Iterator[Any]:
 
 
 @contextmanager
-def serving(desk: Desk) -> Iterator[tuple[str, web.Application]]:
-    """The desk on 127.0.0.1 (a free port) with its own event loop in a thread; yields (base URL, app)."""
-    app = make_web_app(
-        engine=desk.engine, settings=settings(), calendar=WorkCalendar(tz="Asia/Shanghai"), clock=desk.clock
-    )
+def serving(desk: Desk, *, public: bool = False) -> Iterator[tuple[str, web.Application]]:
+    """The desk on 127.0.0.1 (a free port) with its own event loop in a thread; yields (base URL, app). With
+    ``public`` the address is the desk's ``public_url`` (reminders then carry reply links to it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    base = f"http://127.0.0.1:{port}"
+    conf = dataclasses.replace(settings(), public_url=base) if public else settings()
+    app = make_web_app(engine=desk.engine, settings=conf, calendar=CALENDAR, clock=desk.clock)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="desk", daemon=True)
     thread.start()
-    runner = asyncio.run_coroutine_threadsafe(start_site(app, "127.0.0.1", 0), loop).result(10)
-    port = runner.addresses[0][1]
+    runner = asyncio.run_coroutine_threadsafe(start_site(app, "127.0.0.1", port), loop).result(10)
     try:
-        yield f"http://127.0.0.1:{port}", app
+        yield base, app
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
@@ -210,6 +216,74 @@ def test_contact_signs_in_by_link_and_sees_only_their_department(
     second.goto(f"{base}/login/{token}")
     assert second.locator("main").inner_text().strip()
     assert second.locator("main form button[type=submit]").count() == 0
+
+
+# ---- reply by link: the reminder's one-time form, on a phone ------------------------------------------------
+
+
+def test_contact_reports_through_the_reminders_link_on_a_phone(browser: Any, desk_db: Desk) -> None:
+    from coordbot.plan.models import ProgressReport
+    from coordbot.scheduling.messages import build_messages
+    from coordbot.scheduling.models import Claimed, ReminderKind, ReminderOccurrence
+    from coordbot.scheduling.outbox import add_occurrence
+    from coordbot.web.reply import reply_links
+
+    with serving(desk_db, public=True) as (base, app):
+        with session_scope(desk_db.engine) as s:
+            task_id = s.exec(select(Task.id).where(Task.code == "2.1")).one()
+            add_occurrence(
+                session=s, contact_id=desk_db.ids["wang"], kind=ReminderKind.PERIODIC, fire_at=NOW, task_id=task_id
+            )
+            occ = s.exec(select(ReminderOccurrence).order_by(col(ReminderOccurrence.id).desc())).first()
+            assert occ is not None and occ.id is not None
+            claimed = Claimed(occ.id, occ.kind, occ.contact_id, occ.task_id, occ.fire_at, 1)
+        messages = build_messages(
+            desk_db.engine, [claimed], now=NOW, calendar=CALENDAR, reply_link=reply_links(app[DESK])
+        )
+        (_, reminder), *_ = messages.values()
+        line = next(ln for ln in reminder.text.splitlines() if ln.startswith("也可在网页填报："))
+        url = line.removeprefix("也可在网页填报：").strip()
+        assert url.startswith(f"{base}/r/"), url
+
+        phone = browser.new_context(
+            locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
+        phone.set_default_timeout(TIMEOUT_MS)
+        try:
+            page = phone.new_page()
+            page.goto(url)  # the reminder's link, opened on the phone: no sign-in
+            assert "任务2.1 加大行政保护力度" in page.locator("h1").inner_text()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+            page.locator("input[name=n0]").fill("3")
+            page.locator("select[name=m0]").select_option("increment")
+            page.locator("textarea[name=note]").fill("本周开展联合检查")
+            with page.expect_response(lambda r: r.request.method == "POST") as posted:
+                page.locator("form.reply button[type=submit]").click()
+            assert posted.value.status == 200
+            page.wait_for_load_state()
+            done = page.locator("main").inner_text()
+            assert "已记录" in done and "新增 3 项" in done, done
+            keep = os.environ.get("COORDBOT_SCREENSHOT_DIR")
+            if keep:
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(Path(keep) / "reply-recorded.png"), full_page=True)
+            with desk_db.session() as s:
+                (report,) = s.exec(select(ProgressReport))
+                assert (report.source, report.reminder_id, report.voided) == ("web", claimed.id, False)
+                assert report.text == "专项行动和双随机检查新增3项。本周开展联合检查"
+
+            page.goto(url)  # the link again: it was used, and shows what it recorded, with the undo
+            assert page.locator("[data-state=used]").count() == 1
+            with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/undo")) as undone:
+                page.locator("form[action$='/undo'] button").click()
+            assert undone.value.status == 200
+            page.wait_for_load_state()
+            assert page.locator("[data-state=undone]").count() == 1
+            with desk_db.session() as s:
+                (report,) = s.exec(select(ProgressReport))
+                assert report.voided
+        finally:
+            phone.close()
 
 
 # ---- the dashboard's Chinese text: a screenshot, and every visible character in the page's CJK font --------
