@@ -275,6 +275,13 @@ _SUBSTEP = re.compile(
 _EN_FUTURE_POST = re.compile(r"\s{0,3}(?:by|before|within|in|next|soon|until|on time)\b")
 # the contact asks or hedges instead of stating (完成了？/ 已经完成了吧，我问一下同事): the bot asks back
 _QUESTION_END = re.compile(r"[?？]")
+# an instruction or a plan, not a report: status words after it, or describing what it is about
+# (进度滞后的事项，要强化督促 / 下一步…加快推进 / 计划：加快未开工项目尽快开工) report nothing
+_INSTRUCTION = re.compile(
+    r"下一步|计划[:：]|务必|必须|应当|(?<![需还只主重想也就])要(?:高度|切实|认真|进一步|强化|加强|加大|会同|严格|抓紧|"
+    r"加快|确保|主动|积极|及时|全力|着力)"
+)
+_RELATIVE_AFTER = re.compile(r"[^，,。；;]{0,2}的")
 _HEDGE = re.compile(
     r"吧\s{0,3}[，,。.!！~]?\s{0,3}$|吧[，,]|问一下|核实一下|确认一下再|再确认|再回复|"
     r"\bi think\b|\bnot sure\b|\bprobably\b"
@@ -314,7 +321,7 @@ _ONGOING_AFTER = re.compile(
 )
 _APPLIED_BEFORE = re.compile(r"(?:申报|报名)(?![^，,。；;]{0,20}(?:通过|认定|获批|入选))[^，,。；;]{0,20}$")
 _NEXT_PERIOD = re.compile(r"\bnext (?:week|month|year|quarter)\b|下周|下个?月|下一步|下阶段|下半年")
-_QUESTION_CLAUSE = re.compile(r"[^。！!\n]{0,40}?[?？]")
+_QUESTION_CLAUSE = re.compile(r"\s{0,8}[^。！!\n]{0,40}?[?？]")  # leading blanks do not count
 _EN_FILLER = {"more", "new", "additional", "so", "in", "this", "to", "total", "now", "already", "yet", "each", "last",
               "done", "completed", "finished", "held", "of", "and", "or", "the"}  # fmt: skip
 _OTHER_OBJECT_BEFORE = re.compile(
@@ -459,6 +466,12 @@ _PLAN_SHARE_BEFORE = re.compile(
     r"占[^，,。；;]{0,10}?(?:年度|全年|年|省下达年度)[^，,。；;]{0,8}?(?:计划|目标)[^，,。；;的]{0,6}的?\s{0,2}$"
 )
 _DONE_IN_SENTENCE = re.compile(r"完成|开工|到位|建成|办理|办复")
+# rates of a population or of quality, not of the work: 满意率99.16%, 立案率达92%, 代表委员基本满足率100%
+_OTHER_RATE_BEFORE = re.compile(
+    r"(?:满意|满足|立案|采纳|合格|知晓|通过|参保|就业|覆盖|达标|好评|知晓)率\s{0,2}(?:为|达到|达|是)?\s{0,2}约?\s{0,2}$"
+)
+# a part of the items just counted: 132项指标任务中，有93%左右有望…
+_PART_OF_BEFORE = re.compile(r"中[，,]?\s{0,2}(?:有|约有|仅有)\s{0,2}$")
 _THRESHOLD_AROUND = re.compile(r"(?:低于|高于|超过|不足|不到|在|以|达到或超过)\s{0,2}$")
 _THRESHOLD_AFTER = re.compile(r"\s{0,2}(?:到|至|-|~|之间|以上|以下|左右的|的(?:项目|指标))")
 _NOT_A_PCT_WORD_BEFORE = re.compile(r"(?:仍有|有|还有|尚有|时间|任务)\s{0,2}$")
@@ -710,6 +723,8 @@ def _percents(
             before = norm[max(cs, s - 30) : s]
             if _THRESHOLD_AROUND.search(before) or _THRESHOLD_AFTER.match(norm, e):
                 continue  # 完成率低于50% / 完成进度在80%到100%之间: a threshold, not a reading
+            if _OTHER_RATE_BEFORE.search(before) or _PART_OF_BEFORE.search(norm, max(0, s - 8), s):
+                continue  # 满意率99.16% / …中，有93%: a rate of a population or a part of it, not progress
             if _PLAN_SHARE_BEFORE.search(before):
                 ss, _ = ctx.cl.sentence(s)
                 answer = ctx.answers.get(Ambiguity.SHARE_OR_PROGRESS)
@@ -1109,6 +1124,12 @@ def _quantity(
     return Quantity(t.metric, value, t.unit, mode, (n.s, n.end), n.written_value, n.written_unit, words, asked)
 
 
+# numbers that are durations (前10个月), which session of a meeting (十二届五次会议) or part of a name (“十件实事”)
+_NOT_A_COUNT = re.compile(
+    r"(?<![0-9０-９一二三四五六七八九十两几.])[0-9０-９一二三四五六七八九十两几]{1,4}\s{0,2}个(?:多|半)?月"
+    r"|(?<=届)[一二三四五六七八九十0-9]{1,3}次(?:全体)?会议"  # 十二届五次会议: which session, not how many
+    r"|(?<=“)[一二三四五六七八九十百两]{1,3}[件项个大][^”]{0,8}(?=”)"  # “十件实事”: a name
+)
 _ASOF_ANYWHERE = re.compile(
     r"^\s{0,3}(?:截至|截止|1\s{0,2}[-—~至到]\s{0,2}[0-9]{1,2}\s{0,2}月|上半年|前三季度|今年以来)"
 )
@@ -1222,12 +1243,19 @@ def _status(
                 continue  # inside a longer English word
             matches.append((m.start(), m.end(), m.group(), zh))
     matches.sort()
+    instructions = [m.start() for _, m in zip(range(MAX_HITS), _INSTRUCTION.finditer(norm), strict=False)]
     for ks, ke, word, zh in matches:
         status, strength = (_ZH_MAP if zh else _EN_MAP)[word]
         if status is None:
             continue
         ctx.words.setdefault(ks, word)
         cs, ce = ctx.cl.clause(ks)
+        ss, se = ctx.cl.sentence(ks)
+        inst = next((i for i in instructions if ss <= i < se), None)
+        if inst is not None and status is not Status.DONE and (inst < ks or _RELATIVE_AFTER.match(norm, ke)):
+            # 下一步…加快推进 / 进度滞后的事项，要强化督促: an instruction or a plan, not a report (a plan to
+            # finish, 下一步：7月底前完成, is read below as a plan on track)
+            continue
         if _QUESTION_END.match(norm, ce - 1) if ce > 0 else False:
             ctx.amb.append(Ambiguity.QUESTION)  # 完成了？ — a question back, not a report
             continue
@@ -1503,6 +1531,7 @@ def _parse(
     hits = find_dates(norm, today, ctx.blocked)
     ctx.date_spans = [(h.start, h.end) for h in hits]
     ctx.blocked.extend(ctx.date_spans)
+    ctx.blocked.extend(m.span() for m in _NOT_A_COUNT.finditer(norm, 0, MAX_CHARS))
     aliases = _alias_index(norm, targets)
     n_blocked = len(ctx.blocked)
     percent, pct_qty = _percents(ctx, targets, aliases)
