@@ -273,6 +273,7 @@ def queue_weekly_digest(
             fire_at=fire_at,
             plan_id=plan.id,
             body=texts[key],
+            html=True,
             detail=f"digest:{digest.label}",
         )
     digest.sent_at = now

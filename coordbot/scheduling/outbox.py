@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from html import escape
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -45,8 +46,15 @@ def add_occurrence(
     body: str = "",
     detail: str = "",
     ref_date: date | None = None,
+    html: bool = False,
 ) -> None:
-    """Queue one message outside the policy (escalation, notice, cross-department request); idempotent."""
+    """Queue one message outside the policy (escalation, notice, cross-department request); idempotent.
+
+    The stored body is in the channels' text format (Telegram's HTML subset): a plain ``body`` (names, titles
+    and errors that may hold ``<`` or ``&``) is escaped here; ``html=True`` says it was rendered as HTML already.
+    """
+    if not html:
+        body = escape(body, quote=False)
     row = {
         "plan_id": plan_id,
         "task_id": task_id,

@@ -119,6 +119,7 @@ def decide_extension_and_notify(
             plan_id=task.plan_id,
             body=body.strip(),
             detail=f"extension:{extension.id}",
+            html=True,
         )
 
 
