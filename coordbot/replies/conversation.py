@@ -211,7 +211,8 @@ class Conversation:
             "chat_id": msg.chat_id,
             "sender_id": msg.sender_id,
             "kind": msg.kind,
-            "text": msg.text[:INBOUND_TEXT_MAX],
+            # An invite code is a credential until used: kept only hashed (plan.contacts), never in the log.
+            "text": (msg.text.replace(msg.start_code, "****") if msg.start_code else msg.text)[:INBOUND_TEXT_MAX],
         }
         row = s.execute(_record_inbound_statement(s), params).first()
         return row[0] if row else None

@@ -25,6 +25,7 @@ from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
+from coordbot.core.logs import install_redaction
 from coordbot.core.paths import locate
 from coordbot.reports.digest import DIGEST_HOUR, queue_weekly_digests
 from coordbot.runtime.workers import ConversationRunner, WorkerConfig, build_conversation, make_runner
@@ -164,6 +165,7 @@ async def build_channels(runtime: Runtime) -> AsyncIterator[Runtime]:
 
 
 def make_runtime(settings: Settings, engine: Engine, *, clock: Clock | None = None) -> Runtime:
+    install_redaction(settings)  # before any channel logs a request URL (the token) or its parameters
     return Runtime(
         settings=settings,
         engine=engine,

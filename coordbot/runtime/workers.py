@@ -151,10 +151,12 @@ _committed: list[events.Event] = []
 def _init_worker(config: WorkerConfig) -> None:
     global _conversation
     from coordbot.core.db import make_engine
+    from coordbot.core.logs import database_password, install_redaction
 
     # Ctrl-C reaches the whole process group: the main process stops the workers when it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
+    install_redaction(extra=(database_password(config.database_url),))
     _conversation = build_conversation(config, make_engine(config.database_url))
     events.subscribe("*", _committed.append)
 
