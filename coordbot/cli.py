@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from coordbot.core.config import ConfigError, Settings, load_settings
 from coordbot.core.db import make_engine, row_id, session_scope, upgrade
+from coordbot.core.logs import install_redaction
 from coordbot.core.text import render
 from coordbot.plan import service
 from coordbot.plan.loader import PlanFileError, load_plan_file
@@ -32,6 +33,7 @@ class Ctx:
             level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        install_redaction()  # token-shaped parts now; the settings' secrets once they are read
 
     @property
     def settings(self) -> Settings:
@@ -40,6 +42,7 @@ class Ctx:
                 self._settings = load_settings(self._config)
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from exc
+            install_redaction(self._settings)
         return self._settings
 
     def engine(self, *, migrate: bool = True) -> Engine:
