@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -100,7 +106,7 @@ class ProcessRunner:
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.config,),
+            initargs=(self.config, os.getpid()),
         )
 
     async def start(self) -> None:
@@ -148,17 +154,52 @@ _conversation: Conversation | None = None
 _committed: list[events.Event] = []
 
 
-def _init_worker(config: WorkerConfig) -> None:
+# How often a worker looks whether its parent is still there (the watchdog, where no parent-death signal is).
+ORPHAN_POLL_SECONDS = 0.5
+
+
+def _init_worker(config: WorkerConfig, parent_pid: int) -> None:
     global _conversation
     from coordbot.core.db import make_engine
     from coordbot.core.logs import database_password, install_redaction
 
     # Ctrl-C reaches the whole process group: the main process stops the workers when it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
     logging.basicConfig(level=logging.WARNING)
     install_redaction(extra=(database_password(config.database_url),))
     _conversation = build_conversation(config, make_engine(config.database_url))
     events.subscribe("*", _committed.append)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A killed main process (SIGKILL, out of memory) cannot shut its pool down: the workers end themselves.
+
+    On Linux the kernel signals the worker as its parent dies (PR_SET_PDEATHSIG). It does so when the *thread*
+    that started the worker ends, too, so the signal is SIGUSR2 and the handler exits only once the worker
+    has really been orphaned (re-parented before the signal comes). A watchdog thread polling the parent's
+    pid covers every platform and the moment between spawn and prctl.
+    """
+
+    def orphaned() -> bool:
+        return os.getppid() != parent_pid
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            signal.signal(signal.SIGUSR2, lambda *_: os._exit(1) if orphaned() else None)
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
+    if orphaned():  # the parent died before we could ask to be told
+        os._exit(1)
+
+    def watch() -> None:
+        while not orphaned():
+            time.sleep(ORPHAN_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="coordbot-orphan-watchdog", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _ready() -> bool:
