@@ -142,12 +142,20 @@ def recolour(
     workdays_until_due: int | None,
     last_report_status: str | None,
     now: datetime,
+    workdays_unanswered: int | None = None,
 ) -> tuple[Assessment, bool]:
     """Apply the colour rules; a change writes task.colour_changed (and task.overdue when it turns overdue).
 
     Returns the assessment and whether the colour or its reason changed.
     """
-    a = assess(task, quotas, today=today, workdays_until_due=workdays_until_due, last_report_status=last_report_status)
+    a = assess(
+        task,
+        quotas,
+        today=today,
+        workdays_until_due=workdays_until_due,
+        last_report_status=last_report_status,
+        workdays_unanswered=workdays_unanswered,
+    )
     if (a.colour, a.reason) == (task.colour, task.colour_reason):
         return a, False
     where = _Where(at=now, plan_id=task.plan_id, task_id=task.id, department_id=task.lead_department_id)

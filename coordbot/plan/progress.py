@@ -17,6 +17,10 @@ from coordbot.plan.models import Colour, Target, Task, TaskStatus
 # should be by now: small dips early in a year are normal.
 BEHIND_TOLERANCE = 0.85
 AT_RISK_WORKDAYS = 3
+# 督查督办: a reminder has a reply window of its own day and this many working days after it; still unanswered
+# after that, the task turns yellow. Escalation (``Task.escalation_level`` ≥ 1, silence up the ladder) turns it red. See
+# docs/colours.md.
+REPLY_WINDOW_WORKDAYS = 2
 
 
 class ObservationLike(Protocol):
@@ -126,7 +130,8 @@ def quota_progress(
 @dataclass(frozen=True, slots=True)
 class Assessment:
     colour: Colour
-    reason: str  # overdue | blocked | due_soon | reported_at_risk | behind_quota | "" (on track)
+    # overdue | blocked | escalated | due_soon | unreported | reported_at_risk | behind_quota | "" (on track)
+    reason: str
     overdue: bool
 
 
@@ -137,9 +142,17 @@ def assess(
     today: date,
     workdays_until_due: int | None,
     last_report_status: str | None = None,
+    workdays_unanswered: int | None = None,
 ) -> Assessment:
-    """Colour by the office's rules: red overdue or blocked; yellow due within 3 working days and not done,
-    or behind a quota's trajectory; green otherwise. Closed and reported-done tasks are green."""
+    """Colour by the office's rules (docs/colours.md), the first that applies:
+
+    red: overdue, blocked, or escalated to a leader or the office (``task.escalation_level`` ≥ 1);
+    yellow: due within 3 working days and not done, unreported past the reply window (``workdays_unanswered``,
+    the working days from the first reminder no report followed to today, above ``REPLY_WINDOW_WORKDAYS``;
+    None when every reminder was answered), reported at risk, or behind a quota's trajectory; green otherwise.
+    Closed, reported-done and suspended tasks are green. A report restores the colour: it resets the escalation
+    level and answers the reminders.
+    """
     if task.status in (TaskStatus.CLOSED, TaskStatus.REPORTED_DONE, TaskStatus.SUSPENDED):
         return Assessment(Colour.GREEN, "", False)
     overdue = task.due_date is not None and task.due_date < today
@@ -147,8 +160,12 @@ def assess(
         return Assessment(Colour.RED, "overdue", True)
     if task.status == TaskStatus.BLOCKED:
         return Assessment(Colour.RED, "blocked", False)
+    if task.escalation_level >= 1:
+        return Assessment(Colour.RED, "escalated", False)
     if workdays_until_due is not None and workdays_until_due <= AT_RISK_WORKDAYS:
         return Assessment(Colour.YELLOW, "due_soon", False)
+    if workdays_unanswered is not None and workdays_unanswered > REPLY_WINDOW_WORKDAYS:
+        return Assessment(Colour.YELLOW, "unreported", False)
     if last_report_status == "at_risk":
         return Assessment(Colour.YELLOW, "reported_at_risk", False)
     if any(q.behind for q in quotas):
