@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy.engine import Engine
@@ -29,6 +30,7 @@ class Ctx:
         self._config = config
         self._settings: Settings | None = None
         self._engine: Engine | None = None
+        self.verbose = verbose
         logging.basicConfig(
             level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -47,16 +49,89 @@ class Ctx:
 
     def engine(self, *, migrate: bool = True) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.settings.database_url)
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                self._engine = make_engine(self.settings.database_url)
+            except ArgumentError as exc:  # also an unknown dialect or driver (NoSuchModuleError)
+                raise click.ClickException(
+                    f"setting database_url is not a database URL we can use: {self.database()!r} ({exc})\n"
+                    "  set COORDBOT_DATABASE_URL (or database_url in the settings file) to e.g. "
+                    "sqlite:///var/coordbot.db or postgresql+psycopg://user:password@host:5432/coordbot"
+                ) from exc
+            except ImportError as exc:
+                raise click.ClickException(
+                    f"the database driver for {self.database()!r} is not installed ({exc})\n"
+                    "  coordbot ships drivers for sqlite:/// and postgresql+psycopg://"
+                ) from exc
             if migrate:
                 upgrade(self._engine)
         return self._engine
 
+    def database(self) -> str:
+        """The database URL with its password masked, for messages."""
+        return str(self.settings.public_dict()["database_url"])
+
 
 pass_ctx = click.make_pass_decorator(Ctx)
 
+LANG_HELP = "Language of the text: zh (Chinese) or en (default: the settings' locale)."
 
-@click.group()
+
+def _existing_parent(_ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """--out goes into a directory that exists: a mistyped path must not quietly create a tree of folders."""
+    if value is not None and not value.parent.is_dir():
+        raise click.BadParameter(
+            f"the directory {str(value.parent)!r} does not exist: create it first or choose another path", param=param
+        )
+    return value
+
+
+def _explain(exc: Exception, ctx: Ctx | None) -> str:
+    """One or two lines for what went wrong outside the commands' own checks: what, where, what to do."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    from coordbot.channels.base import ChannelAuthError, ChannelError
+
+    where = ""
+    if ctx is not None and ctx._settings is not None:
+        where = f" at {ctx.database()}"
+    unreachable = isinstance(exc, OperationalError | InterfaceError)
+    if isinstance(exc, DBAPIError) and (unreachable or exc.connection_invalidated):
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        return (
+            f"cannot use the database{where}: {first}\n"
+            "  is the database server running and reachable? check COORDBOT_DATABASE_URL (or database_url)"
+        )
+    if isinstance(exc, ChannelAuthError):
+        return f"{exc}\n  check the channel's token or secret in the settings (coordbot config shows which are set)"
+    if isinstance(exc, ChannelError):
+        return f"{exc}\n  the platform could not be reached; try again later"
+    return f"unexpected {type(exc).__name__}: {exc}\n  run again with -v for the traceback, and report it"
+
+
+class _Main(click.Group):
+    """Ends every failure in one or two lines and a non-zero exit; ``-v`` adds the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.ClickException as exc:
+            _traceback_if_verbose(ctx, exc.__cause__)
+            raise
+        except Exception as exc:
+            _traceback_if_verbose(ctx, exc)
+            raise click.ClickException(_explain(exc, ctx.obj if isinstance(ctx.obj, Ctx) else None)) from exc
+
+
+def _traceback_if_verbose(ctx: click.Context, exc: BaseException | None) -> None:
+    if exc is not None and isinstance(ctx.obj, Ctx) and ctx.obj.verbose:
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+
+
+@click.group(cls=_Main)
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False), help="Settings file (YAML).")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(package_name="coordbot")
@@ -117,22 +192,22 @@ def plan() -> None:
     """Load, check and show the work plan."""
 
 
-def _load(file: Path):  # type: ignore[no-untyped-def]
+def _load(file: Path, verdict: str = "nothing was imported"):  # type: ignore[no-untyped-def]
     try:
         return load_plan_file(file)
     except PlanFileError as exc:
-        raise click.ClickException(exc.render()) from exc
+        raise click.ClickException(exc.render(verdict)) from exc
 
 
 @plan.command("validate")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 def plan_validate(file: Path) -> None:
     """Check a plan file without touching the database."""
-    loaded = _load(file)
+    loaded = _load(file, verdict="not valid (nothing to import)")
     d = loaded.data
     targets = sum(len(t.targets) for _, t in d.tasks()) + len(d.goals)
     click.echo(
-        f"{file}: OK — plan {d.plan.code}: {len(d.departments)} departments, {len(d.groups)} groups, "
+        f"{file}: valid — plan {d.plan.code}: {len(d.departments)} departments, {len(d.groups)} groups, "
         f"{len(d.tasks())} tasks, {targets} targets"
     )
 
@@ -156,17 +231,13 @@ def plan_import(ctx: Ctx, file: Path) -> None:
 
 @plan.command("show")
 @click.option("--plan", "code", help="Plan code (default: the most recently imported plan).")
-@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None, help=LANG_HELP)
 @click.option("--archived", is_flag=True, help="Also list archived tasks.")
 @pass_ctx
 def plan_show(ctx: Ctx, code: str | None, lang: str | None, archived: bool) -> None:
     """Print the plan as a tree: groups, tasks, departments, deadlines, targets."""
     with session_scope(ctx.engine()) as session:
-        p = service.get_plan(session=session, code=code)
-        if p is None:
-            raise click.ClickException(
-                f"no plan {code!r} in the database" if code else "no plan yet: run 'coordbot plan import FILE'"
-            )
+        p = _plan_or_fail(session, code)
         view = service.plan_view(session=session, plan=p, include_archived=archived)
     tasks = sum(len(g.tasks) for g in view.groups)
     targets = sum(len(t.targets) for g in view.groups for t in g.tasks) + len(view.goals)
@@ -232,9 +303,18 @@ def run_bot(ctx: Ctx) -> None:
     """Run the bot: migrate, import the configured plan, start the reminder clock and the channels."""
     import asyncio
 
+    from coordbot.channels import registry
     from coordbot.runtime import serve
 
     _import_configured_plan(ctx)
+    s = ctx.settings
+    names = [a.name for a in registry.configured(s)]
+    mode = f"telegram {s.telegram_mode}" if "telegram" in names else "no telegram"
+    # One line at the default verbosity, so an operator sees it is up and with what (no secret in it).
+    click.echo(
+        f"coordbot starting: {mode}; database {ctx.database()}; channels {', '.join(names) or 'none'}; "
+        f"web desk http://{s.web_host}:{s.web_port} (Ctrl-C stops)"
+    )
     asyncio.run(serve(_runtime(ctx)))
 
 
@@ -256,16 +336,35 @@ def reminders() -> None:
 @pass_ctx
 def reminders_list(ctx: Ctx, due_before, status: str, task_code: str | None, limit: int) -> None:  # type: ignore[no-untyped-def]
     """List reminder occurrences, soonest first (times in the plan's time zone)."""
+    from sqlalchemy import func
+    from sqlmodel import col, select
+
+    from coordbot.plan.models import Contact, Task
     from coordbot.scheduling import views
 
     tz = ctx.settings.tz
     before = due_before.replace(tzinfo=tz) if due_before else None
     with session_scope(ctx.engine()) as session:
+        if task_code and session.exec(select(Task.id).where(Task.code == task_code)).first() is None:
+            raise click.ClickException(f"no task {task_code!r}; see 'coordbot plan show' for the task codes")
         items = views.list_occurrences(
             session=session, status=status, due_before=before, task_code=task_code, limit=limit
         )
+        bound = session.exec(
+            select(func.count()).select_from(Contact).where(col(Contact.address).is_not(None), Contact.active)
+        ).one()
     if not items:
         click.echo("no reminders match")
+        if not bound:  # the usual surprise right after an import
+            click.echo(
+                "  no contact is bound yet: reminders are scheduled for bound contacts only; create invite links "
+                "with 'coordbot contacts invite DEPT --name NAME'"
+            )
+        elif status == "pending":
+            click.echo(
+                "  'coordbot run' schedules them for the coming days; 'coordbot reminders preview TASK' shows what "
+                "the policy will send"
+            )
     for i in items:
         click.echo(
             f"{i.fire_at.astimezone(tz):%Y-%m-%d %H:%M}  {i.status:<9} {i.kind:<12} "
@@ -276,12 +375,13 @@ def reminders_list(ctx: Ctx, due_before, status: str, task_code: str | None, lim
 @reminders.command("preview")
 @click.argument("task_code")
 @click.option("--days", default=60, show_default=True, help="How far ahead.")
-@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None, help=LANG_HELP)
 @pass_ctx
 def reminders_preview(ctx: Ctx, task_code: str, days: int, lang: str | None) -> None:
     """Show what will be sent for TASK_CODE, and when, from the policy (nothing is stored)."""
     from datetime import timedelta
 
+    from coordbot.core.text import html_to_text
     from coordbot.scheduling import views
 
     rt = _runtime(ctx)
@@ -302,7 +402,7 @@ def reminders_preview(ctx: Ctx, task_code: str, days: int, lang: str | None) -> 
     for p in preview:
         who = ", ".join(p.recipients) or "(no bound contact yet)"
         click.echo(f"\n{p.fire_at.astimezone(tz):%Y-%m-%d %a %H:%M}  {p.kind}  → {who}")
-        click.echo("    " + p.text.strip().replace("\n", "\n    "))
+        click.echo("    " + html_to_text(p.text).strip().replace("\n", "\n    "))
 
 
 @reminders.command("dispatch")
@@ -375,18 +475,30 @@ def demo(plan_file: Path, workdir: Path, channel: str, serve: bool, serve_second
 
 
 def _plan_or_fail(session, code: str | None):  # type: ignore[no-untyped-def]
+    from sqlmodel import col, select
+
+    from coordbot.plan.models import Plan
+
     p = service.get_plan(session=session, code=code)
     if p is None:
-        raise click.ClickException("no plan yet: run 'coordbot plan import FILE'")
+        codes = session.exec(select(Plan.code).order_by(col(Plan.code))).all()
+        if not codes:
+            raise click.ClickException("no plan yet: run 'coordbot plan import FILE'")
+        raise click.ClickException(f"no plan {code!r}; plans: {', '.join(codes)} (give one with --plan)")
     return p
 
 
 @main.command("digest")
 @click.option("--week", help="ISO week such as 2026-W48 (default: this week).")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "text"]), default="md", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write to this file (else print).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    callback=_existing_parent,
+    help="Write to this file (else print).",
+)
 @click.option("--plan", "code", help="Plan code (default: the most recent plan).")
-@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None, help=LANG_HELP)
 @pass_ctx
 def digest_cmd(
     ctx: Ctx, week: str | None, fmt: DigestFormat, out: Path | None, code: str | None, lang: str | None
@@ -409,6 +521,12 @@ def digest_cmd(
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
+    if fmt == "text":  # the chat's HTML: a terminal or a text file wants it without tags
+        from coordbot.core.text import html_to_text
+
+        text = html_to_text(text)
+        if out:
+            out.write_text(text, encoding="utf-8")
     click.echo(f"digest written to {out}" if out else text, nl=bool(out))
 
 
@@ -416,9 +534,11 @@ def digest_cmd(
 @click.option("--meeting-date", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Date of the joint meeting.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Start of the period (default: the last meeting).")
 @click.option("--format", "fmt", type=click.Choice(["docx", "html", "md"]), default="docx", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, callback=_existing_parent, help="File."
+)
 @click.option("--plan", "code", help="Plan code (default: the most recent plan).")
-@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None, help=LANG_HELP)
 @click.option("--send", is_flag=True, help="Also send the file to the office and the leaders through the channels.")
 @pass_ctx
 def briefing_cmd(  # type: ignore[no-untyped-def]
@@ -432,18 +552,27 @@ def briefing_cmd(  # type: ignore[no-untyped-def]
     from coordbot.reports.distribute import send_report_file
     from coordbot.runtime import build_channels
 
+    if since and since.date() > meeting_date.date():
+        raise click.BadParameter(
+            f"{since:%Y-%m-%d} is after --meeting-date {meeting_date:%Y-%m-%d}: the period must start on or before "
+            "the meeting",
+            param_hint="'--since'",
+        )
     with session_scope(ctx.engine()) as session:
         p = _plan_or_fail(session, code)
-        row = write_briefing(
-            session=session,
-            plan=p,
-            meeting_date=meeting_date.date(),
-            fmt=fmt,
-            out=out,
-            now=SystemClock().now(),
-            since=since.date() if since else None,
-            locale=lang or ctx.settings.locale,
-        )
+        try:
+            row = write_briefing(
+                session=session,
+                plan=p,
+                meeting_date=meeting_date.date(),
+                fmt=fmt,
+                out=out,
+                now=SystemClock().now(),
+                since=since.date() if since else None,
+                locale=lang or ctx.settings.locale,
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
         title, briefing_id = f"{p.title} 联席会议简报（{meeting_date.date():%Y-%m-%d}）", row.id
     click.echo(f"briefing written to {out}")
     if not send:
@@ -504,8 +633,14 @@ def contacts() -> None:
 @click.argument("department")
 @click.option("--name", required=True, help="The person's name.")
 @click.option("--role", type=click.Choice(["contact", "leader", "office"]), default="contact", show_default=True)
-@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
-@click.option("--days", default=7, show_default=True, help="Days until the link expires.")
+@click.option(
+    "--lang",
+    type=click.Choice(["zh", "en"]),
+    default="zh",
+    show_default=True,
+    help="Language the person gets their messages in: zh (Chinese) or en.",
+)
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True, help="Days until the link expires.")
 @click.option("--bot", "bot_username", default="", help="Bot username for the link (default: asked from Telegram).")
 @pass_ctx
 def contacts_invite(ctx: Ctx, department: str, name: str, role: str, lang: str, days: int, bot_username: str) -> None:
@@ -556,11 +691,12 @@ def _bot_username(ctx: Ctx) -> str:
 @contacts.command("list")
 @pass_ctx
 def contacts_list(ctx: Ctx) -> None:
-    """Every contact with department, role and whether a chat is bound."""
+    """Every contact with department, role and whether a chat is bound; then the invites not used yet."""
     from sqlmodel import col, select
 
+    from coordbot.core.clock import SystemClock
     from coordbot.plan.contacts import reachable_routes
-    from coordbot.plan.models import Contact, Department
+    from coordbot.plan.models import Contact, Department, Invite
 
     with session_scope(ctx.engine()) as session:
         depts = {d.id: d.code for d in session.exec(select(Department))}
@@ -573,7 +709,17 @@ def contacts_list(ctx: Ctx) -> None:
             further = ", ".join(f"{r.channel}" for r in options[row_id(c)] if r.further)
             line = f"{depts[c.department_id]:<16} {c.role:<8} {c.name:<12} {c.channel:<14} {state}"
             click.echo(line + (f"  (then: {further})" if further else ""))
-    if not rows:
+        invites = session.exec(
+            select(Invite)
+            .where(col(Invite.used_at).is_(None), Invite.expires_at > SystemClock().now())
+            .order_by(col(Invite.department_id), col(Invite.role), col(Invite.name))
+        ).all()
+        if invites:
+            click.echo("invited, not bound yet:")
+        for i in invites:
+            expires = i.expires_at.astimezone(ctx.settings.tz)
+            click.echo(f"{depts[i.department_id]:<16} {i.role:<8} {i.name:<12} invite expires {expires:%Y-%m-%d %H:%M}")
+    if not rows and not invites:
         click.echo("no contacts yet: create invite links with 'coordbot contacts invite DEPT --name NAME'")
 
 

@@ -67,7 +67,7 @@ def test_validate_reports_problems_with_lines(cli, tmp_path: Path) -> None:
     out = cli("plan", "import", str(bad), ok=False)
     assert "nothing was imported" in out
     assert "no plan yet" in cli("plan", "show", ok=False)
-    assert "OK" in cli("plan", "validate", str(SHIPPED))
+    assert "valid" in cli("plan", "validate", str(SHIPPED))
 
 
 def test_db_upgrade_and_config_mask_secrets(cli, monkeypatch: pytest.MonkeyPatch) -> None:

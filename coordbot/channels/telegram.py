@@ -503,8 +503,21 @@ class TelegramFrontend:
         return self.app.bot.username or ""
 
     async def start(self) -> None:
+        """Errors mapped for the runtime, which retries an unreachable Bot API and gives up on a refused token."""
+        try:
+            await self._start()
+        except InvalidToken as exc:
+            raise ChannelAuthError(f"Telegram refused the bot token: {exc.message}") from exc
+        except BadRequest:  # a NetworkError by inheritance, but the request itself is wrong
+            raise
+        except (TimedOut, NetworkError) as exc:
+            where = self.settings.telegram_base_url  # the token is appended to it later, never part of it
+            raise TransientChannelError(f"Telegram at {where} is not reachable: {exc.message}") from exc
+
+    async def _start(self) -> None:
         await self.app.initialize()
-        await self.app.start()
+        if not self.app.running:  # a retry after a later step failed
+            await self.app.start()
         if self.mode == "webhook":
             s = self.settings
             await self.app.bot.set_webhook(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import lru_cache
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,3 +75,36 @@ def render(name: str, *, locale: str = DEFAULT_LOCALE, root: Path | None = None,
     """Render ``templates/<locale>/<name>`` with ``context``."""
     env = environment(locale, root or TEMPLATES_DIR)
     return env.get_template(name).render(**context).strip() + "\n"
+
+
+class _PlainText(HTMLParser):
+    """Collects the text of chat HTML; a link's address follows its label when the two differ."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._links: list[tuple[str, int]] = []  # (href, where its label starts in parts)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+        elif tag == "a":
+            self._links.append((dict(attrs).get("href") or "", len(self.parts)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._links:
+            href, start = self._links.pop()
+            if href and "".join(self.parts[start:]).strip() != href:
+                self.parts.append(f" ({href})")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Chat HTML (Telegram's subset: b, i, u, s, code, pre, a, blockquote, br) as plain text for a terminal:
+    tags dropped, entities unescaped, links kept as "label (address)"."""
+    parser = _PlainText()
+    parser.feed(html)
+    parser.close()
+    return "".join(parser.parts)

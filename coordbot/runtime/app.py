@@ -18,9 +18,10 @@ from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from coordbot.channels import registry
-from coordbot.channels.base import Channel, Frontend, Inbound, Reply
+from coordbot.channels.base import Channel, Frontend, Inbound, Reply, TransientChannelError
 from coordbot.core import events
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
@@ -174,6 +175,45 @@ def make_runtime(settings: Settings, engine: Engine, *, clock: Clock | None = No
     )
 
 
+START_BACKOFF_MAX = 60.0  # seconds between attempts to reach a platform at start-up, at most
+
+
+def _unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, TransientChannelError | OSError)
+
+
+async def start_frontend(frontend: Frontend, stop: asyncio.Event) -> bool:
+    """Start ``frontend``, retrying with backoff (1 s, doubling up to a minute; one log line each) while its
+    platform cannot be reached, until it starts (True) or ``stop`` is set (False). Refused credentials and
+    other permanent errors are raised: waiting cannot fix them."""
+    name = frontend.channel.name
+
+    async def pause(seconds: float) -> None:  # a stop during the wait ends it at once
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("%s: cannot start (%s); attempt %d, retrying in %.0f s", name, exc, state.attempt_number, wait)
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_unreachable),
+        wait=wait_exponential(multiplier=1, min=1, max=START_BACKOFF_MAX),
+        stop=lambda _state: stop.is_set(),
+        sleep=pause,
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    try:
+        await retrying(frontend.start)
+    except Exception as exc:
+        if stop.is_set() and _unreachable(exc):
+            return False
+        raise
+    return True
+
+
 async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
     """Run until stopped (SIGINT/SIGTERM or ``stop``): the clock, and every channel's front end."""
     stop = stop or asyncio.Event()
@@ -209,7 +249,7 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
     web_runner = await start_site(web_app, runtime.settings.web_host, runtime.settings.web_port)
     log.info("web desk on http://%s:%s", runtime.settings.web_host, runtime.settings.web_port)
     for f in frontends:
-        await f.start()
+        await start_frontend(f, stop)
     unsubscribe = [events.subscribe(kind, runtime.note_change) for kind in RESCHEDULING_EVENTS]
     await runtime.housekeeping()
     scheduler = AsyncIOScheduler(timezone=runtime.settings.timezone)
