@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy import and_, bindparam, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -247,8 +247,13 @@ def claim_due(
             ),
             and_(col(ReminderOccurrence.status) == OccurrenceStatus.CLAIMED, col(ReminderOccurrence.lease_until) < now),
         )
+        stale = and_(col(ReminderOccurrence.fire_at) < now - grace, col(ReminderOccurrence.kind).in_(POLICY_KINDS))
+        _fold_stale(session, engine, due & stale, now=now)
+        # Stale rows are only ever folded (above, here or by another process), never sent one by one.
         query = (
-            select(ReminderOccurrence).where(due).order_by(col(ReminderOccurrence.fire_at), col(ReminderOccurrence.id))
+            select(ReminderOccurrence)
+            .where(due, ~stale)
+            .order_by(col(ReminderOccurrence.fire_at), col(ReminderOccurrence.id))
         )
         query = query.limit(limit)
         if is_postgres(engine):
@@ -256,8 +261,17 @@ def claim_due(
         rows = session.exec(query).all()
         if not rows:
             return []
+        # A catch-up stands for the rows folded into it, also when it is claimed again after a retry.
+        catch_ups = [row_id(o) for o in rows if o.kind == ReminderKind.CATCH_UP]
+        folded: dict[int, list[int]] = defaultdict(list)
+        if catch_ups:
+            for occ_id, parent in session.exec(
+                select(ReminderOccurrence.id, ReminderOccurrence.folded_into_id)
+                .where(col(ReminderOccurrence.folded_into_id).in_(catch_ups))
+                .order_by(col(ReminderOccurrence.id))
+            ):
+                folded[parent].append(occ_id)  # type: ignore[index,arg-type]
         claimed: list[Claimed] = []
-        stale: dict[int, list[ReminderOccurrence]] = defaultdict(list)
         for occ in rows:
             if occ.status == OccurrenceStatus.CLAIMED:
                 events.record(
@@ -269,50 +283,82 @@ def claim_due(
                     occurrence=occ.id,
                     previous_worker=occ.claimed_by,
                 )
-            if occ.fire_at < now - grace and occ.kind in POLICY_KINDS:
-                stale[occ.contact_id].append(occ)
-                continue
             occ.status = OccurrenceStatus.CLAIMED
             occ.claimed_by = worker
             occ.lease_until = now + lease
             occ.attempts += 1
-            claimed.append(Claimed(row_id(occ), occ.kind, occ.contact_id, occ.task_id, occ.fire_at, occ.attempts))
-        for contact_id, old in stale.items():
-            claimed.append(_fold(session, contact_id, old, now=now, worker=worker, lease=lease))
+            claimed.append(
+                Claimed(
+                    row_id(occ),
+                    occ.kind,
+                    occ.contact_id,
+                    occ.task_id,
+                    occ.fire_at,
+                    occ.attempts,
+                    tuple(folded.get(row_id(occ), ())),
+                )
+            )
         session.flush()
         return claimed
 
 
-def _fold(
-    session: Session, contact_id: int, old: list[ReminderOccurrence], *, now: datetime, worker: str, lease: timedelta
-) -> Claimed:
-    """Reminders missed by more than the grace window become one catch-up message: no flood after downtime."""
-    catch_up = ReminderOccurrence(
-        plan_id=old[0].plan_id,
-        contact_id=contact_id,
-        kind=ReminderKind.CATCH_UP,
-        fire_at=now,
-        status=OccurrenceStatus.CLAIMED,
-        claimed_by=worker,
-        lease_until=now + lease,
-        attempts=1,
-        detail=str(len(old)),
-    )
-    session.add(catch_up)
+# Held (per transaction) by the one process folding stale rows, so a contact's missed reminders are never split
+# between two processes' catch-ups; the others leave stale rows alone meanwhile.
+_FOLD_LOCK = 0x636F6F7264  # "coord"
+
+
+def _fold_stale(session: Session, engine: Engine, stale_due: Any, *, now: datetime) -> None:
+    """Reminders missed by more than the grace window become one catch-up message per contact: no flood after
+    downtime. Every stale row of a contact is folded at once (not only those of a claim batch), into the
+    contact's catch-up not yet sent when there is one; the catch-up is then claimed like any due row."""
+    postgres = is_postgres(engine)
+    if postgres and not session.execute(select(func.pg_try_advisory_xact_lock(_FOLD_LOCK))).scalar():
+        return  # another process is folding right now
+    query = select(ReminderOccurrence).where(stale_due).order_by(col(ReminderOccurrence.fire_at))
+    if postgres:
+        query = query.with_for_update(skip_locked=True)  # a row another process claimed as fresh is its own
+    by_contact: dict[int, list[ReminderOccurrence]] = defaultdict(list)
+    for occ in session.exec(query):
+        by_contact[occ.contact_id].append(occ)
+    if not by_contact:
+        return
+    waiting = {
+        o.contact_id: o
+        for o in session.exec(
+            select(ReminderOccurrence).where(
+                col(ReminderOccurrence.kind) == ReminderKind.CATCH_UP,
+                col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
+                col(ReminderOccurrence.contact_id).in_(list(by_contact)),
+            )
+        )
+    }
+    for contact_id, old in by_contact.items():
+        catch_up = waiting.get(contact_id)
+        if catch_up is None:
+            catch_up = ReminderOccurrence(
+                plan_id=old[0].plan_id,
+                contact_id=contact_id,
+                kind=ReminderKind.CATCH_UP,
+                fire_at=now,
+                status=OccurrenceStatus.PENDING,
+                detail="0",
+            )
+            session.add(catch_up)
+            session.flush()
+        catch_up.detail = str(int(catch_up.detail or 0) + len(old))
+        for occ in old:
+            occ.status = OccurrenceStatus.CANCELLED
+            occ.folded_into_id = catch_up.id
+            occ.error = "missed while coordbot was down; folded into a catch-up message"
+        events.record(
+            session,
+            EventType.REMINDER_FOLDED,
+            at=now,
+            contact_id=contact_id,
+            occurrence=catch_up.id,
+            folded=[o.id for o in old],
+        )
     session.flush()
-    for occ in old:
-        occ.status = OccurrenceStatus.CANCELLED
-        occ.folded_into_id = catch_up.id
-        occ.error = "missed while coordbot was down; folded into a catch-up message"
-    events.record(
-        session,
-        EventType.REMINDER_FOLDED,
-        at=now,
-        contact_id=contact_id,
-        occurrence=catch_up.id,
-        folded=[o.id for o in old],
-    )
-    return Claimed(row_id(catch_up), catch_up.kind, contact_id, None, now, 1, tuple(row_id(o) for o in old))
 
 
 def _fail_expired_claims(session: Session, now: datetime) -> None:
