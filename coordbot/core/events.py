@@ -39,6 +39,7 @@ class EventType(StrEnum):
     EXTENSION_APPROVED = "extension.approved"
     EXTENSION_REJECTED = "extension.rejected"
     CROSSREQUEST_OPENED = "crossrequest.opened"
+    CROSSREQUEST_CLOSED = "crossrequest.closed"
     REMINDER_SCHEDULED = "reminder.scheduled"
     REMINDER_CANCELLED = "reminder.cancelled"
     REMINDER_SENT = "reminder.sent"

@@ -7,6 +7,7 @@ and voids what the report added (the observations and requests carry its id). On
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -49,6 +50,13 @@ STATUS_OF_REPORT = {
     Status.NOT_STARTED: TaskStatus.ACCEPTED,
 }
 SNAPSHOT_FIELDS = ("status", "progress", "colour", "colour_reason", "last_report_at", "escalation_level")
+# A report saying the obstacle is gone (贴息资金已落实，恢复正常推进) settles the requests for help its department
+# made; "已落实" is not "尚未落实" (no negation is read as settled). "无困难" alone only asks.
+SETTLED = re.compile(
+    r"(已|均已|全部|基本)(落实|解决|到位|办结|协调好|协调解决|理顺|消除|排除)|恢复(正常)?推进|无需(再)?配合|不再需要配合"
+    r"|(resolved|settled|sorted out|back on track|no longer need)",
+    re.IGNORECASE,
+)
 
 
 ALL_DEPARTMENTS = select(Department)  # built once: building a statement costs more than running it
@@ -112,6 +120,8 @@ class Applied:
     unmatched: list[Quantity] = field(default_factory=list)  # numbers the office should look at
     ambiguities: tuple[str, ...] = ()
     asked_modes: list[Quantity] = field(default_factory=list)  # counted once the contact says total or new
+    closed_requests: list[CrossRequest] = field(default_factory=list)  # settled by this report
+    unsure_requests: list[CrossRequest] = field(default_factory=list)  # maybe settled: the confirmation asks
 
 
 def apply_report(
@@ -181,6 +191,7 @@ def apply_report(
     if parsed:
         _count_quantities(session, applied, parsed, targets, contact=contact, today=today, now=now)
     _ask_for_help(session, applied, parsed, departments, revising=revising, contact=contact, now=now, calendar=calendar)
+    _settle_requests(session, applied, said_status, departments, contact=contact, now=now, calendar=calendar)
     _colour(session, applied, targets, plan=plan, today=today, calendar=calendar, now=now)
     _record_report_events(session, applied, said_status, is_lead=is_lead, source=source, now=now)
     session.flush()
@@ -405,6 +416,153 @@ def _ask_for_help(
         withdrawn.closed_at = now
 
 
+def _settle_requests(
+    session: Session,
+    applied: Applied,
+    said_status: Status | None,
+    departments: Sequence[Department],
+    *,
+    contact: Contact | None,
+    now: datetime,
+    calendar: WorkCalendar,
+) -> None:
+    """Close the open requests for help of the reporting department on this task that the report settles, and
+    tell the helpers; where it may have (a blocked task back on track, or "settled" with several helpers and
+    none named), leave them open and let the confirmation ask.
+
+    Settled: a settling phrase (``SETTLED``) in a report that is not blocked or at risk, or a report of done.
+    Requests asked again in this very report stay open. What was closed is kept on the report (undo reopens it).
+    """
+    task, report = applied.task, applied.report
+    text = report.text
+    settling = bool(SETTLED.search(text)) and said_status not in (Status.BLOCKED, Status.AT_RISK)
+    was_blocked = report.previous.get("status") == TaskStatus.BLOCKED
+    if not (settling or was_blocked or said_status == Status.DONE):
+        return  # nothing to settle: no query (a report's statements are counted, bench/updates.py)
+    own = contact.department_id if contact else task.lead_department_id
+    asked_now = {d.id for d in applied.help_departments}
+    candidates = [
+        r
+        for r in session.exec(
+            select(CrossRequest).where(
+                CrossRequest.task_id == task.id,
+                CrossRequest.status == "open",
+                CrossRequest.from_department_id == own,
+                # the requests this report makes itself are _ask_for_help's (NULL: made elsewhere, e.g. the CLI)
+                col(CrossRequest.report_id).is_(None) | (col(CrossRequest.report_id) != report.id),
+            )
+        )
+        if r.to_department_id not in asked_now
+    ]
+    if not candidates:
+        return
+    by_id = {d.id: d for d in departments}
+    named = [
+        r
+        for r in candidates
+        if (d := by_id.get(r.to_department_id)) is not None
+        and any(n and n in text for n in (d.name, d.short_name, *d.aliases))
+    ]
+    if said_status == Status.DONE:
+        closing = candidates  # done: no help is needed any more
+    elif settling and (named or len(candidates) == 1):
+        closing = named or candidates
+    else:
+        if settling or (was_blocked and said_status in (Status.ON_TRACK, None) and task.status != TaskStatus.BLOCKED):
+            applied.unsure_requests = candidates
+        return
+    for req in closing:
+        req.status = "closed"
+        req.closed_at = now
+        _notify_request_closed(session, req, task, report, by_id=by_id, now=now, calendar=calendar)
+    applied.closed_requests = closing
+    report.previous = {**report.previous, "closed_requests": [req.id for req in closing]}
+
+
+def _notify_request_closed(
+    session: Session,
+    req: CrossRequest,
+    task: Task,
+    report: ProgressReport,
+    *,
+    by_id: dict[int | None, Department],
+    now: datetime,
+    calendar: WorkCalendar,
+) -> None:
+    """The helper department hears that it is no longer asked (a notice through the outbox); an event."""
+    requester, helper = by_id[req.from_department_id], by_id[req.to_department_id]
+    contacts = session.exec(
+        select(Contact).where(
+            Contact.department_id == req.to_department_id,
+            Contact.role == Role.CONTACT,
+            Contact.active,
+            col(Contact.address).is_not(None),
+        )
+    ).all()
+    for c in contacts:
+        body = render(
+            "chat/request_closed.html",
+            locale=c.language,
+            requester=requester.short_name or requester.name,
+            task=task,
+            asked=req.text,
+            text=report.text,
+        )
+        add_occurrence(
+            session=session,
+            contact_id=row_id(c),
+            kind=ReminderKind.NOTICE,
+            task_id=task.id,
+            plan_id=task.plan_id,
+            fire_at=calendar.next_send_time(now),
+            body=body,
+            html=True,
+            detail=f"request:{req.id}:closed",
+        )
+    events.record(
+        session,
+        EventType.CROSSREQUEST_CLOSED,
+        at=now,
+        plan_id=task.plan_id,
+        task_id=task.id,
+        department_id=req.to_department_id,
+        request=req.id,
+        report=report.id,
+        from_department=requester.code,
+        to_department=helper.code,
+        recipients=len(contacts),
+    )
+
+
+def requests_note(session: Session, applied: Applied, locale: str) -> str:
+    """For the report's confirmation: the requests it closed, or a question whether the open ones are settled
+    (the answer "已解决" is a report that settles them); "" when neither."""
+    if not (applied.closed_requests or applied.unsure_requests):
+        return ""
+
+    def names(requests: list[CrossRequest]) -> list[str]:
+        depts = [session.get(Department, r.to_department_id) for r in requests]
+        return [d.short_name or d.name for d in depts if d is not None]
+
+    return "\n" + render(
+        "chat/requests_settled.html",
+        locale=locale,
+        code=applied.task.code,
+        closed=names(applied.closed_requests),
+        unsure=names(applied.unsure_requests),
+    )
+
+
+def _reopen_settled(session: Session, report: ProgressReport) -> None:
+    """Undo or revision: the requests the report closed are open again."""
+    ids = report.previous.get("closed_requests") or []
+    if not ids:
+        return
+    for req in session.exec(select(CrossRequest).where(col(CrossRequest.id).in_(ids))):
+        if req.status == "closed":
+            req.status, req.closed_at = "open", None
+
+
 def _colour(
     session: Session,
     applied: Applied,
@@ -549,6 +707,7 @@ def undo_report(*, session: Session, report: ProgressReport, now: datetime, acto
         raise ValueError("a later report exists; correct it instead")
     _restore(task, report.previous)
     _void_observations(session, report)
+    _reopen_settled(session, report)
     for req in _open_requests(session, report):
         req.status = "withdrawn"
         req.closed_at = now
@@ -593,6 +752,7 @@ def revise_report(
             status = Status(report.parsed["pressed_status"])
     _restore(task, report.previous)
     _void_observations(session, report)
+    _reopen_settled(session, report)
     applied = apply_report(
         session=session,
         task=task,

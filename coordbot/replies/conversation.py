@@ -49,6 +49,7 @@ from coordbot.replies.apply import (
     assign_quantity,
     may_report,
     report_as_contact,
+    requests_note,
     revise_report,
     undo_report,
     unmatched_indexes,
@@ -575,6 +576,7 @@ class Conversation:
             read_chars=MAX_CHARS if Ambiguity.TEXT_TRUNCATED in applied.ambiguities else 0,
             total_chars=len(report.text),
         )
+        text += requests_note(s, applied, who.locale)  # requests for help the report settled, or may have
         words = labels(who.locale)["buttons"]
         buttons: tuple[tuple[Button, ...], ...] = ((Button(words["undo"], ButtonAction.UNDO, f"p{report.id}"),),)
         if applied.unmatched:
