@@ -50,7 +50,15 @@ from coordbot.plan.models import (
     TaskGroup,
     TaskStatus,
 )
-from coordbot.plan.progress import Assessment, QuotaProgress, assess, period_bounds, quota_progress
+from coordbot.plan.progress import (
+    REPLY_WINDOW_WORKDAYS,
+    Assessment,
+    QuotaProgress,
+    assess,
+    counting_window,
+    period_bounds,
+    quota_progress,
+)
 from coordbot.plan.queries import counted_targets
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import POLICY_KINDS
@@ -71,6 +79,7 @@ CHANGE_TYPES = (
     EventType.EXTENSION_APPROVED,
     EventType.EXTENSION_REJECTED,
     EventType.CROSSREQUEST_OPENED,
+    EventType.CROSSREQUEST_CLOSED,
     EventType.MEETING_RECORDED,
 )
 STALE_REQUEST_DAYS = 5  # an open request for help older than this goes to the leaders
@@ -218,6 +227,7 @@ class QuotaLine:
     behind: bool
     reached: bool
     task_code: str | None
+    reported: bool = True  # anything counted in the window: False means "no data yet", not zero
 
     @property
     def share(self) -> float | None:
@@ -290,6 +300,7 @@ class TaskLine:
     reported_done_in_period: bool
     closed_in_period: bool
     escalation_level: int
+    progress_basis: str = "report"  # report | quota: no percent reported, so progress follows the quotas
 
     @property
     def progress_change(self) -> int:
@@ -297,7 +308,9 @@ class TaskLine:
 
     @property
     def reasons(self) -> list[str]:
-        return [r for r in (self.reason, "no_reply" if self.no_reply else "") if r]
+        # "unreported" (past the reply window) already says what "no_reply" would
+        no_reply = self.no_reply and self.reason != "unreported"
+        return [r for r in (self.reason, "no_reply" if no_reply else "") if r]
 
     @property
     def extended(self) -> bool:
@@ -382,6 +395,11 @@ class Rollup:
     @property
     def blocked(self) -> list[TaskLine]:
         return [t for t in self.tasks if t.status == _BLOCKED]
+
+    @property
+    def escalated(self) -> list[TaskLine]:
+        """Red because silence went up the ladder (neither overdue nor blocked: those are listed as such)."""
+        return [t for t in self.tasks if t.colour == Colour.RED and t.reason == "escalated"]
 
     @property
     def completions(self) -> list[TaskLine]:
@@ -717,6 +735,7 @@ class _ReportTally:
     answered_by_task: Counter[int]
     sent_by_dept: Counter[int]
     answered_by_dept: Counter[int]
+    first_unanswered: dict[int, datetime]  # task id -> the first reminder of the period no report followed
 
     def progress_at_start(self, t: _TaskRow, period_reports: list[Any]) -> int:
         r = period_reports[0] if period_reports else self.first_after_end.get(t.id)
@@ -762,8 +781,15 @@ def _tally_reports(reports: Sequence[Any], reminders: Sequence[Any], until: date
     # A reminder is answered when a report names it, or when the department reports on the task before the
     # next reminder on it (or the period's end): a late report answers one reminder, not every missed one.
     chains: dict[tuple[int, int], list[tuple[datetime, int]]] = defaultdict(list)
+    first_unanswered: dict[int, datetime] = {}
     for rem_id, task_id, dept_id, sent_at in reminders:
         chains[(task_id, dept_id)].append((sent_at, rem_id))
+        # any report on the task answers the reminders before it (a co-department's too: it resets the ladder)
+        reported = in_period.get(task_id)
+        if reported and reported[-1][1] >= sent_at:
+            continue
+        if task_id not in first_unanswered or sent_at < first_unanswered[task_id]:
+            first_unanswered[task_id] = sent_at
     for (task_id, dept_id), chain in chains.items():
         chain.sort()
         times = reports_by_task_dept.get((task_id, dept_id), [])
@@ -783,6 +809,7 @@ def _tally_reports(reports: Sequence[Any], reminders: Sequence[Any], until: date
         answered_by_task=answered_by_task,
         sent_by_dept=sent_by_dept,
         answered_by_dept=answered_by_dept,
+        first_unanswered=first_unanswered,
     )
 
 
@@ -820,6 +847,14 @@ class _QuotaCounter:
             tg.metric, tg.name, tg.unit, q.period, q.actual + added, q.goal, q.expected, q.period_start, q.period_end
         )
 
+    def reported(self, tg: _TargetRow, on: date) -> bool:
+        """Whether anything was counted in the target's window on ``on`` (else its figure is no data, not 0)."""
+        start, stop, _ = counting_window(cast(Target, tg), on, self._start, self._end)
+        rows = self._obs.get(tg.id)
+        if rows is not None:
+            return any(not o.voided and start <= o.observed_on <= stop for o in rows)
+        return any(start <= r.first and r.last <= stop for r in self._sums.get(tg.id, ()))
+
     def line(self, tg: _TargetRow, code: str | None) -> QuotaLine:
         q = self.progress_on(tg, self.as_of)
         before = self.progress_on(tg, self._day_before)
@@ -837,6 +872,7 @@ class _QuotaCounter:
             behind=q.behind,
             reached=q.reached,
             task_code=code,
+            reported=self.reported(tg, self.as_of),
         )
 
 
@@ -989,6 +1025,8 @@ class _RollupBuilder:
         quota_line = quotas.line
         done_in_period, closed_in_period = changes.done, changes.closed
         workdays_until = _workdays_until(self.calendar, as_of)
+        first_unanswered, tz = tally.first_unanswered, self.span.tz
+        quiet_memo: dict[date, int] = {}  # working days from a reminder's day to as_of (few distinct days)
         no_reports: list[Any] = []
         # assess() reads the task's status and due date, the working days to it, the latest report's status and
         # whether a quota is behind: tasks alike in these are assessed once
@@ -1013,19 +1051,38 @@ class _RollupBuilder:
                 last_status = "at_risk"  # the latest report, older than the period, said so
             until_due = workdays_until(t.due_date)
             counted = [_as_progress(q) for q in quotas_of if q.period != "qualitative"] if quotas_of else ()
-            key = (t.status, t.due_date, until_due, last_status, any(q.behind for q in counted))
+            quiet = None
+            first = first_unanswered.get(tid)
+            if first is not None:
+                day = first.astimezone(tz).date()
+                if day not in quiet_memo:
+                    quiet_memo[day] = self.calendar.workdays_between(day, as_of)
+                # assess() only asks "past the reply window?": one value stands for every day past it
+                quiet = min(quiet_memo[day], REPLY_WINDOW_WORKDAYS + 1)
+            escalated = t.escalation_level >= 1
+            key = (t.status, t.due_date, until_due, last_status, any(q.behind for q in counted), quiet, escalated)
             a = assessed.get(key)
             if a is None:
                 a = assessed[key] = assess(
-                    cast(Task, t),  # assess reads status and due_date
+                    cast(Task, t),  # assess reads status, due_date and escalation_level
                     counted,
                     today=as_of,
                     workdays_until_due=until_due,
                     last_report_status=last_status,
+                    workdays_unanswered=quiet,
                 )
             is_open = t.status in OPEN_STATUSES
             sent, ok = sent_by_task.get(tid, 0), answered_by_task.get(tid, 0)
             co_ids = co.get(tid)
+            progress, progress_start = progress_at_end(t), progress_at_start(t, period_reports)
+            basis = "report"
+            if progress == 0 and quotas_of:
+                # no percent reported: "进度 0%" beside "5/10 done" contradicts it; the quotas say where it is
+                shares = [(q.actual, q.added, q.goal) for q in quotas_of if q.goal and q.reported]
+                if shares:
+                    basis = "quota"
+                    progress = _mean_share(shares, added=False)
+                    progress_start = _mean_share(shares, added=True)
             lines_by_group[t.group_id].append(
                 TaskLine(
                     id=tid,
@@ -1040,8 +1097,8 @@ class _RollupBuilder:
                     colour=a.colour,
                     reason=a.reason,
                     no_reply=is_open and sent > 0 and not period_reports,
-                    progress=progress_at_end(t),
-                    progress_start=progress_at_start(t, period_reports),
+                    progress=progress,
+                    progress_start=progress_start,
                     reports=len(period_reports),
                     last_report_at=period_reports[-1][1] if period_reports else t.last_report_at,
                     due_date=t.due_date,
@@ -1054,6 +1111,7 @@ class _RollupBuilder:
                     reported_done_in_period=tid in done_in_period,
                     closed_in_period=tid in closed_in_period,
                     escalation_level=t.escalation_level,
+                    progress_basis=basis,
                 )
             )
         return lines_by_group
@@ -1183,13 +1241,21 @@ def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
+def _mean_share(shares: list[tuple[float, float, float]], *, added: bool) -> int:
+    """The quotas' mean share of their goals in whole percent (each at most 100): at the period's end, or
+    before what was added in it (``added``)."""
+    total = sum(min(1.0, max(0.0, (actual - (add if added else 0.0)) / goal)) for actual, add, goal in shares)
+    return int(total / len(shares) * 100)
+
+
 def _as_progress(q: QuotaLine) -> QuotaProgress:
     return QuotaProgress(q.metric, q.name, q.unit, q.period, q.actual, q.goal, q.expected, None, None)
 
 
 def decisions_needed(rollup: Rollup) -> list[Decision]:
     """What the leaders or the meeting must settle: waiting extensions, blockers, stale requests for help,
-    overdue tasks and departments that did not answer at all."""
+    overdue tasks, tasks escalated for silence and departments that did not answer at all. With blockers and
+    overdue tasks, the escalated ones make every red task."""
     out: list[Decision] = []
     for e in rollup.extensions:
         if e.status == "requested":
@@ -1223,6 +1289,8 @@ def decisions_needed(rollup: Rollup) -> list[Decision]:
             )
     for t in rollup.overdue:
         out.append(Decision("overdue", t.code, t.title, {"lead": t.lead, "days": t.overdue_days, "due": t.due_date}))
+    for t in rollup.escalated:
+        out.append(Decision("escalated", t.code, t.title, {"lead": t.lead, "level": t.escalation_level}))
     for d in rollup.silent_departments:
         out.append(Decision("silent_department", None, d.name, {"sent": d.reminders_sent}))
     return out
