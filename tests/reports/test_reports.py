@@ -123,8 +123,10 @@ def test_digest_formats_carry_the_same_numbers(digest, quarter: Script) -> None:
         assert "区金融办" in out  # silent department
     # the chat lists quotas behind their trajectory; HTML and Markdown list them all
     navigation = quota_expected(20, date(2024, 1, 1), date(2026, 12, 31), NOW.date())
-    assert navigation > 0  # nothing reported in three years: behind
-    assert f"专利导航、知识产权分析评议立项项目（新增） 0/20项（累计），序时 {navigation:.1f}，落后于序时" in text
+    assert navigation > 0  # nothing reported in three years: behind (in the chat's list), but 0 is no figure
+    shown = f"{round(navigation, 1):g}"  # 序时 14, never "14.0"
+    assert f"专利导航、知识产权分析评议立项项目（新增） 暂无数据（目标 20项）（累计），序时 {shown}" in text
+    assert "，序时 14.0" not in text and not re.search(r"序时 \d+\.0[，|<\s]", text + page + md)
     assert "专项行动和双随机检查" not in text
     assert '<td>专项行动和双随机检查</td><td class="num">6</td><td class="num">10项</td>' in page
     assert re.search(r"\|\s*3\.1\s*\|\s*各级知识产权试点示范单位（新增）\s*\|\s*69\s*\|\s*100家", md)
