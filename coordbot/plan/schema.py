@@ -8,16 +8,40 @@ each error carrying the path of the offending field so the loader can point at t
 from __future__ import annotations
 
 import re
+import types
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlmodel import SQLModel
+
+from coordbot.plan import models
 
 CODE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=CODE)]
+
+class _CodeMark:
+    """Marks a code field, so the loader can refuse a code that YAML read as a number (``code: 5.40``)."""
+
+
+CODE_MARK = _CodeMark()
+
+
+def column_length(table: type[SQLModel], column: str) -> int:
+    """The width of a table's text column: the file's limit, so a value too long for the database is
+    refused with its line, not by PostgreSQL halfway through the import."""
+    length = table.__table__.c[column].type.length  # type: ignore[attr-defined]
+    assert isinstance(length, int), f"{table.__name__}.{column} has no length"
+    return length
+
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=CODE), CODE_MARK]
+DepartmentCode = Annotated[Code, Field(max_length=column_length(models.Department, "code"))]
 Text = Annotated[str, Field(min_length=1)]
+# A quantity the plan commits to: NaN would compare unequal to itself (every re-import a "change").
+Quota = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -34,7 +58,7 @@ class CrossRefError(ValueError):
 
 
 class DepartmentIn(_Strict):
-    code: Code
+    code: DepartmentCode
     name: Text
     short_name: str = ""
     kind: Literal["government", "party", "police", "judicial", "park", "association", "town", "other"] = "government"
@@ -56,12 +80,12 @@ class DatedEventIn(_Strict):
 
 
 class TargetIn(_Strict):
-    metric: Code
+    metric: Annotated[Code, Field(max_length=column_length(models.Target, "metric"))]
     name: Text
     unit: str = ""
     comparator: Literal[">=", "<=", "==", "qualitative"] = ">="
-    value: float | None = None
-    baseline: float | None = None
+    value: Quota | None = None
+    baseline: Finite | None = None
     period: Literal["annual", "cumulative", "at-date"] = "at-date"
     start: date | None = None
     due: date | None = None
@@ -78,18 +102,20 @@ class TargetIn(_Strict):
                 raise ValueError("a qualitative target needs a description saying what counts as reached")
         elif self.value is None:
             raise ValueError(f"comparator '{self.comparator}' needs a numeric value")
+        elif self.comparator == ">=" and self.value <= 0:
+            raise ValueError(f"a minimum ('>=', 不少于) must be above 0, got {self.value:g}: every count reaches it")
         if self.start and self.due and self.due < self.start:
             raise ValueError(f"due {self.due} is before start {self.start}")
         return self
 
 
 class TaskIn(_Strict):
-    code: Code
+    code: Annotated[Code, Field(max_length=column_length(models.Task, "code"))]
     title: Text
     description: str = ""
     source: str = ""
-    lead: Code
-    co: list[Code] = []
+    lead: DepartmentCode
+    co: list[DepartmentCode] = []
     assignment: Literal["stated", "proposed", "confirmed"] = "stated"
     kind: Literal["one-off", "recurring", "metric"] = "one-off"
     start: date | None = None
@@ -112,7 +138,7 @@ class TaskIn(_Strict):
 
 
 class GroupIn(_Strict):
-    code: Code
+    code: Annotated[Code, Field(max_length=column_length(models.TaskGroup, "code"))]
     title: Text
     kind: Literal["main", "safeguard"] = "main"
     tasks: list[TaskIn] = Field(min_length=1)
@@ -126,16 +152,16 @@ ROBOT_CHANNELS = ("wecom_robot", "dingtalk_robot", "feishu_robot")
 
 class AddressIn(_Strict):
     channel: ChannelName
-    address: Annotated[str, Field(min_length=1, max_length=128)]
+    address: Annotated[str, Field(min_length=1, max_length=column_length(models.ContactAddress, "address"))]
 
 
 class ContactIn(_Strict):
-    department: Code
+    department: DepartmentCode
     name: Text
     role: Literal["contact", "leader", "office", "group"] = "contact"
     # The preferred address; usually left out: people bind themselves with an invite on their channel.
     channel: ChannelName | None = None
-    address: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    address: Annotated[str, Field(min_length=1, max_length=column_length(models.Contact, "address"))] | None = None
     addresses: list[AddressIn] = []  # further addresses the office knows (an e-mail), in fallback order
     language: Literal["zh", "en"] = "zh"
 
@@ -160,7 +186,7 @@ class ContactIn(_Strict):
 
 
 class PlanMeta(_Strict):
-    code: Code
+    code: Annotated[Code, Field(max_length=column_length(models.Plan, "code"))]
     title: Text
     issuer: str = ""
     document_no: str = ""
@@ -169,7 +195,7 @@ class PlanMeta(_Strict):
     end: date
     timezone: str = "Asia/Shanghai"
     source: str = ""
-    office: Code | None = None  # department acting as 联席会议办公室
+    office: DepartmentCode | None = None  # department acting as 联席会议办公室
     reminders: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -250,3 +276,38 @@ class PlanFile(_Strict):
         for i, contact in enumerate(self.contacts):
             known(("contacts", i, "department"), contact.department)
         return errors
+
+
+def _unwrap(tp: Any) -> tuple[Any, bool]:
+    """``tp`` without ``Annotated`` and ``| None``, and whether a code mark was among its metadata."""
+    marked = False
+    while True:
+        if get_origin(tp) is Annotated:
+            marked = marked or any(m is CODE_MARK for m in tp.__metadata__)
+            tp = get_args(tp)[0]
+        elif get_origin(tp) in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp, marked
+            tp = args[0]
+        else:
+            return tp, marked
+
+
+def is_code_path(path: tuple[str | int, ...], model: type[BaseModel] = PlanFile) -> bool:
+    """Whether the field at ``path`` of a plan file (keys and list indexes) is a code, read from the models."""
+    tp: Any = model
+    marked = False
+    for part in path:
+        tp, _ = _unwrap(tp)
+        if isinstance(part, int):
+            if get_origin(tp) is not list:
+                return False
+            tp, marked = _unwrap(get_args(tp)[0])
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            info = tp.model_fields[part]
+            tp, marked = _unwrap(info.annotation)
+            marked = marked or any(m is CODE_MARK for m in info.metadata)
+        else:
+            return False
+    return marked
