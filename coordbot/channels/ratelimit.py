@@ -19,6 +19,8 @@ from aiolimiter import AsyncLimiter
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
+from coordbot.core import metrics
+
 log = logging.getLogger("coordbot.channels.telegram")
 
 # Methods that deliver a message to a chat: those are what Telegram counts.
@@ -125,7 +127,8 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 if attempt == max_retries:
-                    raise
+                    raise  # counted where the error arrives (coordbot.core.metrics.timed_send)
+                metrics.RATE_LIMITED.labels("telegram").inc()
                 pause = exc._retry_after.total_seconds() + 0.1
                 log.info("Telegram asked to retry after %.1fs", pause)
                 self._retry_gate.clear()  # hold every other request too: the limit is per bot

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from coordbot.channels.base import Button, ButtonAction, Inbound, Outbound, Reply
+from coordbot.core import metrics
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import insert_or_ignore, row_id, session_scope
 from coordbot.core.text import labels, render
@@ -540,11 +541,13 @@ class Conversation:
         except NothingToRecord:
             # "1.3", "1.3 👍", "1.3 ？": nothing recorded, nothing changed (the inbound row stays, for
             # de-duplication); ask what to record, with the reminder's buttons.
+            metrics.parse_outcome("no_information")
             ref = f"o{reminder_id}" if reminder_id is not None else f"t{task.id}"
             return Reply(
                 render("chat/ask_what.html", locale=who.locale, code=task.code),
                 buttons=status_buttons(ref, who.locale),
             )
+        metrics.parse_outcome("asked_back" if applied.ambiguities else "understood")
         return self._confirm(s, who, applied, now)
 
     def _confirm(self, s: Session, who: Who, applied: Applied, now: datetime) -> Reply:

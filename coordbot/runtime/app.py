@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 
 from coordbot.channels import registry
 from coordbot.channels.base import Channel, Frontend, Inbound, Reply, TransientChannelError
-from coordbot.core import events
+from coordbot.core import events, metrics
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
@@ -76,7 +76,8 @@ class Runtime:
 
     async def handle(self, inbound: Inbound) -> Reply | None:
         """What every channel's front end calls: the update, stamped with this process's clock."""
-        return await self.conversation_runner().handle(inbound, now=self.clock.now())
+        with metrics.timed_inbound(inbound.channel):
+            return await self.conversation_runner().handle(inbound, now=self.clock.now())
 
     def frontends(self) -> list[Frontend]:
         """A front end for every two-way channel the settings configure; its sender joins ``channels``."""

@@ -32,7 +32,7 @@ from sqlmodel import Session, col, select
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from coordbot.channels.base import Channel, ChannelError, Delivery, NoChannelError, Outbound
-from coordbot.core import events
+from coordbot.core import events, metrics
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import is_postgres, row_id, session_scope
 from coordbot.core.events import EventType
@@ -415,7 +415,7 @@ async def send_with_retry(channel: Channel, message: Outbound, *, tries: int = S
         wait=_wait,
         reraise=True,
     ):
-        with attempt:
+        with attempt, metrics.timed_send(channel.name):
             return await channel.send(message)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -620,7 +620,8 @@ class ReminderEngine:
                     ),
                     [{"oid": c.id, "ch": ch, "ref": ref} for c, ch, ref in delivered],
                 )
-                for c, _, ref in delivered:
+                for c, ch, ref in delivered:
+                    metrics.reminder(ch, "sent")
                     events.record(
                         session,
                         EventType.REMINDER_SENT,
@@ -633,6 +634,7 @@ class ReminderEngine:
                     )
                 report.sent += len(delivered)
             for c, channel_name, _, exc in results:
+                metrics.reminder(channel_name, "due")
                 if exc is None:
                     continue
                 mine = and_(col(ReminderOccurrence.id) == c.id, col(ReminderOccurrence.claimed_by) == self.worker)
@@ -655,8 +657,10 @@ class ReminderEngine:
                 )
                 if not permanent:
                     report.released += 1
+                    metrics.reminder(channel_name, "retried")
                     continue
                 report.failed += 1
+                metrics.reminder(channel_name, "failed")
                 report.errors.append(str(exc))
                 events.record(
                     session,

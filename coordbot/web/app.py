@@ -50,7 +50,9 @@ def make_web_app(
         )
         app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares(desk))
         app[DESK] = desk
-    app.add_routes([web.get("/healthz", health), *routes])
+    from coordbot.web.metrics import metrics
+
+    app.add_routes([web.get("/healthz", health), web.get("/metrics", metrics), *routes])
     if engine is not None:
         from coordbot.web import api
         from coordbot.web.pages import desk_routes
