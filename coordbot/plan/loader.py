@@ -351,9 +351,7 @@ def parse_plan_text(text: str, file: str = "<plan>") -> LoadedPlan:
     lines: dict[YamlPath, int] = {}
     problems: list[Problem] = []
     numbers: dict[YamlPath, str] = {}
-    line_index(node, (), lines, problems, numbers)
-    if problems:
-        raise PlanFileError(file, problems)
+    line_index(node, (), lines, problems, numbers)  # repeated keys: reported with everything else below
     problems.extend(_number_codes(numbers, raw, lines))
 
     try:

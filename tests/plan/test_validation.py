@@ -142,6 +142,7 @@ def test_every_problem_is_reported_in_one_pass(minimal_plan_path: Path) -> None:
     text = minimal_plan_path.read_text(encoding="utf-8")
     bad = text.replace("value: 10\n", "value: -10\n").replace("co: [sci]", "co: [nowhere]")
     bad = bad.replace("  - department: finance", "  - department: ghost")
+    bad = bad.replace("  office: amr\n", "  office: amr\n  office: amr\n")
     with pytest.raises(PlanFileError) as info:
         parse_plan_text(bad, "bad.yaml")
     paths = {p.path: p for p in info.value.problems}
@@ -149,6 +150,7 @@ def test_every_problem_is_reported_in_one_pass(minimal_plan_path: Path) -> None:
     assert "unknown department 'nowhere'" in paths["groups[1].tasks[1].co[0]"].message
     assert paths["groups[1].tasks[1].co[0]"].line == _line_of(bad, "co: [nowhere]")
     assert "unknown department 'ghost'" in paths["contacts[1].department"].message
+    assert "key 'office' appears twice" in paths["plan.office"].message
 
 
 def test_gb18030_file_is_refused_with_byte_offset(tmp_path: Path, minimal_plan_path: Path) -> None:
