@@ -120,8 +120,8 @@ class PlanFileError(ValueError):
         self.problems = problems
         super().__init__(self.render())
 
-    def render(self) -> str:
-        lines = [f"{self.file}: {len(self.problems)} problem(s), nothing was imported"]
+    def render(self, verdict: str = "nothing was imported") -> str:
+        lines = [f"{self.file}: {len(self.problems)} problem(s), {verdict}"]
         for p in self.problems:
             where = f"{self.file}:{p.line}" if p.line else self.file
             field = f" [{p.path}]" if p.path else ""
