@@ -218,3 +218,13 @@ def test_run_says_it_started_and_retries_an_unreachable_telegram(tmp_path: Path)
     assert "attempt 2, retrying in 2 s" in retries[1]
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_dispatch_with_telegram_unreachable_says_so_in_two_lines(
+    bare: Callable[[str], Run], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COORDBOT_TELEGRAM_TOKEN", "123456:TEST-token_abc")
+    monkeypatch.setenv("COORDBOT_TELEGRAM_BASE_URL", f"http://127.0.0.1:{_free_port()}/bot")
+    out = bare("sqlite:///" + str(tmp_path / "x.db"))("reminders", "dispatch", code=1)
+    assert re.search(r"^Error: Telegram at http://127\.0\.0\.1:\d+/bot is not reachable: ", out, flags=re.M)
+    assert "try again later" in out and "TEST-token" not in out

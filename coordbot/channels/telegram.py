@@ -454,11 +454,24 @@ def _bot(settings: Settings) -> ExtBot[int]:
     )
 
 
+def _start_error(exc: TelegramError, settings: Settings) -> ChannelError:
+    """A refused token or an unreachable Bot API when starting, as the runtime (retry or not) and the CLI read it."""
+    if isinstance(exc, InvalidToken):
+        return ChannelAuthError(f"Telegram refused the bot token: {exc.message}")
+    # the base URL never holds the token (PTB appends it)
+    return TransientChannelError(f"Telegram at {settings.telegram_base_url} is not reachable: {exc.message}")
+
+
 @asynccontextmanager
 async def open_sender(settings: Settings) -> AsyncIterator[TelegramChannel]:
     """A send-only Telegram channel (no update receiving), for one-shot commands such as ``reminders dispatch``."""
     bot = _bot(settings)
-    await bot.initialize()
+    try:
+        await bot.initialize()
+    except BadRequest:
+        raise
+    except (InvalidToken, TimedOut, NetworkError) as exc:
+        raise _start_error(exc, settings) from exc
     try:
         yield TelegramChannel(bot)
     finally:
@@ -506,13 +519,10 @@ class TelegramFrontend:
         """Errors mapped for the runtime, which retries an unreachable Bot API and gives up on a refused token."""
         try:
             await self._start()
-        except InvalidToken as exc:
-            raise ChannelAuthError(f"Telegram refused the bot token: {exc.message}") from exc
         except BadRequest:  # a NetworkError by inheritance, but the request itself is wrong
             raise
-        except (TimedOut, NetworkError) as exc:
-            where = self.settings.telegram_base_url  # the token is appended to it later, never part of it
-            raise TransientChannelError(f"Telegram at {where} is not reachable: {exc.message}") from exc
+        except (InvalidToken, TimedOut, NetworkError) as exc:
+            raise _start_error(exc, self.settings) from exc
 
     async def _start(self) -> None:
         await self.app.initialize()
