@@ -2,12 +2,15 @@
 task colours per group, response rate per department.
 
 Chinese labels need a CJK font. The first installed one from ``CJK_FONTS`` is used; with none, the charts
-still render (CJK glyphs show as boxes) and one warning says which package to install.
+still render (CJK glyphs show as boxes) and one warning says which package to install; a font installed after
+matplotlib cached its font list is found by rebuilding that cache.
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
@@ -40,10 +43,35 @@ COLOURS = {"red": "#d62728", "yellow": "#e6b800", "green": "#2ca02c"}
 MAX_BARS = 30  # beyond this a chart shows the lowest values only (a province has hundreds of departments)
 
 
+def _fontconfig_families() -> set[str]:
+    """CJK families fontconfig lists (empty where there is no fc-list: Windows, macOS)."""
+    fc_list = shutil.which("fc-list")
+    if not fc_list:
+        return set()
+    out = subprocess.run([fc_list, ":lang=zh", "family"], capture_output=True, text=True, timeout=30, check=False)
+    return {name.strip() for line in out.stdout.splitlines() for name in line.split(",") if name.strip()}
+
+
 @lru_cache(maxsize=1)
 def cjk_font() -> str | None:
-    """The CJK font family charts use, or None (warned about once)."""
+    """The CJK font family charts use, or None (warned about once).
+
+    matplotlib caches its font list (~/.cache/matplotlib/fontlist-*.json) and does not notice a font installed
+    after the cache was written: when fontconfig lists one of ``CJK_FONTS`` that matplotlib does not know, the
+    cache is rebuilt once."""
     installed = {f.name for f in font_manager.fontManager.ttflist}
+    missing = [name for name in CJK_FONTS if name in _fontconfig_families() and name not in installed]
+    if not any(name in installed for name in CJK_FONTS) and missing:
+        font_manager.fontManager = font_manager._load_fontmanager(  # type: ignore[attr-defined]
+            try_read_cache=False
+        )  # rewrites the cache
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        warnings.warn(
+            f"matplotlib's font cache did not know the installed CJK font {missing[0]!r}; rebuilt it "
+            f"({matplotlib.get_cachedir()})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     for name in CJK_FONTS:
         if name in installed:
             return name
