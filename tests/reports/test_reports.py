@@ -213,9 +213,9 @@ def test_briefing_numbers_in_all_formats(briefing, quarter: Script) -> None:
     for out in (md, page, body):
         assert overview in out and rate in out
         assert "本期报结2项、销号1项" in out  # 1.1 and 5.1 reported done; 1.1 closed
-        assert "原定 2026-03-20 → 2026-05-29" in out  # the extension with both dates, among the items
+        assert "由2026年3月20日延至2026年5月29日" in out  # the extension with both dates, among the items
     for out in (md, page, cells):
-        assert "时限由2026-03-20延至2026-05-29" in out  # and in the task's row
+        assert "时限由2026年3月20日延至2026年5月29日" in out  # and in the task's row
         assert f"逾期{(NOW.date() - date(2026, 3, 13)).days}天" in out
     r = briefing.rollup
     assert {t.code for t in r.closures} == {quarter.closed}
