@@ -3,6 +3,11 @@ office, on the synthetic province-size plan of bench/reports.py (200 departments
 progress reports, built by its ``build_big_plan``) in a scratch SQLite file, next to a same-run baseline: one
 SQL aggregate over the same rows (count and latest report per task, bench/reports.py's ``AGGREGATE``).
 
+The dashboard lists red and yellow tasks in full and folds green ones per group (200 rows a page); the week's
+roll-up is kept per process until the next event. Besides the plain dashboard (the kept roll-up) it measures
+the green filter's first page, one group expanded, and the dashboard right after an event is written (the
+roll-up rebuilt: what the first reader after each write waits for).
+
 Run: .venv/bin/python bench/web.py [--tasks 5000] [--reports 500000] [--requests 100]
      .venv/bin/python bench/web.py --tasks 500 --reports 20000   # a quick small run
 
@@ -33,6 +38,7 @@ import coordbot.models  # noqa: E402, F401
 from coordbot.core.clock import FakeClock  # noqa: E402
 from coordbot.core.config import Secret, Settings  # noqa: E402
 from coordbot.core.db import make_engine, session_scope, upgrade  # noqa: E402
+from coordbot.core.events import Event  # noqa: E402
 from coordbot.plan.models import Contact, Role  # noqa: E402
 from coordbot.scheduling.calendar import WorkCalendar  # noqa: E402
 from coordbot.web import make_web_app, start_site  # noqa: E402
@@ -113,16 +119,32 @@ async def measure(engine: Engine, *, tasks: int, requests: int) -> dict[str, lis
             dash = f"{base}/?plan=province"
             first = await timed_gets(http, [dash])
             text_of = await (await http.get(dash)).text()
-            assert text_of.count("/tasks/province/") >= tasks, "the dashboard does not list every task"
-            print(f"dashboard: {len(text_of.encode()) / 1e6:.1f} MB of HTML; first request {first[0] * 1000:.0f} ms")
+            assert f'data-n="{tasks}"' in text_of, "the dashboard does not count every task"
+            rows = text_of.count('<tr class="colour-')
+            print(
+                f"dashboard: {len(text_of.encode()) / 1e6:.2f} MB of HTML, {rows} rows on page 1; "
+                f"first request {first[0] * 1000:.0f} ms"
+            )
             await timed_gets(http, [dash] * 2)  # warm-up
+            group = text_of.split("group=", 1)[1].split('"', 1)[0] if "group=" in text_of else "1"
+            green, one_group = f"{dash}&colour=green", f"{dash}&group={group}"
+            await timed_gets(http, [green, one_group])
             rnd = random.Random(11)
             task_urls = [f"{base}/tasks/province/T{rnd.randrange(tasks)}" for _ in range(requests)]
             await timed_gets(http, task_urls[:3])
-            return {
+            out = {
                 "dashboard": await timed_gets(http, [dash] * requests),
+                "dashboard, green, page 1": await timed_gets(http, [green] * requests),
+                f"dashboard, group {group}": await timed_gets(http, [one_group] * requests),
                 "task page": await timed_gets(http, task_urls),
             }
+            after_write = []
+            for _ in range(max(10, requests // 5)):
+                with session_scope(engine) as s:  # a write elsewhere: the next request rebuilds the roll-up
+                    s.add(Event(type="bench.write", actor="bench", at=NOW))
+                after_write += await timed_gets(http, [dash])
+            out["dashboard after a write"] = after_write
+            return out
     finally:
         await runner.cleanup()
 
@@ -158,7 +180,7 @@ def main() -> None:
     for name, times in pages.items():
         p50, p99 = statistics.median(times), percentile(times, 99)
         print(
-            f"{name:<30} p50 {p50 * 1000:8.1f} ms   p99 {p99 * 1000:8.1f} ms   "
+            f"{name + f' ({len(times)})':<30} p50 {p50 * 1000:8.1f} ms   p99 {p99 * 1000:8.1f} ms   "
             f"({p50 / agg_p50:5.1f}x / {p99 / agg_p50:5.1f}x the aggregate)"
         )
     dash_p99 = percentile(pages["dashboard"], 99)

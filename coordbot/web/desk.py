@@ -31,6 +31,7 @@ from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
 from coordbot.core.text import DEFAULT_LOCALE, LOCALES, TEMPLATES_DIR, environment
 from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.web.week_cache import WeekRollupCache
 
 log = logging.getLogger("coordbot.web")
 
@@ -45,6 +46,8 @@ class Desk:
     calendar: WorkCalendar
     clock: Clock
     secret: bytes = field(repr=False, default=b"")
+    rollups: WeekRollupCache = field(repr=False, default_factory=WeekRollupCache)  # this process's week roll-ups
+    page_size: int = 200  # rows per page of a long list (the dashboard)
 
     def __post_init__(self) -> None:
         if not self.secret:

@@ -1,8 +1,10 @@
 """The desk's pages: the dashboard, a department, a task, and the week's digest and latest briefing.
 
 Everything read here comes through the rooms below: the dashboard is ``reports.rollup.build_rollup`` of the
-current week (the same lines as the digest), a task's quota progress is ``plan.queries``, its history the
-event log. A contact sees only the tasks their department leads or helps with; leaders and the office see all.
+current week (the same lines as the digest, kept per process until the next event: ``week_cache``) with red
+and yellow tasks in full and green ones folded into a count per group (``?group=`` lists a group in full),
+paged; a task's quota progress is ``plan.queries``, its history the event log. A contact sees only the tasks
+their department leads or helps with; leaders and the office see all.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from sqlmodel import Session, col, select
 
 from coordbot.core.db import row_id
 from coordbot.core.events import Event
+from coordbot.core.text import LOCALES, _date, _number
 from coordbot.plan.models import (
     Assignment,
     Contact,
@@ -35,10 +39,11 @@ from coordbot.plan.queries import counted_targets, task_quota_progress
 from coordbot.plan.service import get_plan
 from coordbot.reports.digest import build_digest
 from coordbot.reports.models import Briefing
-from coordbot.reports.rollup import Rollup, TaskLine, build_rollup, week_period
+from coordbot.reports.rollup import TaskLine
 from coordbot.web.auth import Roles, Viewer, forbidden, require
 from coordbot.web.chart import progress_svg
-from coordbot.web.desk import desk_of, in_db, page
+from coordbot.web.desk import desk_of, in_db, link, locale_of, page, words
+from coordbot.web.week_cache import WeekRollup
 
 HISTORY_LIMIT = 200
 COLOURS = ("red", "yellow", "green")
@@ -61,14 +66,19 @@ class Filters:
     department: str = ""
     colour: str = ""
     overdue: bool = False
+    group: str = ""  # one task group's full list (?group=<code>)
+    page: int = 1
 
     @classmethod
     def of(cls, request: web.Request) -> Filters:
         colour = request.query.get("colour", "")
+        page = request.query.get("page", "")
         return cls(
             department=request.query.get("department", "").strip(),
             colour=colour if colour in COLOURS else "",
             overdue=request.query.get("overdue", "") in ("1", "on", "true"),
+            group=request.query.get("group", "").strip(),
+            page=int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1,  # anything else: page 1
         )
 
     def keep(self, t: TaskLine) -> bool:
@@ -78,15 +88,64 @@ class Filters:
             and (not self.overdue or t.overdue_days > 0)
         )
 
+    @property
+    def folds_green(self) -> bool:
+        """Red and yellow first: without a colour or a group asked for, green tasks fold into a count per group."""
+        return not self.colour and not self.group
+
+    def query(self, **changes: Any) -> dict[str, Any]:
+        """The dashboard's query for these filters with ``changes`` (empty values are dropped by ``link``)."""
+        q: dict[str, Any] = {
+            "department": self.department,
+            "colour": self.colour,
+            "overdue": "1" if self.overdue else "",
+            "group": self.group,
+        }
+        q.update(changes)
+        return q
+
+
+@dataclass(slots=True)
+class Row:
+    """One task's line on the dashboard, every string computed once per request (the template only prints)."""
+
+    href: str
+    label: str
+    colour: str
+    colour_word: str
+    reasons: str
+    progress: str
+    quotas: list[tuple[str, str, str]]  # (text, trajectory class, trajectory words)
+    lead_href: str
+    lead: str
+    last_report: str
+    due: str
+    overdue: str
+
+
+@dataclass(slots=True)
+class Section:
+    code: str
+    heading: str
+    rows: list[Row]
+    folded: int = 0  # green tasks folded into the count (shown where the group ends)
+    expand: str = ""
+
 
 @dataclass
 class Dashboard:
     plan: Plan | None
-    rollup: Rollup | None = None
-    groups: list[tuple[Any, list[TaskLine]]] = field(default_factory=list)
-    departments: list[Department] = field(default_factory=list)
+    week: WeekRollup | None = None
+    sections: list[Section] = field(default_factory=list)
+    departments: list[tuple[str, str]] = field(default_factory=list)  # (code, short name)
     briefing: Briefing | None = None
-    shown: int = 0
+    shown: int = 0  # tasks that match the filters, folded ones included
+    folded: int = 0
+    page: int = 1
+    pages: int = 1
+    group_heading: str = ""  # the group asked for, if any
+    prev: str = ""  # links to the neighbouring pages
+    next: str = ""
 
 
 async def dashboard(request: web.Request) -> web.Response:
@@ -94,33 +153,109 @@ async def dashboard(request: web.Request) -> web.Response:
     desk = desk_of(request)
     filters = Filters.of(request)
     plan_code = request.query.get("plan") or None
+    words_of = words(locale_of(request))
+    tz = desk.calendar.tz.key
 
     def load(session: Session) -> Dashboard:
         plan = get_plan(session=session, code=plan_code)
         if plan is None:
             return Dashboard(plan=None)
-        now = desk.now()
-        rollup = build_rollup(
-            session=session, plan=plan, period=week_period(plan=plan, now=now), now=now, calendar=desk.calendar
-        )
+        week = desk.rollups.get(session=session, plan=plan, now=desk.now(), calendar=desk.calendar)
         mine = _visible_task_ids(session, viewer, plan)
-        groups = []
-        shown = 0
-        for g in rollup.groups:
-            tasks = [t for t in g.tasks if (mine is None or t.id in mine) and filters.keep(t)]
-            shown += len(tasks)
-            if tasks:
-                groups.append((g, tasks))
-        depts = list(session.exec(select(Department).order_by(col(Department.code))))
+        names = select(Department.code, Department.short_name, Department.name).order_by(col(Department.code))
+        depts = [(c, short or n) for c, short, n in session.exec(names)]
         briefing = session.exec(
             select(Briefing).where(Briefing.plan_id == plan.id).order_by(col(Briefing.created_at).desc())
         ).first()
-        return Dashboard(plan, rollup, groups, depts, briefing, shown)
+        d = Dashboard(plan, week, departments=depts, briefing=briefing)
+        _lay_out(d, request, filters, mine, words_of, tz, desk.page_size)
+        return d
 
     data = await in_db(request, load)
     if data.plan is None:
         return page(request, "no_plan.html")
-    return page(request, "dashboard.html", d=data, f=filters, trajectory=trajectory, colours=COLOURS)
+    return page(request, "dashboard.html", d=data, f=filters, colours=COLOURS)
+
+
+def _lay_out(
+    d: Dashboard, request: web.Request, f: Filters, mine: set[int] | None, W: dict[str, Any], tz: str, size: int
+) -> None:
+    """Filter, fold and page the week's tasks into ``d.sections``; display strings only for the page's rows."""
+    assert d.week is not None and d.plan is not None
+    # entries: (group index, task) in plan order; (group index, None) holds the place of a group whose tasks
+    # are all folded, so its count shows on the page where the group falls
+    entries: list[tuple[int, TaskLine | None]] = []
+    folded: dict[int, int] = {}
+    groups = d.week.groups
+    for i, g in enumerate(groups):
+        if f.group:
+            if g.code != f.group:
+                continue
+            d.group_heading = g.number + g.title
+        n_before = len(entries)
+        for t in g.tasks:
+            if (mine is None or t.id in mine) and f.keep(t):
+                d.shown += 1
+                if f.folds_green and t.colour == "green":
+                    folded[i] = folded.get(i, 0) + 1
+                else:
+                    entries.append((i, t))
+        if i in folded and len(entries) == n_before:
+            entries.append((i, None))
+    d.folded = sum(folded.values())
+    d.pages = max(1, -(-len(entries) // size))
+    d.page = min(f.page, d.pages)
+    on_page = entries[(d.page - 1) * size : d.page * size]
+    if d.page > 1:
+        d.prev = link(request, "/", plan=d.plan.code, **f.query(page=d.page - 1))
+    if d.page < d.pages:
+        d.next = link(request, "/", plan=d.plan.code, **f.query(page=d.page + 1))
+
+    lang = request.query.get("lang", "")
+    suffix = f"?lang={lang}" if lang in LOCALES else ""
+    task_base, dept_base = f"/tasks/{quote(d.plan.code)}/", "/departments/"
+    colour_words, reason_words, period_words, trajectory_words = W["colour"], W["reason"], W["period"], W["trajectory"]
+    overdue_words = W["task"]["overdue_days"]
+    last_entry = {i: k for k, (i, _) in enumerate(entries)}
+    start = (d.page - 1) * size
+    section: Section | None = None
+    for k, (i, line) in enumerate(on_page, start=start):
+        g = groups[i]
+        if section is None or section.code != g.code:
+            section = Section(code=g.code, heading=g.number + g.title, rows=[])
+            d.sections.append(section)
+        if last_entry[i] == k and i in folded:
+            section.folded = folded[i]
+            section.expand = link(request, "/", plan=d.plan.code, **f.query(group=g.code))
+        if line is None:
+            continue
+        t = line
+        quotas = []
+        for q in t.quotas:
+            tr = trajectory(q)
+            quotas.append(
+                (
+                    f"{q.name}：{period_words[q.period]} {_number(q.actual)}/{_number(q.goal)}{q.unit}",
+                    tr,
+                    trajectory_words[tr].format(expected=_number(round(q.expected or 0))) if tr else "",
+                )
+            )
+        section.rows.append(
+            Row(
+                href=task_base + quote(t.code) + suffix,
+                label=f"{t.code} {t.title}",
+                colour=t.colour,
+                colour_word=colour_words[t.colour],
+                reasons=" ".join(reason_words.get(r, r) for r in t.reasons),
+                progress=f"{t.progress}%",
+                quotas=quotas,
+                lead_href=dept_base + quote(t.lead_code) + suffix,
+                lead=t.lead,
+                last_report=_date(t.last_report_at, "%Y-%m-%d", tz),
+                due=_date(t.due_date),
+                overdue=overdue_words.format(n=t.overdue_days) if t.overdue_days else "",
+            )
+        )
 
 
 def _visible_task_ids(session: Session, viewer: Viewer, plan: Plan) -> set[int] | None:
@@ -144,8 +279,6 @@ async def digest_download(request: web.Request) -> web.Response:
     fmt = request.query.get("fmt", "md")
     if fmt not in ("md", "html"):
         fmt = "md"
-    from coordbot.web.desk import locale_of
-
     locale = locale_of(request)
 
     def load(session: Session) -> tuple[str, str] | None:

@@ -148,7 +148,13 @@ def test_office_signs_in_opens_a_task_and_approves_an_extension(
     body = page.locator("body")
     assert "测试工作方案" in body.inner_text()
     assert "张静" in page.locator("header.top").inner_text()
-    for code in ("1.1", "1.2", "2.1", "2.2"):
+    for code in ("2.1", "2.2"):  # yellow: listed; group 1's green tasks are folded into a count
+        assert page.locator(f"a[href='/tasks/test-plan/{code}']").count() >= 1
+    assert page.locator("a[href='/tasks/test-plan/1.1']").count() == 0
+    with page.expect_navigation():
+        page.locator("section#g-1 p.folded a").click()  # 展开本组
+    assert page.url.endswith("group=1")
+    for code in ("1.1", "1.2"):
         assert page.locator(f"a[href='/tasks/test-plan/{code}']").count() >= 1
 
     with page.expect_navigation():
@@ -202,8 +208,12 @@ def test_contact_signs_in_by_link_and_sees_only_their_department(
         page.locator("main form button[type=submit]").click()  # … its button does
     assert page.url.rstrip("/") == base
     assert "王敏" in page.locator("header.top").inner_text()
-    for code in ("1.1", "2.1", "2.2"):  # amr leads these
+    for code in ("2.1", "2.2"):  # amr leads these (and 1.1, green: folded)
         assert page.locator(f"a[href='/tasks/test-plan/{code}']").count() >= 1
+    assert "1 项，已折叠" in page.locator("section#g-1").inner_text()  # 1.1 only: 1.2 is sci's
+    with page.expect_navigation():
+        page.locator("section#g-1 p.folded a").click()
+    assert page.locator("a[href='/tasks/test-plan/1.1']").count() >= 1
     assert page.locator("a[href='/tasks/test-plan/1.2']").count() == 0  # sci's task
     assert page.locator("a[href^='/digest']").count() == 0
 
