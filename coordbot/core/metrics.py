@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -89,3 +89,10 @@ def reminder(channel: str, outcome: str) -> None:
 
 def parse_outcome(outcome: str) -> None:
     PARSE_OUTCOMES.labels(outcome).inc()
+
+
+def parsed(ambiguities: Iterable[str]) -> None:
+    """A recorded reply: no information (nothing read but the text), asked back (a question for the contact
+    to settle), or understood."""
+    found = set(ambiguities)
+    parse_outcome("no_information" if "no_information" in found else "asked_back" if found else "understood")

@@ -547,7 +547,7 @@ class Conversation:
                 render("chat/ask_what.html", locale=who.locale, code=task.code),
                 buttons=status_buttons(ref, who.locale),
             )
-        metrics.parse_outcome("asked_back" if applied.ambiguities else "understood")
+        metrics.parsed(applied.ambiguities)
         return self._confirm(s, who, applied, now)
 
     def _confirm(self, s: Session, who: Who, applied: Applied, now: datetime) -> Reply:

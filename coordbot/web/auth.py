@@ -157,9 +157,9 @@ async def _viewer_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def _is_desk_route(request: web.Request) -> bool:
     """The desk's own pages (handlers in coordbot.web's page modules); the platforms' webhooks, the health
-    check and the static files carry no session."""
+    check, the metrics scrape and the static files carry no session."""
     module = getattr(request.match_info.handler, "__module__", "") or ""
-    return module.startswith("coordbot.web.") and module != "coordbot.web.app"
+    return module.startswith("coordbot.web.") and module not in ("coordbot.web.app", "coordbot.web.metrics")
 
 
 def _load_viewer(session: Session, contact_id: int) -> Viewer | None:

@@ -23,6 +23,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 async def _scrape(client: TestClient) -> Samples:
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.content_type == "text/plain"
+    assert "Set-Cookie" not in resp.headers  # a scraper is no desk visitor: no session
     text = await resp.text()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -53,7 +54,8 @@ async def test_metrics_count_reminders_replies_and_rate_limits(
         clock.set(at(2026, 3, 2, 9, 31))
         assert (await reminders.tick()).sent == 2
         await wang.say("2.1 本周开展双随机检查2项")
-        await wang.say("2.1")
+        await wang.say("2.1")  # nothing to record: asked what to record
+        await wang.say("2.2 已全部完成，存在风险")  # done, yet at risk: asked which
         server.fail_next("sendMessage", status=429, retry_after=1)
         await send_with_retry(runtime.channels["telegram"], Outbound(address=str(WANG), text="hello"))
         after = await _scrape(client)
@@ -61,9 +63,10 @@ async def test_metrics_count_reminders_replies_and_rate_limits(
     assert _delta(before, after, "coordbot_reminders_total", channel="telegram", outcome="due") == 2
     assert _delta(before, after, "coordbot_reminders_total", channel="telegram", outcome="sent") == 2
     assert _delta(before, after, "coordbot_reminders_total", channel="telegram", outcome="failed") == 0
-    assert _delta(before, after, "coordbot_inbound_updates_total", channel="telegram") == 3  # /start and two
-    assert _delta(before, after, "coordbot_inbound_handling_seconds_count", channel="telegram") == 3
+    assert _delta(before, after, "coordbot_inbound_updates_total", channel="telegram") == 4  # /start and three
+    assert _delta(before, after, "coordbot_inbound_handling_seconds_count", channel="telegram") == 4
     assert _delta(before, after, "coordbot_parse_outcomes_total", outcome="understood") == 1
+    assert _delta(before, after, "coordbot_parse_outcomes_total", outcome="asked_back") == 1
     assert _delta(before, after, "coordbot_parse_outcomes_total", outcome="no_information") == 1
     assert _delta(before, after, "coordbot_rate_limited_total", channel="telegram") == 1
     assert _delta(before, after, "coordbot_send_seconds_count", channel="telegram") == 2 + 1  # the 429 retried within
