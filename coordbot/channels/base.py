@@ -15,9 +15,10 @@ is the problem (blocked, chat gone); :class:`ContentRejectedError`, :class:`Chan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -212,6 +213,31 @@ async def answer_inbound(
         await send_reply(channel, inbound, reply, alert_as_text=alert_as_text)
 
 
+class ChatOrder:
+    """One chat's messages are handled one after another, in the order they arrived; other chats in parallel.
+
+    A report and its edit, or a binding and the button pressed just after it, must not race: the platforms
+    deliver a chat's updates in order, and acknowledging each at once must not undo that. Locks are FIFO and
+    dropped when nobody waits on them.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, chat: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(chat, asyncio.Lock())
+        self._waiting[chat] = self._waiting.get(chat, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[chat] -= 1
+            if not self._waiting[chat]:
+                del self._waiting[chat], self._locks[chat]
+
+
 class InboundTasks:
     """Platform callbacks must be acknowledged within seconds (WeCom 5 s, Feishu 3 s): each inbound message is
     handled in a task of its own, and ``drain`` waits for those in flight when the front end stops."""
@@ -219,11 +245,17 @@ class InboundTasks:
     def __init__(self, name: str) -> None:
         self.name = name
         self._tasks: set[asyncio.Task[None]] = set()
+        self.order = ChatOrder()
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
+    def spawn(self, work: Coroutine[Any, Any, None], *, chat: str | None = None) -> None:
+        """Run ``work`` in its own task; with ``chat``, after the earlier messages of that chat."""
+        task = asyncio.create_task(self._in_turn(chat, work) if chat is not None else work)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    async def _in_turn(self, chat: str, work: Coroutine[Any, Any, None]) -> None:
+        async with self.order.turn(chat):
+            await work
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -652,5 +652,7 @@ class DingTalkFrontend:
         if self.stopped:
             return web.Response(status=503, text="stopping")
         # No toasts on DingTalk: a button's alert without text is said in the chat.
-        self._inbound.spawn(answer_inbound(self.channel, inbound, self.handle(inbound), alert_as_text=True))
+        self._inbound.spawn(
+            answer_inbound(self.channel, inbound, self.handle(inbound), alert_as_text=True), chat=inbound.chat_id
+        )
         return web.json_response({})

@@ -898,7 +898,7 @@ class FeishuFrontend:
         if kind == "im.message.receive_v1":
             inbound = message_inbound(event_id, event)
             if inbound is not None:
-                self._inbound.spawn(answer_inbound(self.channel, inbound, self.handle(inbound)))
+                self._inbound.spawn(answer_inbound(self.channel, inbound, self.handle(inbound)), chat=inbound.chat_id)
             return web.json_response({"msg": "success"})
         if kind == "card.action.trigger":
             inbound = callback_inbound(event_id, event, self.channel.sent_to)

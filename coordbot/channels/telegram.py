@@ -50,6 +50,7 @@ from coordbot.channels.base import (
     ChannelAuthError,
     ChannelError,
     ChannelLimits,
+    ChatOrder,
     ContentRejectedError,
     Delivery,
     Inbound,
@@ -508,6 +509,7 @@ class TelegramFrontend:
         self.channel = TelegramChannel(self.app.bot)
         self.flood = FloodGate()
         self._handling = asyncio.Semaphore(HANDLING_AT_ONCE)
+        self._order = ChatOrder()  # a chat's updates in arrival order (a report before its edit)
         # What the front end refused, dropped or could only read from the JSON, by kind (for /metrics).
         self.metrics: Counter[str] = Counter()
 
@@ -569,7 +571,7 @@ class TelegramFrontend:
             return
         try:
             # Only the handling is bounded: waiting for a chat's send limit must not hold up other chats.
-            async with self._handling:
+            async with self._order.turn(inbound.chat_id), self._handling:
                 reply = await self.handle(inbound)
         except Exception:
             log.exception("update %s could not be handled", update_id)

@@ -872,7 +872,9 @@ class WeComFrontend:
             return web.Response(text="success")
         if inbound is not None:
             # A pressed card has no toast: the alert is the answer when there is no text.
-            self._inbound.spawn(answer_inbound(self._channel, inbound, self.handle(inbound), alert_as_text=True))
+            self._inbound.spawn(
+                answer_inbound(self._channel, inbound, self.handle(inbound), alert_as_text=True), chat=inbound.chat_id
+            )
         return web.Response(text="success")
 
 

@@ -169,3 +169,27 @@ def test_slash_commands_are_read_on_channels_without_their_own(text: str, said: 
     from coordbot.channels.base import command_in
 
     assert command_in(text) == said
+
+
+async def test_a_chats_messages_are_handled_in_arrival_order_and_other_chats_in_parallel() -> None:
+    import asyncio
+
+    from coordbot.channels.base import InboundTasks
+
+    tasks, log = InboundTasks("test"), []
+    slow_first = asyncio.Event()
+
+    async def work(chat: str, n: int, wait: asyncio.Event | None = None) -> None:
+        if wait is not None:
+            await wait.wait()  # the chat's first message takes long (a report being stored)
+        log.append((chat, n))
+
+    tasks.spawn(work("a", 1, slow_first), chat="a")
+    tasks.spawn(work("a", 2), chat="a")  # its edit, arriving while the report is handled
+    tasks.spawn(work("b", 1), chat="b")
+    await asyncio.sleep(0.05)
+    assert log == [("b", 1)]  # another chat is not held up; chat a's second message waits for its first
+    slow_first.set()
+    await tasks.drain(None)
+    assert log == [("b", 1), ("a", 1), ("a", 2)]
+    assert not tasks.order._locks  # nothing kept once a chat is quiet

@@ -330,7 +330,9 @@ async def test_old_and_unknown_shapes_are_answered_200_logged_and_handled_where_
     with Session(engine) as s:
         bound = s.exec(select(Contact).where(Contact.address == str(STRANGER))).one()
         assert bound.name == "路人" and bound.channel == "telegram"
-        [report] = s.exec(select(ProgressReport)).all()
+        reports = s.exec(select(ProgressReport)).all()
+        assert len(reports) == 1, [(r.text, r.source, r.contact_id, r.source_ref) for r in reports]
+        [report] = reports
     assert "今年2/10" in by_name["report_from_a_user_without_is_bot"]["answer"]
     assert "今年3/10" in by_name["edited_message_user_without_is_bot"]["answer"]  # the edit revised it
     assert report.text == "本周开展双随机检查3项"

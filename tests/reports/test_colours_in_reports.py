@@ -99,3 +99,18 @@ def test_nothing_reported_is_no_data_and_figures_have_no_spurious_decimal(plan_i
     for out_text in (md, page, text):
         assert not re.search(r"序时 \d+\.0(?!\d)", out_text)
         assert not re.search(r"\| \d+\.0 \|", out_text)
+
+
+def test_the_briefing_lists_escalated_tasks_in_its_coordination_section(plan_in) -> None:
+    from coordbot.reports.briefing import build_briefing
+
+    from .conftest import Q_START
+
+    s, plan = plan_in()
+    s.exec(select(Task).where(Task.code == "3.3")).one().escalation_level = 1
+    s.flush()
+    md = build_briefing(session=s, plan=plan, meeting_date=NOW.date(), since=Q_START, now=NOW, with_charts=False)
+    text = md.to_markdown()
+    s.close()
+    section = text[text.index("需协调事项") :].split("\n#")[0]
+    assert "督办：3.3 " in section, section
