@@ -60,7 +60,8 @@ def test_valid_decisions_are_applied_and_reported(plan_in) -> None:
     )
     md = doc.to_markdown()
     assert doc.rollup.period.start == date(2026, 3, 28)  # the day after the recorded meeting
-    assert "上次会议议定事项落实情况" in md and "2026年03月27日联席会议议定事项4项" in md
+    # Chinese dates without zero padding (GB/T 9704), as the briefing now writes them
+    assert "上次会议议定事项落实情况" in md and "2026年3月27日联席会议议定事项4项" in md
     assert "新增任务：3.4 开展知识产权质押融资专项行动" in md and "销号：5.1" in md
     s.close()
 
