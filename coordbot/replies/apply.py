@@ -491,14 +491,7 @@ def _notify_request_closed(
 ) -> None:
     """The helper department hears that it is no longer asked (a notice through the outbox); an event."""
     requester, helper = by_id[req.from_department_id], by_id[req.to_department_id]
-    contacts = session.exec(
-        select(Contact).where(
-            Contact.department_id == req.to_department_id,
-            Contact.role == Role.CONTACT,
-            Contact.active,
-            col(Contact.address).is_not(None),
-        )
-    ).all()
+    contacts = _bound_contacts(session, req.to_department_id)
     for c in contacts:
         body = render(
             "chat/request_closed.html",
@@ -639,14 +632,7 @@ def _queue_cross_request(
     calendar: WorkCalendar,
 ) -> None:
     requester = by_id[req.from_department_id]
-    contacts = session.exec(
-        select(Contact).where(
-            Contact.department_id == dept.id,
-            Contact.role == Role.CONTACT,
-            Contact.active,
-            col(Contact.address).is_not(None),
-        )
-    ).all()
+    contacts = _bound_contacts(session, row_id(dept))
     for c in contacts:
         body = render(
             "cross_request.txt.j2",
@@ -874,3 +860,15 @@ def _observation_recorded(
 
 def _json_percent(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _bound_contacts(session: Session, department_id: int) -> Sequence[Contact]:
+    """The department's bound contacts: who hears of a request for its help, and of its end."""
+    return session.exec(
+        select(Contact).where(
+            Contact.department_id == department_id,
+            Contact.role == Role.CONTACT,
+            Contact.active,
+            col(Contact.address).is_not(None),
+        )
+    ).all()
