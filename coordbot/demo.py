@@ -10,6 +10,7 @@ silence escalates. Everything the bot sends and receives is printed as it happen
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import html
 import re
@@ -239,11 +240,25 @@ class TelegramPlatform:
 # ---- the platforms coordbot serves webhooks for (and e-mail) ------------------------------------------------
 
 
-class _Served:
+class _Served(abc.ABC):
     """Front ends from the registry, their webhook routes on coordbot's web app on a free local port."""
 
     name = ""
     quotes = False
+    server: Any  # the platform's fake server
+
+    def add_person(self, address: str, name: str, *, stranger: bool = False) -> None:
+        self.addresses.add(address)
+        self.server.add_user(address, name)
+
+    async def stop(self) -> None:
+        try:
+            await self.stop_frontends()
+        finally:
+            await self.server.stop()
+
+    async def say(self, address: str, text: str, *, reply_to: Message | None = None) -> None:
+        await self.server.user_sends(address, text)  # an app chat has no replies to a message: the text alone
 
     def __init__(self) -> None:
         self.frontends: list[Frontend] = []
@@ -264,7 +279,7 @@ class _Served:
             await f.start()
         await self.serving(f"http://127.0.0.1:{self.port}")
 
-    async def serving(self, base_url: str) -> None:
+    async def serving(self, base_url: str) -> None:  # noqa: B027 - a hook: most fakes need not be told
         """coordbot's web app listens at ``base_url``: tell the fake where its callbacks go."""
 
     async def stop_frontends(self) -> None:
@@ -285,8 +300,9 @@ class _Served:
     def sent_count(self) -> int:
         return sum(len(self.sent_to(a)) for a in self.addresses)
 
+    @abc.abstractmethod
     def sent_to(self, address: str) -> list[Message]:
-        raise NotImplementedError
+        """What the bot sent this address, oldest first, normalised."""
 
     async def settle(self, timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout):
@@ -343,19 +359,6 @@ class WeComPlatform(_Served):
     async def serving(self, base_url: str) -> None:
         await self.server.set_callback(f"{base_url}/wecom/callback")
 
-    async def stop(self) -> None:
-        try:
-            await self.stop_frontends()
-        finally:
-            await self.server.stop()
-
-    def add_person(self, address: str, name: str, *, stranger: bool = False) -> None:
-        self.addresses.add(address)
-        self.server.add_user(address, name)
-
-    async def say(self, address: str, text: str, *, reply_to: Message | None = None) -> None:
-        await self.server.user_sends(address, text)  # an app chat has no replies to a message: the text alone
-
     async def press(self, address: str, message: Message, label: str) -> str | None:
         message = self._with_buttons(address, message)
         if message["numbered"]:
@@ -405,19 +408,6 @@ class DingTalkPlatform(_Served):
         from coordbot.channels.dingtalk import CALLBACK_PATH
 
         self.server.callback_url = f"{base_url}{CALLBACK_PATH}"
-
-    async def stop(self) -> None:
-        try:
-            await self.stop_frontends()
-        finally:
-            await self.server.stop()
-
-    def add_person(self, address: str, name: str, *, stranger: bool = False) -> None:
-        self.addresses.add(address)
-        self.server.add_user(address, name)
-
-    async def say(self, address: str, text: str, *, reply_to: Message | None = None) -> None:
-        await self.server.user_sends(address, text)
 
     async def press(self, address: str, message: Message, label: str) -> str | None:
         message = self._with_buttons(address, message)
@@ -476,10 +466,6 @@ class EmailPlatform(_Served):
             await self.stop_frontends()
         finally:
             await self._stack.aclose()
-
-    def add_person(self, address: str, name: str, *, stranger: bool = False) -> None:
-        self.addresses.add(address)
-        self.server.add_user(address, name)
 
     def bind(self, invite: Any) -> tuple[str, str]:
         return f"来信“绑定 {invite.code}”", f"绑定 {invite.code}"
