@@ -19,6 +19,7 @@ map, so every source quoted is the document's own characters.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterable
@@ -42,7 +43,7 @@ _PUNCT = str.maketrans(
         "個": "个", "與": "与", "萬": "万", "億": "亿", "號": "号", "務": "务", "實": "实", "現": "现",
         "達": "达", "內": "内", "為": "为", "發": "发", "區": "区", "縣": "县", "級": "级", "廳": "厅",
         "們": "们", "應": "应", "劃": "划", "處": "处", "業": "业", "續": "续", "進": "进", "開": "开",
-        "組": "组", "織": "织", "長": "长", "統": "统", "籌": "筹", "體": "体", "級": "级", "無": "无",
+        "組": "组", "織": "织", "長": "长", "統": "统", "籌": "筹", "體": "体", "無": "无",
     }
     | {chr(0xFF10 + i): str(i) for i in range(10)}  # full-width digits
 )  # fmt: skip
@@ -186,7 +187,7 @@ DEPT_HEAD = re.compile(r"^(由|请|会同|各牵头单位)")
 DEPT_NAME = re.compile(
     r"(局|委|办|厅|部|署|院|中心|政府|管委会|办公室|委员会|集团|公司|支队|大队|分局|银行|海关|协会|联合会|工会|"
     r"团委|妇联|残联|科协|侨联|党校|法院|检察院|街道|乡镇|园区|开发区|科技城|专班|单位|部门|小组|指挥部|税务局|"
-    r"宣传部|组织部|统战部|政法委|网信办|编办|总局|处|所|站|台|馆|队|社|行|会)$"
+    r"宣传部|组织部|统战部|政法委|网信办|编办|总局|工商联|中央|总社|工委|处|所|站|台|馆|队|社|行|会)$"
 )
 COLLECTIVE = re.compile(r"^(各|有关|相关|其他|全[区县市省])")
 
@@ -194,7 +195,7 @@ LEAD_LABEL = r"(?:牵头单位|牵头部门|牵头责任单位|主要责任单�
 CO_LABEL = r"(?:配合单位|配合部门|协同责任单位|协同配合单位|协同单位|协办单位|参与单位|协作单位)"
 FIELD = re.compile(rf"({LEAD_LABEL}|{CO_LABEL}|完成时限|完成时间|时间节点|时限)\s*[:]\s*")
 # (…牵头…), (…负责), [责任单位:…]: the assignment closes a paragraph or a sentence.
-PAREN = re.compile(r"[(\[]([^()\[\]]{2,300}?)[)\]]")
+PAREN = re.compile(r"[(\[]((?:[^()\[\]]|\([^()\[\]]*\)){2,300}?)[)\]]")
 ASSIGN_WORDS = re.compile(rf"牵头|负责|配合|{LEAD_LABEL}|{CO_LABEL}")
 YOU_FUZE = re.compile(r"由([^。;,]{2,120}?)负责(?:落实)?")
 
@@ -202,13 +203,19 @@ DAY_EVENT = re.compile(r"[“\"]?(\d{1,2})\.(\d{1,2})([^”\"\s,。、]{2,14}?�
 
 UNITS = (
     "个百分点|万人次|人次|万人|万户|万套|万亩|万吨|亿元|万元|元|平方公里|公里|千米|千瓦|兆瓦|万千瓦|项|次|家|个|件|户|人|所|座|处|套|台|"
-    "班次|场|篇|名|期|批|条|亩|吨|张|份|起|支|辆|栋|间|公顷|米|斤|万斤|亿斤|类|款|本|部|种|%|‰"
+    "班次|场|篇|名|批|条|亩|吨|张|份|起|支|辆|栋|间|公顷|米|斤|万斤|亿斤|类|款|本|部|种|%|‰"
 )
 NUMBER = rf"(\d+(?:\.\d+)?|[{CN_NUM}两百千零]+)"
 QUANTITY = re.compile(rf"{NUMBER}\s*({UNITS})")
+# 百万青年 / 10万名: a count of people written without 人
+PEOPLE = re.compile(r"(百万|千万|\d+万|[一二三四五六七八九十]+万)(?:名)?(青年|职工|学生|农民|人才|人员|劳动者|毕业生)")
 # Numbers that are policy parameters, not commitments: caps, thresholds, ages, durations, shares paid.
-NOT_TARGET_BEFORE = re.compile(r"(不超过|最高|最低|标准|补贴|补助|奖励|奖补|给予|按|每人|每户|每亩|每名|满|年满|超过\d|比例|费率|至|第)$")
-NOT_TARGET_AFTER = re.compile(r"^(以上的|以下的|以内的|的(企业|人员|单位|项目|家庭)|\(含\)|—|-|~|至|到\d|期限|周岁|岁|年以上)")
+NOT_TARGET_BEFORE = re.compile(
+    r"(不超过|最高|最低|标准|补贴|补助|奖励|奖补|给予|按|每人|每户|每亩|每名|满|年满|超过\d|比例|费率|至|第)$"
+)
+NOT_TARGET_AFTER = re.compile(
+    r"^(以上的|以下的|以内的|的(企业|人员|单位|项目|家庭)|\(含\)|—|-|~|至|到\d|期限|周岁|岁|年以上)"
+)
 TARGET_CONTEXT = re.compile(
     r"不少于|至少|以上|达到|达|新增|新建|建成|建设|完成|培育|累计|力争|突破|超过|增长|提高|提升|下降|降低|控制在|"
     r"开展|组织|召开|举办|打造|改造|发放|接收|帮助|创建|认定|引进|培训|新认定|实现|增补|增加|形成|推出|遴选|扶持|"
@@ -225,7 +232,9 @@ ONGOING = re.compile(r"持续推进|长期坚持|持续开展|长期推进|持�
 EVERY = re.compile(r"每季度|每半年|每月|每年|年度")
 
 # Phrases that make a clause a qualitative commitment (a goal to check at the period's end).
-QUALITATIVE = re.compile(r"(处于|保持)(全市|全省|全国|全区|全县)(领先|前列)|显著扩大|增幅明显|制定《[^》]{2,60}》|全面推进[^,;。]{2,40}建设$")
+QUALITATIVE = re.compile(
+    r"(处于|保持)(全市|全省|全国|全区|全县)(领先|前列)|显著扩大|增幅明显|制定《[^》]{2,60}》|全面推进[^,;。]{2,40}建设$"
+)
 GOAL_PHRASE = re.compile(r"保持良好增长态势|实现新提升|达到较高水平")
 OFFICE = re.compile(r"([^,;。]{2,30}?)(?:履行|承担)[^,;。]{0,20}办公室(?:日常)?职责")
 IMPLIED_EVENT = re.compile(r"每年(?:至少)?(开展|组织|召开|举办)([^,;。\d]{2,30}?(活动|行动|培训|会议))")
@@ -347,7 +356,7 @@ def _body_start(lines: list[str]) -> int:
 
 
 def split_departments(text: str) -> list[str]:
-    """"市发展改革委、市财政局按职责分工负责" → [市发展改革委, 市财政局]; "X等有关部门" → [X, 有关部门]."""
+    """ "市发展改革委、市财政局按职责分工负责" → [市发展改革委, 市财政局]; "X等有关部门" → [X, 有关部门]."""
     n = _norm(text)
     names: list[str] = []
     cuts = [(m.start(), m.end()) for m in DEPT_SPLIT.finditer(n)]
@@ -371,7 +380,7 @@ def split_departments(text: str) -> list[str]:
 
 
 def _looks_like_department(name: str) -> bool:
-    n = _norm(name)
+    n = re.sub(r"\([^()]*\)$", "", _norm(name))  # 省数据局（省营商局）: judge the name, not its note
     return 2 <= len(n) <= 40 and (bool(DEPT_NAME.search(n)) or bool(COLLECTIVE.match(n))) and "。" not in n
 
 
@@ -379,6 +388,9 @@ def _assignment(inner: str, source: str) -> tuple[list[Found], list[Found]] | No
     """Leads and co-departments from an assignment phrase (the inside of the closing parenthesis, or the
     value of a field line). None when the phrase names no department."""
     n = _norm(inner)
+    stop = n.find("。")
+    if 0 < stop < len(n.rstrip("。 ")):  # "A、B负责。列第一位者为牵头单位，下同": the note is not a list
+        inner, n = inner[:stop], n[:stop]
     leads: list[str] = []
     co: list[str] = []
     fields = list(FIELD.finditer(n))
@@ -396,16 +408,18 @@ def _assignment(inner: str, source: str) -> tuple[list[Found], list[Found]] | No
                     co += [str(f.value) for f in sub[1]]
                 else:
                     names = split_departments(value)
-                    if "牵头" in label or leads:
+                    if "牵头" in label:
                         leads += names
+                    elif leads:  # 牵头单位：X；责任单位：Y — Y helps
+                        co += names
                     elif names:
                         leads.append(names[0])
                         co += names[1:]
     else:
-        m = re.search(r"牵头", n)
-        if m:
-            leads = split_departments(inner[: m.start()])
-            rest = inner[m.end() :]
+        lead_at = re.search(r"牵头", n)
+        if lead_at:
+            leads = split_departments(inner[: lead_at.start()])
+            rest = inner[lead_at.end() :]
             co = split_departments(rest.lstrip(",;、 "))
         else:
             names = split_departments(inner)
@@ -436,10 +450,8 @@ def _deadlines(text: str, source: str, year: int, *, field_value: bool = False) 
     spans: list[tuple[int, int]] = []
     for m in DATE_FULL.finditer(n):
         y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        try:
+        with contextlib.suppress(ValueError):
             add(date(y, mo, d))
-        except ValueError:
-            pass
         spans.append(m.span())
     for pattern in (DATE_MONTH, DATE_MONTH_END) if field_value else (DATE_MONTH,):
         for m in pattern.finditer(n):
@@ -512,11 +524,16 @@ def _strip_assignment(text: str) -> str:
     return "".join(keep)
 
 
+ENTITLEMENT = re.compile(r"可(申请|返还|按|享受|给予|获得|领取|适当)|的,可|返还其")
+
+
 def quantities(text: str, year: int, period_end: date) -> list[Target]:
     """Numeric targets in a task's text (assignment parentheses removed by the caller)."""
     targets: list[Target] = []
     for sentence in _sentences(text):
         n = _norm(sentence)
+        if ENTITLEMENT.search(n):
+            continue  # "…的，可申请最高不超过300万元": what someone may claim, not what the task commits to
         due = None
         by = DATE_BY.search(n) or DATE_YEAR.search(n)
         if by:
@@ -561,6 +578,14 @@ def quantities(text: str, year: int, period_end: date) -> list[Target]:
                 else:
                     target.due = due
                 targets.append(target)
+            for m in PEOPLE.finditer(clause_n):
+                if not TARGET_CONTEXT.search(clause_n):
+                    continue
+                head = m.group(1)[:-1]
+                base = {"百": 100.0, "千": 1000.0}.get(head) or _cn_number(head)
+                if base:
+                    targets.append(Target(name=_metric_name(clause_n, m.start()), source=clause.strip(), unit="人",
+                                          value=base * 10_000, due=due))  # fmt: skip
     return targets
 
 
@@ -598,15 +623,16 @@ def _implied(text: str) -> list[Target]:
             m = IMPLIED_EVENT.search(n)
             if m and not QUANTITY.search(n[m.start() :]):
                 source = clause.strip()
-                if m.group(2).startswith("工作培训") and a > 0:  # "…工作室建设，每年组织工作培训": name the室
+                if len(m.group(2)) <= 4 and a > 0:  # "…工作室建设，每年组织工作培训": the clause before names it
                     prev = [c for c in _clauses(sentence) if c[1] <= a]
                     if prev:
                         source = sentence[prev[-1][0] : b].strip()
-                found.append(Target(name=m.group(2), source=source, unit="次", value=1, period="annual",
-                                    implied=True, description="原文未写次数，按每年不少于1次计（proposed，请办公室确认）"))  # fmt: skip
+                note = "原文未写次数，按每年不少于1次计（proposed，请办公室确认）"
+                found.append(Target(m.group(2), source, "次", value=1, period="annual", implied=True, description=note))
             if ANNUAL_REPORT.search(n):
-                found.append(Target(name=clause.strip(), source=clause.strip(), unit="份", value=1, period="annual",
-                                    implied=True, description="年度报告制度：按每年1份计（proposed，请办公室确认完成时间）"))  # fmt: skip
+                note = "年度报告制度：按每年1份计（proposed，请办公室确认完成时间）"
+                source = clause.strip()
+                found.append(Target(source, source, "份", value=1, period="annual", implied=True, description=note))
     return found
 
 
@@ -648,9 +674,18 @@ def _task_from(node: Node, code: str, year: int, period_end: date) -> Task:
                 task.deadlines += _deadlines(ln[m.start(2) :], ln, year, field_value=True)
     for m in PAREN.finditer(n):
         if not task.leads and ASSIGN_WORDS.search(m.group(1)):
-            found = _assignment(whole[m.start(1) : m.end(1)], _sentence_at(whole, m.start()))
+            found = _assignment(whole[m.start(1) : m.end(1)], _paren_source(whole, m.start(), m.end()))
             if found:
                 task.leads, task.co = found
+    if not task.leads and not task.co:
+        opener = _unclosed(n)
+        if opener is not None:  # "…重大项目。〔省委军民融合办、省发展改革委、…" cut off before its 〕
+            rest = whole[opener + 1 :]
+            names = split_departments(rest)
+            if len(names) >= 2 and all(_looks_like_department(x) for x in names):
+                found = _assignment(rest, _sentence_at(whole, opener))
+                if found:
+                    task.leads, task.co = found
     if not task.leads:
         m = YOU_FUZE.search(n)
         if m:
@@ -672,7 +707,9 @@ def _task_from(node: Node, code: str, year: int, period_end: date) -> Task:
             if _looks_like_department(name):
                 task.leads = [Found(name, _sentence_at(plain, m.start()))]
     for sentence in _sentences(plain):
-        task.deadlines += [d for d in _deadlines(sentence, sentence.strip(), year) if d.value not in {x.value for x in task.deadlines}]
+        task.deadlines += [
+            d for d in _deadlines(sentence, sentence.strip(), year) if d.value not in {x.value for x in task.deadlines}
+        ]
     task.targets = quantities(plain, year, period_end) + _implied(plain) + _qualitative(plain, year)
     for m in DAY_EVENT.finditer(_norm(plain)):
         month, day = int(m.group(1)), int(m.group(2))
@@ -684,6 +721,27 @@ def _task_from(node: Node, code: str, year: int, period_end: date) -> Task:
         or bool(task.events)
     )
     return task
+
+
+def _paren_source(text: str, start: int, end: int) -> str:
+    """The sentence an assignment parenthesis closes, with the parenthesis: "建设平台。（区科委牵头）"."""
+    n = _norm(text)
+    before = n[:start].rstrip()
+    if before.endswith(("。", ";")):
+        before = before[:-1]
+    a = max(before.rfind("。"), before.rfind(";"), before.rfind("\n")) + 1
+    return text[a:end].strip()
+
+
+def _unclosed(n: str) -> int | None:
+    """The position of an opening bracket that is never closed, if any."""
+    stack: list[int] = []
+    for i, c in enumerate(n):
+        if c in "([":
+            stack.append(i)
+        elif c in ")]" and stack:
+            stack.pop()
+    return stack[0] if stack else None
 
 
 def _sentence_at(text: str, pos: int) -> str:
@@ -747,7 +805,16 @@ def _grid_rows(rows: list[str], header: list[str | None], year: int, period_end:
         text = values.get("task", "")
         if not text:
             continue
-        task = _row_task(len(tasks) + 1, text, row, values.get("lead", ""), values.get("co", ""), values.get("due", ""), year, period_end)
+        task = _row_task(
+            len(tasks) + 1,
+            text,
+            row,
+            values.get("lead", ""),
+            values.get("co", ""),
+            values.get("due", ""),
+            year,
+            period_end,
+        )
         tasks.append((group, task))
     return tasks
 
@@ -790,7 +857,9 @@ def _flat_rows(lines: list[str], kinds: list[str], year: int, period_end: date) 
             last_depts = depts
             text = "".join(entry["task"])
             source = "\n".join([*entry["task"], *entry["lead"], *entry["due"]])
-            task = _row_task(len(tasks) + 1, text, source, "、".join(depts), "", "".join(entry["due"]), year, period_end)
+            task = _row_task(
+                len(tasks) + 1, text, source, "、".join(depts), "", "".join(entry["due"]), year, period_end
+            )
             tasks.append(("", task))
         last_depts = []
     return tasks
@@ -808,7 +877,9 @@ def _row_task(index: int, text: str, source: str, lead: str, co: str, due: str, 
     if due:
         task.deadlines = _deadlines(due, due, year, field_value=True)
     for sentence in _sentences(text):
-        task.deadlines += [d for d in _deadlines(sentence, sentence, year) if d.value not in {x.value for x in task.deadlines}]
+        task.deadlines += [
+            d for d in _deadlines(sentence, sentence, year) if d.value not in {x.value for x in task.deadlines}
+        ]
     task.targets = quantities(text, year, period_end) + _implied(text)
     task.recurring = bool(re.search(r"每年|每季度|每月", _norm(text)))
     return task
@@ -822,7 +893,11 @@ def _period(title: str, text: str) -> tuple[date, date, date | None]:
     m = re.search(r"(\d{4})\s*[-—–~至到]+\s*(\d{4})年?", n)
     issued = None
     tail = _norm(text[-400:])
-    for pattern in (r"(\d{4})年(\d{1,2})月(\d{1,2})日印发", r"(\d{4})年(\d{1,2})月(\d{1,2})日\s*$", r"(\d{4})年(\d{1,2})月(\d{1,2})日"):
+    for pattern in (
+        r"(\d{4})年(\d{1,2})月(\d{1,2})日印发",
+        r"(\d{4})年(\d{1,2})月(\d{1,2})日\s*$",
+        r"(\d{4})年(\d{1,2})月(\d{1,2})日",
+    ):
         d = re.search(pattern, tail) or re.search(pattern, _norm(text[:2000]))
         if d:
             try:
@@ -858,9 +933,13 @@ def extract_text(text: str) -> Extraction:
     document_no = ""
     m = re.search(r"[\u4e00-\u9fff]{1,8}[\[〔(]\d{4}[\]〕)]\s*\d+\s*号", _norm(text[:3000]))
     if m:
-        document_no = text[: 3000][m.start() : m.end()]
+        document_no = text[:3000][m.start() : m.end()]
 
     body = lines[start:]
+    for i, line in enumerate(body):
+        if re.match(r"\s*(抄送|抄报|主送|分送)\s*:", _norm(line)):
+            body = body[:i]  # the distribution list and the print line close the document
+            break
     office = None
     for line in body:
         m = OFFICE.search(_norm(line))
@@ -904,7 +983,10 @@ def _guess_title(lines: list[str]) -> str:
 
 def _issuer(text: str) -> str:
     head = _norm(text[:600])
-    for pattern in (r"([\u4e00-\u9fff]{2,20}?(?:人民政府办公厅|人民政府办公室|人民政府))关于", r"([\u4e00-\u9fff]{2,20}?(?:人民政府办公厅|人民政府办公室|人民政府))(?:文件|办公)"):
+    for pattern in (
+        r"([\u4e00-\u9fff]{2,20}?(?:人民政府办公厅|人民政府办公室|人民政府))关于",
+        r"([\u4e00-\u9fff]{2,20}?(?:人民政府办公厅|人民政府办公室|人民政府))(?:文件|办公)",
+    ):
         m = re.search(pattern, head)
         if m:
             return text[m.start(1) : m.end(1)]
@@ -1050,7 +1132,11 @@ def to_plan(extraction: Extraction, *, code: str | None = None, source_name: str
             if co_codes:
                 task["co"] = co_codes
             task["assignment"] = "stated" if t.stated else "proposed"
-            dates = sorted(d.value for d in t.deadlines if isinstance(d.value, date) and extraction.start <= d.value <= extraction.end)
+            dates = sorted(
+                d.value
+                for d in t.deadlines
+                if isinstance(d.value, date) and extraction.start <= d.value <= extraction.end
+            )
             numeric = [x for x in t.targets if x.comparator != "qualitative"]
             if t.recurring:
                 task["kind"] = "recurring"
@@ -1141,7 +1227,9 @@ def render_yaml(extraction: Extraction, *, code: str | None = None, source_name:
     plan = to_plan(extraction, code=code, source_name=source_name)
 
     def dump(data: object, indent: int) -> str:
-        text = yaml.dump(data, Dumper=_NoAliases, allow_unicode=True, sort_keys=False, width=1000, default_flow_style=False)
+        text = yaml.dump(
+            data, Dumper=_NoAliases, allow_unicode=True, sort_keys=False, width=1000, default_flow_style=False
+        )
         pad = " " * indent
         return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
 
@@ -1175,9 +1263,14 @@ def _evidence(task: Task, extraction: Extraction) -> list[str]:
         return " ".join(s.split())[:300]
 
     if task.leads:
-        lines.append(f"# lead (stated): {'、'.join(str(f.value) for f in task.leads)} — 「{quote(task.leads[0].source)}」\n")
+        lines.append(
+            f"# lead (stated): {'、'.join(str(f.value) for f in task.leads)} — 「{quote(task.leads[0].source)}」\n"
+        )
     elif extraction.office:
-        lines.append(f"# lead (proposed): the text names none; the office {extraction.office.value} — 「{quote(extraction.office.source)}」\n")
+        office = extraction.office
+        lines.append(
+            f"# lead (proposed): the text names none; the office {office.value} — 「{quote(office.source)}」\n"
+        )
     else:
         lines.append("# lead (proposed): the text names none; the office must choose one\n")
     if task.co:
