@@ -527,6 +527,13 @@ def _strip_assignment(text: str) -> str:
 ENTITLEMENT = re.compile(r"可(申请|返还|按|享受|给予|获得|领取|适当)|的,可|返还其")
 
 
+# A count in Chinese numerals follows a verb of doing or a bound: 每年至少召开一次, 开展四次, 达到三家.
+CN_COUNT_BEFORE = (
+    r"(至少|不少于|达到|新增|新建|建成|建设|开展|组织|召开|举办|举行|完成|培育|创建|打造|每年|累计|增加|实施|"
+    r"培训|引进|认定|设立|不低于|超过|^)\s*$"
+)
+
+
 def quantities(text: str, year: int, period_end: date) -> list[Target]:
     """Numeric targets in a task's text (assignment parentheses removed by the caller)."""
     targets: list[Target] = []
@@ -555,7 +562,15 @@ def quantities(text: str, year: int, period_end: date) -> list[Target]:
                     continue
                 if number == "一" and unit in ("批", "个", "部", "种", "类", "条"):
                     continue  # 一批/一个: "a number of", not a count
+                if (
+                    not re.search(r"\d", number)
+                    and not re.search(CN_COUNT_BEFORE, before)
+                    and not re.match(r"(以上|以下|左右|$)", after)
+                ):
+                    continue  # 统一部署 / 零部件: a numeral inside a word, not a count
                 value = _cn_number(number)
+                if not value:
+                    continue
                 if value is None or (not re.search(r"\d", number) and len(number) > 4):
                     continue
                 if not TARGET_CONTEXT.search(clause_n) and "%" not in unit:

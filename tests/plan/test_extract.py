@@ -207,3 +207,20 @@ def test_the_command_writes_a_draft_that_validates(tmp_path: Path) -> None:
 def test_an_extraction_is_a_plain_value() -> None:
     e = extract_text(HEAD + "一、主要任务\n1.建设平台。（区科委负责）\n")
     assert isinstance(e, Extraction) and e.title == HEAD.strip()
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "plans_corpus"
+
+
+@pytest.mark.parametrize("doc", sorted(CORPUS.glob("*.txt")), ids=lambda p: p.stem)
+def test_every_real_plan_gives_a_draft_that_validates(doc: Path, tmp_path: Path) -> None:
+    from coordbot.plan.extract import render_yaml
+
+    extraction = extract(doc)
+    out = tmp_path / "draft.yaml"
+    out.write_text(render_yaml(extraction, source_name=doc.name), encoding="utf-8")
+    loaded = load_plan_file(out).data  # what `coordbot plan validate` checks
+    found = {t.code: t for t in extraction.tasks()}
+    for _, task in loaded.tasks():
+        assert task.source
+        assert task.assignment == ("stated" if found[task.code].stated else "proposed")
