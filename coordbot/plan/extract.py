@@ -361,7 +361,12 @@ def split_departments(text: str) -> list[str]:
     names: list[str] = []
     cuts = [(m.start(), m.end()) for m in DEPT_SPLIT.finditer(n)]
     cuts += [(m.start(), m.end()) for m in re.finditer(r"等(?=有关|相关|各|其他)", n)]
-    cuts.sort()
+    depth, inside = 0, set()
+    for i, c in enumerate(n):  # 各县（市、区）政府 is one name: no cut inside brackets
+        depth += (c in "([") - (c in ")]")
+        if depth > 0:
+            inside.add(i)
+    cuts = sorted(c for c in cuts if c[0] not in inside)
     pos = 0
     for start, end in [*cuts, (len(n), len(n))]:
         a, b = pos, start
@@ -486,6 +491,8 @@ def _deadlines(text: str, source: str, year: int, *, field_value: bool = False) 
             add("half-yearly")
         elif re.search(r"每年|年度", n) and not found:
             add("annual")
+        if not found and re.search(r"(?<!\d)(年底|年末)", n):
+            add(date(year, 12, 31))  # 年底前: the plan's year
         if not found and re.fullmatch(r"\s*(\d{4})年\s*", n):
             add(date(int(n.strip()[:4]), 12, 31))
     return found
@@ -790,7 +797,13 @@ def _table_tasks(lines: list[str], year: int, period_end: date) -> list[tuple[st
     (序号 / 民生实事 / 责任单位 / 完成时限, then 1 / task / departments… / deadline)."""
     for i, line in enumerate(lines):
         if TABLE_SEP in line:
-            header = [_column_kind(c) for c in line.split(TABLE_SEP)]
+            cells = line.split(TABLE_SEP)
+            header = [_column_kind(c) for c in cells]
+            for k, cell in enumerate(cells):  # 牵头单位 | 责任单位: the second column lists the helpers
+                if header[k] == "lead" and any(
+                    header[j] == "lead" and "牵头" in _norm(cells[j]) for j in range(k)
+                ):
+                    header[k] = "co"
             if "lead" in header and ("task" in header or "due" in header):
                 return _grid_rows(lines[i + 1 :], header, year, period_end)
     # Flattened: a run of header cells, each on its own line.

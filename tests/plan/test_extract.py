@@ -224,3 +224,26 @@ def test_every_real_plan_gives_a_draft_that_validates(doc: Path, tmp_path: Path)
     for _, task in loaded.tasks():
         assert task.source
         assert task.assignment == ("stated" if found[task.code].stated else "proposed")
+
+
+def test_a_word_table_with_lead_and_responsible_columns_and_other_deadlines(tmp_path: Path) -> None:
+    document = docx.Document()
+    document.add_paragraph("某市2025年营商环境重点任务清单")
+    table = document.add_table(rows=4, cols=5)
+    header = ["序号", "工作任务", "牵头单位", "责任单位", "完成时限"]
+    rows = [
+        ["1", "推行企业开办一日办结。", "市行政审批局", "市市场监管局、市税务局", "年底前"],
+        ["2", "开展政务服务满意度评价。", "市政务服务中心", "各县（市、区）政府", "每季度"],
+        ["3", "清理妨碍公平竞争的政策。", "市市场监管局", "市司法局", "长期坚持"],
+    ]
+    for row, values in zip(table.rows, [header, *rows], strict=True):
+        for cell, text in zip(row.cells, values, strict=True):
+            cell.text = text
+    path = tmp_path / "list.docx"
+    document.save(str(path))
+    found = extract(path).tasks()
+    assert [(names(t.leads), names(t.co), [d.value for d in t.deadlines]) for t in found] == [
+        (["市行政审批局"], ["市市场监管局", "市税务局"], [date(2025, 12, 31)]),
+        (["市政务服务中心"], ["各县（市、区）政府"], ["quarterly"]),
+        (["市市场监管局"], ["市司法局"], ["ongoing"]),
+    ]
