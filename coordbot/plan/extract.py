@@ -589,9 +589,8 @@ def quantities(text: str, year: int, period_end: date) -> list[Target]:
                 elif unit in ("%", "‰"):
                     target.kind = "rate"
                 if re.search(r"左右", after[:3]):
-                    target.about = True
-                    target.comparator = "=="
-                if re.search(r"以内|以下|不高于|控制在", clause_n[max(0, m.start() - 6) : m.end() + 3]):
+                    target.about = True  # read as a minimum, with the 左右 said in the description
+                if re.search(r"以内|以下|不高于|控制在|涨幅", clause_n[max(0, m.start() - 6) : m.end() + 3]):
                     target.comparator = "<="
                 if re.search(r"每年|年均|每年度", clause_n[: m.start()]):
                     target.period = "annual"
@@ -613,7 +612,7 @@ def quantities(text: str, year: int, period_end: date) -> list[Target]:
 
 def _metric_name(clause: str, at: int) -> str:
     name = clause[:at]
-    name = re.sub(r"^(到\d{4}年(底|末)?|力争|全年|今年|每年|确保|累计|三年|五年|新增|其中)+", "", name)
+    name = re.sub(r"^(到\d{4}年(底|末)?|努力实现|实现|力争|全年|今年|每年|确保|累计|三年|五年|新增|其中)+", "", name)
     name = re.sub(r"(不少于|至少|达到|超过|增长|达|为|新增|完成|建成|实现|提高到|控制在|突破)+$", "", name)
     return name.strip() or clause.strip()
 
@@ -799,19 +798,17 @@ def _table_tasks(lines: list[str], year: int, period_end: date) -> list[tuple[st
         if TABLE_SEP in line:
             cells = line.split(TABLE_SEP)
             header = [_column_kind(c) for c in cells]
-            for k, cell in enumerate(cells):  # 牵头单位 | 责任单位: the second column lists the helpers
-                if header[k] == "lead" and any(
-                    header[j] == "lead" and "牵头" in _norm(cells[j]) for j in range(k)
-                ):
-                    header[k] = "co"
+            for col in range(len(cells)):  # 牵头单位 | 责任单位: the second column lists the helpers
+                if header[col] == "lead" and any(header[j] == "lead" and "牵头" in _norm(cells[j]) for j in range(col)):
+                    header[col] = "co"
             if "lead" in header and ("task" in header or "due" in header):
                 return _grid_rows(lines[i + 1 :], header, year, period_end)
     # Flattened: a run of header cells, each on its own line.
     for i in range(len(lines)):
         kinds: list[str] = []
         j = i
-        while j < len(lines) and (k := _column_kind(lines[j])) is not None and k not in kinds:
-            kinds.append(k)
+        while j < len(lines) and (kind := _column_kind(lines[j])) is not None and kind not in kinds:
+            kinds.append(kind)
             j += 1
         if "lead" in kinds and "task" in kinds and len(kinds) >= 3:
             return _flat_rows(lines[j:], kinds, year, period_end)
@@ -1230,9 +1227,11 @@ def _target_dict(x: Target, metric: str, extraction: Extraction) -> dict[str, ob
         d["start"], d["due"] = extraction.start, extraction.end
     elif x.due and extraction.start <= x.due <= extraction.end:
         d["due"] = x.due
+    elif comparator != "qualitative" and x.period == "at-date":
+        d["due"] = extraction.end  # a value at a date the text does not give: the plan's end
     notes = [x.description] if x.description else []
     if x.about:
-        notes.append("原文为“左右”：按约数理解（proposed）")
+        notes.append("原文为“左右”：按不低于该值计，约数（proposed，请办公室确认）")
     if x.kind == "growth":
         notes.append("增长率目标：期末比较，不按序时进度折算")
     if comparator == "qualitative" and not notes:
