@@ -187,7 +187,7 @@ DEPT_HEAD = re.compile(r"^(由|请|会同|各牵头单位)")
 DEPT_NAME = re.compile(
     r"(局|委|办|厅|部|署|院|中心|政府|管委会|办公室|委员会|集团|公司|支队|大队|分局|银行|海关|协会|联合会|工会|"
     r"团委|妇联|残联|科协|侨联|党校|法院|检察院|街道|乡镇|园区|开发区|科技城|专班|单位|部门|小组|指挥部|税务局|"
-    r"宣传部|组织部|统战部|政法委|网信办|编办|总局|工商联|中央|总社|工委|处|所|站|台|馆|队|社|行|会)$"
+    r"宣传部|组织部|统战部|政法委|网信办|编办|总局|工商联|中央|总社|工委|镇|乡|处|所|站|台|馆|队|社|行|会)$"
 )
 COLLECTIVE = re.compile(r"^(各|有关|相关|其他|全[区县市省])")
 
@@ -197,12 +197,13 @@ FIELD = re.compile(rf"({LEAD_LABEL}|{CO_LABEL}|完成时限|完成时间|时间�
 # (…牵头…), (…负责), [责任单位:…]: the assignment closes a paragraph or a sentence.
 PAREN = re.compile(r"[(\[]((?:[^()\[\]]|\([^()\[\]]*\)){2,300}?)[)\]]")
 ASSIGN_WORDS = re.compile(rf"牵头|负责|配合|{LEAD_LABEL}|{CO_LABEL}")
+NOTE = re.compile(r"[(\[][^()\[\]]*(第一位|首位|下同|不再单独列出)[^()\[\]]*[)\]]")
 YOU_FUZE = re.compile(r"由([^。;,]{2,120}?)负责(?:落实)?")
 
 DAY_EVENT = re.compile(r"[“\"]?(\d{1,2})\.(\d{1,2})([^”\"\s,。、]{2,14}?日)")
 
 UNITS = (
-    "个百分点|万人次|人次|万人|万户|万套|万亩|万吨|亿元|万元|元|平方公里|公里|千米|千瓦|兆瓦|万千瓦|项|次|家|个|件|户|人|所|座|处|套|台|"
+    "个百分点|万人次|人次|万人|万户|万套|万亩|万吨|亿元|万元|元|平方公里|万平方米|平方米|公里|千米|千瓦|兆瓦|万千瓦|项|次|家|个|件|户|人|所|座|处|套|台|"
     "班次|场|篇|名|批|条|亩|吨|张|份|起|支|辆|栋|间|公顷|米|斤|万斤|亿斤|类|款|本|部|种|%|‰"
 )
 NUMBER = rf"(\d+(?:\.\d+)?|[{CN_NUM}两百千零]+)"
@@ -393,6 +394,11 @@ def _assignment(inner: str, source: str) -> tuple[list[Found], list[Found]] | No
     """Leads and co-departments from an assignment phrase (the inside of the closing parenthesis, or the
     value of a field line). None when the phrase names no department."""
     n = _norm(inner)
+    for m in reversed(list(NOTE.finditer(n))):  # "（列第一位者为牵头或汇总单位，下同）" explains, names nobody
+        inner, n = (
+            inner[: m.start()] + " " * (m.end() - m.start()) + inner[m.end() :],
+            n[: m.start()] + " " * (m.end() - m.start()) + n[m.end() :],
+        )
     stop = n.find("。")
     if 0 < stop < len(n.rstrip("。 ")):  # "A、B负责。列第一位者为牵头单位，下同": the note is not a list
         inner, n = inner[:stop], n[:stop]
