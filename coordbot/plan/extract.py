@@ -1071,15 +1071,8 @@ def _walk(node: Node, groups: list[Group], year: int, period_end: date, *, safeg
             groups.append(group)
         group.tasks.append(_task_from(node, "", year, period_end))
         return
-    if node.body and any(len(_norm(b)) > 20 for b in node.body) and _has_own_assignment(node):
-        # A numbered item with its own text and sub-items: the item itself is a task too.
-        pass
     for child in node.children:
         _walk(child, groups, year, period_end, safeguard=safeguard, default_title=default_title)
-
-
-def _has_own_assignment(node: Node) -> bool:
-    return bool(ASSIGN_WORDS.search(_norm(node.text())))
 
 
 def _goals(section: Node, year: int, period_end: date) -> list[Target]:
@@ -1175,10 +1168,17 @@ def to_plan(extraction: Extraction, *, code: str | None = None, source_name: str
                 task["kind"] = "metric"
             else:
                 task["kind"] = "one-off"
+            guessed = []
+            if not t.stated:
+                who = f"办公室（{extraction.office.value}）" if extraction.office else "待定单位"
+                guessed.append(f"原文未写牵头单位，暂列{who}（proposed，请办公室指定）")
             if dates and task["kind"] == "one-off":
                 task["due"] = dates[-1]
             elif task["kind"] == "one-off":
                 task["due"] = extraction.end
+                guessed.append("原文未写完成时间，暂按方案期末（proposed）")
+            if guessed:
+                task["description"] = "；".join(guessed)
             targets = []
             for i, x in enumerate(t.targets, start=1):
                 targets.append(_target_dict(x, f"{t.code}.m{i}", extraction))

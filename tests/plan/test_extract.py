@@ -192,7 +192,7 @@ def test_the_command_writes_a_draft_that_validates(tmp_path: Path) -> None:
     assert loaded.plan.code == "ip-2025"
     first, second = (t for _, t in loaded.tasks())
     assert (first.assignment, first.due) == ("stated", date(2025, 12, 31))
-    assert second.assignment == "proposed"
+    assert second.assignment == "proposed" and "原文未写牵头单位" in second.description
     assert second.targets[0].value == 1 and "proposed" in second.targets[0].description
     text = out.read_text(encoding="utf-8")
     assert (
