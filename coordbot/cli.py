@@ -212,6 +212,35 @@ def plan_validate(file: Path) -> None:
     )
 
 
+@plan.command("extract")
+@click.argument("doc", type=click.Path(exists=True, path_type=Path, dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the draft plan file here (default: print it).")  # fmt: skip
+@click.option("--code", help="Plan code for the draft (default: plan-<year>-<hash of the title>).")
+def plan_extract(doc: Path, out: Path | None, code: str | None) -> None:
+    """Draft a plan file from an official document (.txt in UTF-8 or GB18030, .docx) for the office to review."""
+    from coordbot.plan.extract import ExtractError, extract, render_yaml
+
+    try:
+        extraction = extract(doc)
+    except ExtractError as exc:
+        raise click.ClickException(str(exc)) from exc
+    text = render_yaml(extraction, code=code, source_name=doc.name)
+    tasks = extraction.tasks()
+    stated = sum(1 for t in tasks if t.stated)
+    targets = sum(len(t.targets) for t in tasks) + len(extraction.goals)
+    summary = (
+        f"{doc}: {len(extraction.groups)} groups, {len(tasks)} tasks ({stated} with the lead the text names, "
+        f"{len(tasks) - stated} proposed), {targets} targets"
+    )
+    if out is None:
+        click.echo(text, nl=False)
+        click.echo(summary, err=True)
+        return
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"{summary} → {out}; review it, then 'coordbot plan validate {out}'")
+
+
 @plan.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @pass_ctx
