@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -325,8 +325,24 @@ _QUESTION_CLAUSE = re.compile(r"\s{0,8}[^。！!\n]{0,40}?[?？]")  # leading bl
 _EN_FILLER = {"more", "new", "additional", "so", "in", "this", "to", "total", "now", "already", "yet", "each", "last",
               "done", "completed", "finished", "held", "of", "and", "or", "the"}  # fmt: skip
 _OTHER_OBJECT_BEFORE = re.compile(
-    r"(?:走访|调研|慰问|帮扶|参训|参会|覆盖|服务了|剩余|还剩|剩下|还差|尚余|还有|申报|报名|推荐|进行中|在研|在建|推进中|"
-    r"remaining|left|ongoing|in progress)\S{0,4}$"
+    r"(?:走访|调研|慰问|帮扶|参训|参会|覆盖|服务了|剩余|还剩|剩下|还差|尚余|还有|申报|报名|推荐|"
+    r"remaining|left)\S{0,4}$"
+)
+# items in a state (在建项目16个): not finished progress toward a target, but with no target to count toward they
+# are what an official report counts as of its date (issue 12: a count of items in a state reports that state)
+_STATE_BEFORE = re.compile(r"(?:进行中|在研|在建|推进中|ongoing|in progress)\S{0,4}$")
+# a plan word that is the object of the work done (完成全年目标任务的有46项 / 计划…实际开工150个): not a plan
+_PLAN_DONE = re.compile(r"(?:完成|实现|超额完成|下达)[^，,。；;]{0,6}$")
+_ACTUAL_AFTER_PLAN = re.compile(r"实际|已|的有|\bactual")
+# a difference from another period (较上年同期增加3.2万家 / 比去年多5项) is growth, not an observation
+_DIFFERENCE_BEFORE = re.compile(
+    r"(?:较|比|同比|环比)[^，,。；;]{0,8}?(?:增加|减少|增长|下降|提高|降低|多|少)了?\s{0,2}(?:约|近)?\s{0,2}$"
+)
+# 由670件增加到5408件: the starting level is no observation; the level reached is a total
+_FROM_LEVEL_AFTER = re.compile(r"\s{0,2}(?:增加|增长|提高|上升|扩大|减少|下降|降低)?\s{0,2}(?:到|至)")
+_FROM_LEVEL_BEFORE = re.compile(r"(?:由|从)[^，,。；;由从]{0,20}$")
+_TO_LEVEL_BEFORE = re.compile(
+    r"(?:由|从)[^，,。；;]{0,40}?(?:增加|增长|提高|上升|扩大|减少|下降|降低)?(?:到|至)\s{0,2}$"
 )
 # "两个卡在评审环节 / 1项受阻": the items a problem affects, not progress
 _STUCK_AFTER = re.compile(
@@ -427,7 +443,9 @@ _SKIP_BEFORE = re.compile(
     r"\s{0,3}(?:为|是|了|约|近|:)?\s{0,3}$"
 )
 _SKIP_AFTER = re.compile(
-    r"\s{0,3}(?:的?目标|的?任务|应为|改为|更正为|->|→|\bshould be\b|\btarget\b|"
+    # …任务20亿元的56.3%: the number is the whole a percent is taken of
+    r"\s{0,3}的\s{0,2}(?:[0-9]{1,3}(?:\.[0-9]{1,3})?\s{0,2}%|百分之)|"
+    r"\s{0,3}(?:的?目标|的?任务|(?:年度|全年|今年)计划|应为|改为|更正为|->|→|\bshould be\b|\btarget\b|"
     r"(?:more\s{1,3})?(?:scheduled|planned|to go|remaining|left)\b|有误|错了|不对|\bwrong\b|\bincorrect\b)"
 )
 _PLAN_BEFORE = re.compile(
@@ -897,7 +915,7 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
         n = _read_number(ctx, m, target_units, people_ok)
         if n is None:
             continue
-        if _not_an_observation(ctx, n):
+        if _not_an_observation(ctx, n, targets):
             ctx.blocked.append((n.s, n.end))
             continue
         matched = _match_targets(ctx, targets, aliases, n)
@@ -911,11 +929,26 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
         q = _quantity(ctx, targets, n, best)
         if q is None:
             continue
+        if out and not q.mode_asked and q.mode != out[-1].mode and _part_of_previous(ctx, n, out[-1]):
+            q = replace(q, mode=out[-1].mode)  # 12月份…到位资金6.08亿元，其中省外6.08亿元: the same period's part
         out.append(q)
         ctx.blocked.append((n.s, n.end))
     if bare_unmatched:
         ctx.amb.append(Ambiguity.NUMBER_WITHOUT_UNIT)
     return out
+
+
+_PART_OF = re.compile(r"\s{0,3}(?:其中|内含|含)")
+
+
+def _part_of_previous(ctx: _Ctx, n: _Number, prev: Quantity) -> bool:
+    """The number opens a 其中 clause of the sentence that holds ``prev`` and says no mode of its own."""
+    ss, _ = ctx.cl.sentence(n.s)
+    return (
+        prev.span[0] >= ss
+        and _PART_OF.match(ctx.norm, n.cs) is not None
+        and not _has_mode_marker(ctx, n.s, n.end)
+    )
 
 
 def _read_number(ctx: _Ctx, m: re.Match[str], target_units: set[str], people_ok: bool) -> _Number | None:
@@ -1034,27 +1067,49 @@ def _is_word_or_date(ctx: _Ctx, n: _Number) -> bool:
     return False
 
 
-def _not_an_observation(ctx: _Ctx, n: _Number) -> bool:
-    """A question about the figure (noted in the ambiguities), a target value, a plan, a remainder, items a
-    problem affects, work applied for or ongoing, or the wrong value being corrected."""
+def _not_an_observation(ctx: _Ctx, n: _Number, targets: Sequence[TargetRef]) -> bool:
+    """A question about the figure (noted in the ambiguities), a target value, a plan, a remainder, a difference
+    from another period or a starting level (unless a target is a level: its change is asked about), the wrong value
+    being corrected; and, when there are targets to count toward, items a problem affects or work applied for or
+    ongoing (without targets those are as-of counts of items in a state)."""
     norm, s, end, cs = ctx.norm, n.s, n.end, n.cs
     question = _QUESTION_CLAUSE.match(norm, cs)
     if question and question.end() > s:
         ctx.amb.append(Ambiguity.QUESTION)  # 今年指标是10项还是12项？: a question, not a figure
         return True
     skip_before = _SKIP_BEFORE.search(norm[max(cs, s - 8) : s]) and not _DONE_AFTER.match(norm, end)
-    return bool(
+    level = any(t.period == "at-date" for t in targets)
+    in_state = (
         _STUCK_AFTER.match(norm, end)
+        or _ONGOING_AFTER.match(norm, end)
+        or _STATE_BEFORE.search(norm[max(cs, s - 8) : s])
+    )
+    return bool(
+        (in_state and targets)
         or skip_before
         or _SKIP_AFTER.match(norm, end)
         or _WHOLE_OF_AFTER.match(norm, end)
-        or _ONGOING_AFTER.match(norm, end)
         or _APPLIED_BEFORE.search(norm[cs:s])
         or _NEXT_PERIOD.search(norm[cs:s])
         or _NEXT_PERIOD.search(norm, end, n.ce)
-        or _PLAN_BEFORE.search(norm[cs:s])
+        or _is_plan(norm, cs, s)
         or _OTHER_OBJECT_BEFORE.search(norm[max(cs, s - 8) : s])
+        or (_DIFFERENCE_BEFORE.search(norm[max(cs, s - 16) : s]) and not level)
+        or (_FROM_LEVEL_AFTER.match(norm, end) and _FROM_LEVEL_BEFORE.search(norm[cs:s]))
     )
+
+
+def _is_plan(norm: str, cs: int, s: int) -> bool:
+    """A plan word before the number in its clause (预计完成3项 / 年度计划完成投资410.1亿元), unless the work was done
+    to it (完成全年目标任务的有46项) or an actual figure follows it (计划新开项目实际开工150个)."""
+    last = None
+    for m in _PLAN_BEFORE.finditer(norm, cs, s):
+        last = m
+    if last is None:
+        return False
+    if _PLAN_DONE.search(norm, max(cs, last.start() - 8), last.start()):
+        return False
+    return _ACTUAL_AFTER_PLAN.search(norm, last.end(), s) is None
 
 
 def _match_targets(
@@ -1077,7 +1132,7 @@ def _match_targets(
         mentioned = [t for t in targets if aliases.get(t.metric)]
         if len(mentioned) == 1 or len(targets) == 1:
             best = [(2.0, mentioned[0] if mentioned else targets[0])]  # "total is now 47" about the one target
-    if n.mult and not n.money and n.unit is None and targets and not any(t.unit in _MONEY_UNITS for _, t in best):
+    if n.mult and not n.money and n.unit is None and not any(t.unit in _MONEY_UNITS for _, t in best):
         return None  # 1万 of something that is not money and not a target
     return best, bare
 
@@ -1136,12 +1191,23 @@ _ASOF_ANYWHERE = re.compile(
 _OFFICIAL_UNITS = {"元", "美元", "个", "项", "件", "家", "次", "场", "人次", "平方米", "公顷"}
 
 
+def _own_before(norm: str, cs: int, s: int) -> str:
+    """The clause's words before the number at ``s`` that can be its own: markers before an earlier number belong to
+    that number (共38项（其中省级29项: 共 is 38's); a digit of a date such as 9月 or 1-8月 does not cut."""
+    before = norm[cs:s]
+    for i in range(len(before) - 1, -1, -1):
+        nxt = before[i + 1 : i + 2]
+        if before[i].isdigit() and nxt not in ("月", "日", "号", "-", "~", "至", "到", ".") and not nxt.isdigit():
+            return before[i + 1 :]
+    return before
+
+
 def _has_mode_marker(ctx: _Ctx, s: int, e: int) -> bool:
     """Whether any word (not the default) decides the mode of the number at [s, e)."""
     norm = ctx.norm
     cs, ce = ctx.cl.clause(s)
     ss, _ = ctx.cl.sentence(s)
-    before = norm[cs:s]
+    before = _own_before(norm, cs, s)
     return bool(
         _MODE_MARK.search(before)
         or _TOTAL_AFTER.search(norm[e : min(ce, e + 24)])
@@ -1179,16 +1245,9 @@ def _mode(ctx: _Ctx, s: int, e: int, fraction: bool, at_date: bool, cumulative: 
     norm = ctx.norm
     cs, ce = ctx.cl.clause(s)
     ss, _ = ctx.cl.sentence(s)
-    before = norm[cs:s]
-    # markers before an earlier number belong to it (a digit of a date such as 9月 or 1-8月 does not cut)
-    cut = -1
-    for i in range(len(before) - 1, -1, -1):
-        nxt = before[i + 1 : i + 2]
-        if before[i].isdigit() and nxt not in ("月", "日", "号", "-", "~", "至", "到", ".") and not nxt.isdigit():
-            cut = i
-            break
-    if cut >= 0:
-        before = before[cut + 1 :]
+    if _TO_LEVEL_BEFORE.search(norm, max(cs, s - 48), s):
+        return "total"  # 由670件增加到5408件: the level reached
+    before = _own_before(norm, cs, s)
     after = norm[e : min(ce, e + 24)]
     t_pos = p_pos = g_pos = -1
     t_word = ""

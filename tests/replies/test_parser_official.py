@@ -119,3 +119,45 @@ def test_a_bare_count_in_a_to_date_report_asks_total_or_increment() -> None:
     target = TargetRef("fixes", "整改事项", "项", aliases=("整改",))
     r = p("截至9月底，各街镇情况如下。整改3项", (target,))
     assert Ambiguity.TOTAL_OR_INCREMENT in r.ambiguities
+
+
+def _qty(text: str) -> list[tuple[Decimal | None, str | None, str]]:
+    return sorted((q.written_value, q.written_unit, q.mode) for q in p(text).quantities)
+
+
+def test_from_a_level_to_a_level_keeps_only_the_level_reached_as_a_total() -> None:
+    assert _qty("五年间签约项目由120个增加到431个") == [(Decimal("431"), "个", "total")]
+
+
+def test_a_difference_from_another_period_is_growth_not_an_observation() -> None:
+    assert _qty("新登记市场主体1.6万家，较上年同期增加2100家") == [(Decimal("16000"), "家", "total")]
+
+
+def test_a_qizhong_part_shares_the_period_of_the_figure_it_splits() -> None:
+    got = _qty("3月份到位资金2.4亿元，其中外资到位0.6亿元")
+    assert got == [(Decimal("0.6"), "亿元", "increment"), (Decimal("2.4"), "亿元", "increment")]
+
+
+def test_a_marker_of_an_earlier_number_does_not_decide_a_later_one() -> None:
+    assert _qty("区级实事共12项（其中新增4项），其中7项已完成") == [
+        (Decimal("4"), "项", "increment"),
+        (Decimal("7"), "项", "total"),
+        (Decimal("12"), "项", "total"),
+    ]
+
+
+def test_without_targets_counts_of_items_in_a_state_are_as_of_figures() -> None:
+    assert _qty("在建项目9个，另有4个尚未开工") == [(Decimal("4"), "个", "total"), (Decimal("9"), "个", "total")]
+
+
+def test_the_whole_a_percent_is_taken_of_is_not_an_observation() -> None:
+    assert _qty("招商到位资金8.1亿元，完成年度任务15亿元的54%") == [(Decimal("8.1"), "亿元", "total")]
+
+
+def test_the_object_of_completion_is_not_a_plan_and_an_actual_figure_follows_a_plan() -> None:
+    assert _qty("完成年度目标任务的有21项") == [(Decimal("21"), "项", "total")]
+    assert _qty("64个年度计划新开工项目实际开工52个") == [(Decimal("52"), "个", "total")]
+
+
+def test_a_multiplier_without_a_measure_word_counts_nothing() -> None:
+    assert _qty("帮助860万农村人口稳定增收") == []
