@@ -133,10 +133,10 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "弄好了", "印发实施",
         # official phrasing (issue 12)
         "已通过验收", "通过验收", "已提前完成", "提前完成", "超额完成", "已竣工", "竣工", "已全部完工", "全部完工",
-        "全部办复", "办复完毕", "办复结束", "办理完毕", "答复完毕", "已全部办理", "已经解决",
+        "全部办复", "办复", "办复完毕", "办复结束", "办理完毕", "答复完毕", "已全部办理", "已经解决",
     )),
     *((w, None, 0) for w in (
-        "完成率", "完成情况", "完成时间", "完成时限", "完成进度", "完成度", "完成节点", "完成后", "能否完成",
+        "完成率", "办复率", "完成情况", "完成时间", "完成时限", "完成进度", "完成度", "完成节点", "完成后", "能否完成",
         "是否完成", "推进会", "风险排查", "风险防控", "风险防范", "防范风险", "困难企业", "不少于", "不断",
         "正常上班", "完成值", "任务完成", "确保完成", "督促完成", "按要求完成", "推进情况",
         "完成率", "完成进度", "完成度", "完成投资", "完成阶段目标", "确保如期完成",
@@ -156,6 +156,7 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         # official phrasing (issue 12)
         "达到序时进度", "达到序时", "达序时", "达进度", "超进度", "超序时进度", "超序时", "按序时推进", "按序时",
         "按进度推进", "按进度实施", "进展情况良好", "年底前能确保完成", "能确保完成", "超过时间进度", "超时间进度",
+        "超时间任务进度",
         "超均衡进度", "基本同步", "同步推进", "全面展开", "进展加快", "在建", "正在紧张建设", "提速推进",
         "完成情况较好", "高于目标", "有望在年底前完成", "能够圆满完成", "列入解决计划", "列入计划", "正在解决",
         "正在整改", "部分整改", "正在开展", "正在着手", "按期推进", "时间过半任务过半",
@@ -294,6 +295,8 @@ _REMAINDER = re.compile(r"还有[^，,。；;]{0,12}?(?:没|未)|还差|尚差|�
 _OVERALL = re.compile(r"总体|整体|总的来说|总的来看|\boverall\b|\bin general\b")
 _EXTENSION = re.compile(r"申请延期|申请顺延|延期申请|\b(?:need|request|requesting|ask for) an extension\b")
 _PERIOD_FRAME = re.compile(r"本周|这周|上周|本月|这个月|这两天|今天|\bthis week\b|\blast week\b|\btoday\b")
+_ITEMS_WHICH = re.compile(r"的(?:有|建议|提案|议案|问题|事项|项目)?\s{0,2}[0-9一二三四五六七八九十]")
+_START_RATE = re.compile(r"(?:开工|复工|开、复工|开复工|开工建设)率")
 _WHOLE = re.compile(r"全部|全面|全年|\ball\b")
 
 # ------------------------------------------------------------------------------------------- quantities
@@ -1293,6 +1296,8 @@ def _status(
     signals: list[tuple[Status, int, int]] = []
     neg_done = False
     qspans = [q.span for q in quantities] + pct_spans
+    # counts no target claims: an official report counting items in a state (已完成24个, 5项已完成) reports it
+    no_target_counts = bool(quantities) and not any(q.metric for q in quantities)
     matches: list[tuple[int, int, str, bool]] = []
     for pat, zh in ((_ZH_STATUS_RE, True), (_EN_STATUS_RE, False)):
         for i, m in enumerate(pat.finditer(norm)):
@@ -1370,11 +1375,13 @@ def _status(
             soon = _NUM_SOON.match(post)
             if soon and any(a <= ke + soon.end() - 1 < b for a, b in ctx.date_spans):
                 soon = None  # "done by 30/6": the number is the deadline, not a count
+            if no_target_counts and not future and _items_which(norm, ke, ce, quantities):
+                signals.append((Status.DONE, STRONG, ks))  # 全面完成全年目标任务的有28项: those items are done
+                continue
             if (
                 (_QTY_AFTER_DONE.match(post) or soon)
                 and (word.startswith("已") or norm[max(cs, ks - 1) : ks] == "已")
-                and quantities
-                and not any(q.metric for q in quantities)
+                and no_target_counts
                 and not future
             ):
                 signals.append((Status.DONE, STRONG, ks))  # 已完成24个 (no target counts them): those items are done
@@ -1387,8 +1394,12 @@ def _status(
                 if future and "前" in full_pre:
                     signals.append((Status.ON_TRACK, WEAK, ks))  # 10月底前可完成剩余3项: a plan
                 continue  # 完成了全年任务的60% / completed 3 inspections
+            if any(ke <= a < ce for a, _ in pct_spans):
+                continue  # 完成州政府下达任务数65.85亿元的91.7%: the work done is the percent, not a verdict
             whole = _WHOLE.search(norm[max(cs, ks - 6) : ks])
             if not whole and any(b <= ks and b > cs and _counted_before(norm[b:ks]) for _, b in qspans):
+                if no_target_counts and _PAST_DONE.search(norm, max(cs, ks - 3), ks) and not future:
+                    signals.append((Status.DONE, STRONG, ks))  # 其中5项已完成 (no target counts them): those are done
                 continue  # 3项已完成 / 3 inspections done
             if _REMAINDER.search(norm, ke, min(len(norm), ke + 40)):
                 signals.append((Status.ON_TRACK, WEAK, ks))  # 完成了，但是还有两家企业复查没做
@@ -1410,17 +1421,30 @@ def _status(
             elif status in (Status.AT_RISK, Status.BLOCKED):
                 signals.append((Status.ON_TRACK, WEAK, ks))
             continue
+        if (
+            word in ("已解决", "已经解决")
+            and no_target_counts
+            and _items_which(norm, ke, ce, quantities)
+        ):
+            signals.append((Status.DONE, STRONG, ks))  # 已经解决或基本解决的有42件: those items are done
+            continue
         if status is Status.NOT_STARTED and _PERIOD_FRAME.search(norm[cs:ks]):
             continue  # 这周没有开展检查: nothing this week, not a task that never started
         signals.append((status, strength, ks))
     for m in _RESOLVED.finditer(norm[:MAX_CHARS]):
         signals = [s for s in signals if not (s[0] in (Status.BLOCKED, Status.AT_RISK) and s[2] < m.start())]
         break
-    if percent is not None and percent >= 100:
-        signals.append((Status.DONE, STRONG, 0))
+    if percent is not None and percent >= 100 and not _START_RATE.search(ctx.evidence.get("percent", "")):
+        signals.append((Status.DONE, STRONG, 0))  # (开工率100% says every item started, not that the work is done)
     elif percent == 0:
         signals.append((Status.NOT_STARTED, WEAK, 0))
     return signals, neg_done
+
+
+def _items_which(norm: str, s: int, e: int, quantities: Sequence[Quantity]) -> bool:
+    """[s, e) goes on to count the items the words before describe (…的有28项 / …的建议363件)."""
+    starts = {q.span[0] for q in quantities}
+    return any(m.end() - 1 in starts for m in _ITEMS_WHICH.finditer(norm, s, e))
 
 
 def _counted_before(gap: str) -> bool:

@@ -161,3 +161,41 @@ def test_the_object_of_completion_is_not_a_plan_and_an_actual_figure_follows_a_p
 
 def test_a_multiplier_without_a_measure_word_counts_nothing() -> None:
     assert _qty("帮助860万农村人口稳定增收") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "区级实事共15项，其中9项已完成",
+        "这312件建议均已办结",
+        "全面完成年度目标任务的有17项",
+        "所提问题已经解决或基本解决的有36件",
+    ],
+)
+def test_counting_items_in_the_done_state_reports_done_for_them(text: str) -> None:
+    r = p(text)
+    assert r.status is not None and r.status.value == "done", text
+    assert r.evidence.get("status")
+
+
+def test_a_count_done_under_a_target_is_still_a_quantity_not_the_task_done() -> None:
+    target = TargetRef("fixes", "整改事项", "项", aliases=("整改",))
+    r = p("整改事项9项已完成", (target,))
+    assert r.status is None and [q.value for q in r.quantities] == [Decimal("9")]
+
+
+def test_the_done_word_of_a_percent_is_no_verdict() -> None:
+    r = p("招商到位资金8.1亿元，完成市下达任务15亿元的54%")
+    assert r.status is None and r.percent == Decimal("54")
+
+
+def test_a_start_rate_of_100_is_not_done() -> None:
+    r = p("列入计划的项目开工率达100%")
+    assert r.percent == Decimal("100") and (r.status is None or r.status.value != "done")
+
+
+def test_replied_to_is_done_and_its_rate_is_not_a_status_word() -> None:
+    r = p("交办的建议均已办复")
+    assert r.status is not None and r.status.value == "done"
+    r = p("建议办复率96%")
+    assert r.status is None and r.percent == Decimal("96")
