@@ -139,6 +139,8 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "完成率", "办复率", "完成情况", "完成时间", "完成时限", "完成进度", "完成度", "完成节点", "完成后", "能否完成",
         "是否完成", "推进会", "风险排查", "风险防控", "风险防范", "防范风险", "困难企业", "不少于", "不断",
         "正常上班", "完成值", "任务完成", "确保完成", "督促完成", "按要求完成", "推进情况",
+        # 在建 as an attribute of the items (203个在建重点项目) describes them, it is no verdict
+        "在建项目", "在建重点项目", "在建重点", "在建工程", "在建的",
         "完成率", "完成进度", "完成度", "完成投资", "完成阶段目标", "确保如期完成",
         "如期完成目标", "高质高效完成", "顺利完成年度任务", "确保完成全年", "加快任务完成",
     )),
@@ -297,6 +299,8 @@ _EXTENSION = re.compile(r"申请延期|申请顺延|延期申请|\b(?:need|reque
 _PERIOD_FRAME = re.compile(r"本周|这周|上周|本月|这个月|这两天|今天|\bthis week\b|\blast week\b|\btoday\b")
 _ITEMS_WHICH = re.compile(r"的(?:有|建议|提案|议案|问题|事项|项目)?\s{0,2}[0-9一二三四五六七八九十]")
 _START_RATE = re.compile(r"(?:开工|复工|开、复工|开复工|开工建设)率")
+_PLAN_WORD = re.compile(r"前|预计|计划|争取|力争|拟|将|可|能|会|要|\bwill\b|\bby\b")
+_ASOF_LEAD = re.compile(r"\s{0,3}(?:截至|截止)[^，,。；;]{1,12}[，,]")
 _WHOLE = re.compile(r"全部|全面|全年|\ball\b")
 
 # ------------------------------------------------------------------------------------------- quantities
@@ -1371,7 +1375,9 @@ def _status(
                 continue
             post = norm[ke : min(ce, ke + 12)]
             full_pre = norm[cs:ks]
-            future = _FUTURE_DONE.search(full_pre) and not _PAST_DONE.search(full_pre)
+            # a sentence that opens with an as-of date (截至8月底，…全部在规定时限内办复) reports what was done by then
+            as_of = _ASOF_LEAD.match(norm, ss) is not None and ss < cs and not _PLAN_WORD.search(full_pre)
+            future = _FUTURE_DONE.search(full_pre) and not _PAST_DONE.search(full_pre) and not as_of
             soon = _NUM_SOON.match(post)
             if soon and any(a <= ke + soon.end() - 1 < b for a, b in ctx.date_spans):
                 soon = None  # "done by 30/6": the number is the deadline, not a count
@@ -1408,7 +1414,7 @@ def _status(
                 signals.append((Status.ON_TRACK, WEAK, ks))  # 初稿已完成 / first batch done: a step, not the task
             elif _EN_FUTURE_POST.match(post):
                 signals.append((Status.ON_TRACK, WEAK, ks))
-            elif _PAST_DONE.search(full_pre) or norm[ke : ke + 1] == "了" or word.startswith("已"):
+            elif _PAST_DONE.search(full_pre) or norm[ke : ke + 1] == "了" or word.startswith("已") or as_of:
                 signals.append((Status.DONE, STRONG, ks))
             elif _FUTURE_DONE.search(full_pre):
                 signals.append((Status.ON_TRACK, WEAK, ks))

@@ -199,3 +199,16 @@ def test_replied_to_is_done_and_its_rate_is_not_a_status_word() -> None:
     assert r.status is not None and r.status.value == "done"
     r = p("建议办复率96%")
     assert r.status is None and r.percent == Decimal("96")
+
+
+def test_under_construction_as_an_attribute_of_the_items_is_no_verdict() -> None:
+    assert p("全区46个在建重点项目完成投资31.2亿元").status is None
+    r = p("在建工程9个，其中3个已进入收尾阶段")
+    assert r.status is not None and r.status.value == "on_track"  # the verdict comes from 收尾
+
+
+def test_done_words_under_an_as_of_date_report_what_was_done_by_then() -> None:
+    r = p("截至9月底，交办的议案全部在规定时限内办复")
+    assert r.status is not None and r.status.value == "done"
+    r = p("截至9月底，已开展检查7项，10月底前可完成剩余3项")  # a plan of its own still reads as a plan
+    assert r.status is not None and r.status.value == "on_track"
