@@ -134,6 +134,8 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         # official phrasing (issue 12)
         "已通过验收", "通过验收", "已提前完成", "提前完成", "超额完成", "已竣工", "竣工", "已全部完工", "全部完工",
         "全部办复", "办复", "办复完毕", "办复结束", "办理完毕", "答复完毕", "已全部办理", "已经解决",
+        "已建成", "建成投用", "建成投运", "投入使用", "已投用", "已投产", "竣工投产", "圆满完成", "已出台", "已开通",
+        "已上线", "已落实到位", "已全部落实",
     )),
     *((w, None, 0) for w in (
         "完成率", "办复率", "完成情况", "完成时间", "完成时限", "完成进度", "完成度", "完成节点", "完成后", "能否完成",
@@ -162,6 +164,8 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "超均衡进度", "基本同步", "同步推进", "全面展开", "进展加快", "在建", "正在紧张建设", "提速推进",
         "完成情况较好", "高于目标", "有望在年底前完成", "能够圆满完成", "列入解决计划", "列入计划", "正在解决",
         "正在整改", "部分整改", "正在开展", "正在着手", "按期推进", "时间过半任务过半",
+        "达到时间进度", "达时间进度", "符合时间进度", "达到时序进度", "符合序时进度", "已开工建设", "正在施工",
+        "施工中", "已进场施工", "主体完工", "加紧推进", "全力推进", "有序实施", "稳步实施", "顺利实施",
     )),
     *((w, _S.ON_TRACK, WEAK) for w in (
         "已启动", "已经启动", "启动了", "走流程", "已开始", "已经开始", "开始了", "没有困难", "无困难", "暂无困难",
@@ -180,6 +184,8 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "未达序时进度", "未达到序时进度", "未达到序时", "未达序时", "欠进度", "欠序时", "低于序时", "略低于序时进度",
         "滞后于序时", "慢序时", "年底前不能全部完成", "不能全部完成", "完成有一定困难", "有一定困难", "不够理想",
         "推进不够力", "落后于计划", "塌目标", "低于目标", "未达到预期", "仅完成", "不能完成",
+        "低于时间进度", "未达到时间进度", "未达时间进度", "慢于时间进度", "低于时序进度", "未达时序进度",
+        "未达到时序进度", "进展不快", "进度不快", "推进不力",
     )),
     *((w, _S.BLOCKED, STRONG) for w in (
         "受阻", "阻碍", "障碍", "困难", "暂缓", "难题", "卡住", "卡在", "卡壳", "无法推进", "无法开展", "不能推进",
@@ -198,6 +204,7 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "未办", "还没搞", "没搞",
         # official phrasing (issue 12)
         "尚未开工", "未开工", "没有开工", "暂未实质性开工", "尚不具备开工条件", "暂无法开工", "尚未启动征地",
+        "未实施", "未能开工",
     )),
 ]  # fmt: skip
 _EN_WORDS: list[tuple[str, Status | None, int]] = [
@@ -300,6 +307,7 @@ _PERIOD_FRAME = re.compile(r"本周|这周|上周|本月|这个月|这两天|今
 _ITEMS_WHICH = re.compile(r"的(?:有|建议|提案|议案|问题|事项|项目)?\s{0,2}[0-9一二三四五六七八九十]")
 _START_RATE = re.compile(r"(?:开工|复工|开、复工|开复工|开工建设)率")
 _PLAN_WORD = re.compile(r"前|预计|计划|争取|力争|拟|将|可|能|会|要|\bwill\b|\bby\b")
+_ATTRIBUTE_AFTER = re.compile(r"的(?![有是])[\u4e00-\u9fff]")
 _ASOF_LEAD = re.compile(r"\s{0,3}(?:截至|截止)[^，,。；;]{1,12}[，,]")
 _WHOLE = re.compile(r"全部|全面|全年|\ball\b")
 
@@ -1384,6 +1392,8 @@ def _status(
             if no_target_counts and not future and _items_which(norm, ke, ce, quantities):
                 signals.append((Status.DONE, STRONG, ks))  # 全面完成全年目标任务的有28项: those items are done
                 continue
+            if _ATTRIBUTE_AFTER.match(norm, ke):
+                continue  # 已建成的铁路专线闲置19个月: the done word describes a thing the sentence is about
             if (
                 (_QTY_AFTER_DONE.match(post) or soon)
                 and (word.startswith("已") or norm[max(cs, ks - 1) : ks] == "已")

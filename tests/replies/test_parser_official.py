@@ -212,3 +212,25 @@ def test_done_words_under_an_as_of_date_report_what_was_done_by_then() -> None:
     assert r.status is not None and r.status.value == "done"
     r = p("截至9月底，已开展检查7项，10月底前可完成剩余3项")  # a plan of its own still reads as a plan
     assert r.status is not None and r.status.value == "on_track"
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("污水泵站工程低于时间进度", "at_risk"),
+        ("老旧小区改造未达到时序进度", "at_risk"),
+        ("两条支路推进不力", "at_risk"),
+        ("道路提升工程达到时间进度", "on_track"),
+        ("安置房项目正在施工", "on_track"),
+        ("文体中心已建成投用", "done"),
+        ("配套政策已出台", "done"),
+        ("智慧停车系统未实施", "not_started"),
+    ],
+)
+def test_time_schedule_and_delivery_phrasing(text: str, status: str) -> None:
+    r = p(text)
+    assert r.status is not None and r.status.value == status, text
+
+
+def test_a_done_word_describing_a_thing_is_no_verdict() -> None:
+    assert p("已建成的停车楼闲置8个月").status is None
