@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import click
 from aiohttp import web
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from coordbot.channels.base import Frontend
 from coordbot.core.clock import FakeClock
@@ -723,20 +723,16 @@ async def _play(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
     clock.set(monday + timedelta(hours=2))
     await demo.say(office, "/overdue")
 
-    replies = [(wang, "2.1 本周完成专项检查3项"), (li, "3.3 贴息资金已落实，恢复正常推进")]
-    for day in range(1, 15):
+    # week two, up to its Friday: the clock only runs forward, and each reply is said once (what the chat confirms
+    # is what the Friday reports show)
+    friday = monday + timedelta(days=11, hours=6, minutes=30)  # Friday of week two, 16:00
+    for day in range(1, 12):
         when = monday + timedelta(days=day)
         if not demo.runtime.calendar.is_workday(when.date()):
             continue
         sent = await demo.tick_at(when, "时钟" + ("：周一进展提醒" if when.weekday() == 0 else "：到期提醒与督办"))
         if when.weekday() == 0:
-            for person, text in replies:
-                code = text.split()[0]
-                try:
-                    await demo.say(person, text, reply_to=demo.reminder(sent, person, code))
-                except LookupError:
-                    continue
-    friday = monday + timedelta(days=11, hours=6, minutes=30)  # Friday of week two, 16:00
+            await _week_two_replies(demo, sent)
     clock.set(friday)
     click.echo(f"\n[{demo.when()}] 周五 16:00：周报发联席会议办公室，领导摘要发分管领导")
     await asyncio.to_thread(demo.runtime.weekly_digest)
@@ -746,6 +742,20 @@ async def _play(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
     await demo.say(zhao, "/summary")
     _summary(engine)
     _write_reports(demo, engine)
+
+
+async def _week_two_replies(demo: Demo, sent: list[Message]) -> None:
+    """Week two's replies: 2.1 in the words of a to-date report, which leaves open whether its count is the total
+    or new since the last report, so the bot asks back with buttons and the contact answers; 3.3 settles its
+    blocker (its open request closes)."""
+    wang, li = CAST[0], CAST[2]
+    click.echo(f"\n[{demo.when()}] 回复不明确时，机器人追问（不猜测）：")
+    await demo.say(
+        wang, "2.1 截至3月6日，各街镇检查情况已汇总。开展专项检查5项", reply_to=demo.reminder(sent, wang, "2.1")
+    )
+    asked = demo.platform.sent_to(demo.address(wang))[-1]
+    await demo.press(wang, asked, "累计总数")
+    await demo.say(li, "3.3 贴息资金已落实，恢复正常推进", reply_to=demo.reminder(sent, li, "3.3"))
 
 
 def _write_reports(demo: Demo, engine) -> None:  # type: ignore[no-untyped-def]
@@ -781,20 +791,24 @@ def _summary(engine) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import func
 
     from coordbot.core.events import Event, EventType
+    from coordbot.plan.models import ProgressReport
 
     with session_scope(engine) as s:
         counts = dict(s.exec(select(Event.type, func.count()).group_by(Event.type)).all())
+        # reports, not progress.reported events: an answered ask-back re-applies its report (a second event)
+        live = col(ProgressReport.voided).is_(False)
+        reports = s.exec(select(func.count()).select_from(ProgressReport).where(live)).one()
     click.echo("\n两周小结（事件日志）：")
     for kind, label in (
         (EventType.REMINDER_SENT, "提醒已发送"),
-        (EventType.PROGRESS_REPORTED, "进展报送"),
+        ("reports", "进展报送"),
         (EventType.OBSERVATION_RECORDED, "指标数据"),
         (EventType.CROSSREQUEST_OPENED, "跨部门协调请求"),
         (EventType.TASK_ESCALATED, "督办"),
         (EventType.EXTENSION_APPROVED, "延期获批"),
         (EventType.TASK_COLOUR_CHANGED, "红黄绿变化"),
     ):
-        click.echo(f"  {label}：{counts.get(kind, 0)}")
+        click.echo(f"  {label}：{reports if kind == 'reports' else counts.get(kind, 0)}")
 
 
 async def serve_desk(

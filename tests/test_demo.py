@@ -40,6 +40,34 @@ def _desk_while_served(url: str, password_line: str) -> dict[str, Any]:
     return seen
 
 
+def _assert_story_is_true(out: str, out_dir: Path) -> None:
+    """Issue 16: the console's clock only runs forward; what the chat and the Friday digest message print equals
+    the reports written next to them; one ask-back (the bot asks instead of guessing) is shown, and answered."""
+    stamps = re.findall(r"^\[(\d\d-\d\d) \w{3} (\d\d:\d\d)\]", out, re.M)
+    assert len(stamps) >= 5 and stamps == sorted(stamps), stamps
+    md = (out_dir / "weekly-digest.md").read_text(encoding="utf-8")
+    # the last figure the chat confirmed for task 2.1 is the digest's
+    chat = re.findall(r"专项行动和双随机检查[^（\n]*（今年(\d+)/(\d+)）", out)
+    report = re.search(r"^\| 2\.1 \| 专项行动和双随机检查 \| (\d+) \| (\d+)项 \|", md, re.M)
+    assert chat and report, (chat, md[:1500])
+    assert chat[-1] == report.groups(), (chat, report.groups())
+    # the digest message the office got on Friday carries the figures of the digest file
+    said = re.findall(
+        r"任务 (\d+) 项：🔴 (\d+) · 🟡 (\d+) · 🟢 (\d+)；已销号 (\d+)\n"
+        r".*?本周报送 (\d+) 条.*?催办 (\d+) 次，回复率 (\d+)%",
+        out,
+    )
+    table = re.search(r"^\|" + r" (\d+) \|" * 7 + r" (\d+)% \|", md, re.M)
+    assert said and table, (said, md[:800])
+    assert said[-1] == table.groups(), (said[-1], table.groups())
+    # one ask-back exchange: the question with its two answers, the answer pressed, the count recorded as a total
+    assert out.count("是累计总数还是本次新增？") == 1, out[-3000:]
+    asked = out.index("是累计总数还是本次新增？")
+    answered = out.find("累计总数", asked + len("是累计总数还是本次新增？") + 12)
+    assert "本次新增" in out[asked : asked + 200] and answered > 0
+    assert "专项行动和双随机检查累计5（今年5/10）" in out[answered:]
+
+
 def test_demo_plays_the_loop_and_serves_the_desk(tmp_path: Path) -> None:
     """``coordbot demo --serve`` (as a process, stopped with Ctrl-C): the whole loop, then the desk over its data."""
     env = {**os.environ, "COORDBOT_CONFIG": str(tmp_path / "none.yaml"), "PYTHONIOENCODING": "utf-8"}
@@ -84,6 +112,7 @@ def test_demo_plays_the_loop_and_serves_the_desk(tmp_path: Path) -> None:
     for name in ("weekly-digest.md", "weekly-digest.html", "briefing-2026-03-16.docx", "briefing-2026-03-16.html"):
         assert (tmp_path / "demo" / "out" / name).stat().st_size > 0
     assert (tmp_path / "demo" / "demo.db").exists()
+    _assert_story_is_true(out, tmp_path / "demo" / "out")
 
 
 def _needs_dovecot() -> None:
@@ -119,6 +148,7 @@ def test_demo_plays_the_loop_on_another_platform(channel: str, tmp_path: Path, m
     for name in ("weekly-digest.md", "weekly-digest.html", "briefing-2026-03-16.docx", "briefing-2026-03-16.html"):
         assert (tmp_path / "demo" / "out" / name).stat().st_size > 0
     assert (tmp_path / "demo" / "demo.db").exists()
+    _assert_story_is_true(out, tmp_path / "demo" / "out")
 
 
 def test_demo_on_email_without_dovecot_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -133,12 +133,16 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "弄好了", "印发实施",
         # official phrasing (issue 12)
         "已通过验收", "通过验收", "已提前完成", "提前完成", "超额完成", "已竣工", "竣工", "已全部完工", "全部完工",
-        "全部办复", "办复完毕", "办复结束", "办理完毕", "答复完毕", "已全部办理", "已经解决",
+        "全部办复", "办复", "办复完毕", "办复结束", "办理完毕", "答复完毕", "已全部办理", "已经解决",
+        "已建成", "建成投用", "建成投运", "投入使用", "已投用", "已投产", "竣工投产", "圆满完成", "已出台", "已开通",
+        "已上线", "已落实到位", "已全部落实",
     )),
     *((w, None, 0) for w in (
-        "完成率", "完成情况", "完成时间", "完成时限", "完成进度", "完成度", "完成节点", "完成后", "能否完成",
+        "完成率", "办复率", "完成情况", "完成时间", "完成时限", "完成进度", "完成度", "完成节点", "完成后", "能否完成",
         "是否完成", "推进会", "风险排查", "风险防控", "风险防范", "防范风险", "困难企业", "不少于", "不断",
         "正常上班", "完成值", "任务完成", "确保完成", "督促完成", "按要求完成", "推进情况",
+        # 在建 as an attribute of the items (203个在建重点项目) describes them, it is no verdict
+        "在建项目", "在建重点项目", "在建重点", "在建工程", "在建的",
         "完成率", "完成进度", "完成度", "完成投资", "完成阶段目标", "确保如期完成",
         "如期完成目标", "高质高效完成", "顺利完成年度任务", "确保完成全年", "加快任务完成",
     )),
@@ -156,9 +160,12 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         # official phrasing (issue 12)
         "达到序时进度", "达到序时", "达序时", "达进度", "超进度", "超序时进度", "超序时", "按序时推进", "按序时",
         "按进度推进", "按进度实施", "进展情况良好", "年底前能确保完成", "能确保完成", "超过时间进度", "超时间进度",
+        "超时间任务进度",
         "超均衡进度", "基本同步", "同步推进", "全面展开", "进展加快", "在建", "正在紧张建设", "提速推进",
         "完成情况较好", "高于目标", "有望在年底前完成", "能够圆满完成", "列入解决计划", "列入计划", "正在解决",
         "正在整改", "部分整改", "正在开展", "正在着手", "按期推进", "时间过半任务过半",
+        "达到时间进度", "达时间进度", "符合时间进度", "达到时序进度", "符合序时进度", "已开工建设", "正在施工",
+        "施工中", "已进场施工", "主体完工", "加紧推进", "全力推进", "有序实施", "稳步实施", "顺利实施",
     )),
     *((w, _S.ON_TRACK, WEAK) for w in (
         "已启动", "已经启动", "启动了", "走流程", "已开始", "已经开始", "开始了", "没有困难", "无困难", "暂无困难",
@@ -177,6 +184,8 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "未达序时进度", "未达到序时进度", "未达到序时", "未达序时", "欠进度", "欠序时", "低于序时", "略低于序时进度",
         "滞后于序时", "慢序时", "年底前不能全部完成", "不能全部完成", "完成有一定困难", "有一定困难", "不够理想",
         "推进不够力", "落后于计划", "塌目标", "低于目标", "未达到预期", "仅完成", "不能完成",
+        "低于时间进度", "未达到时间进度", "未达时间进度", "慢于时间进度", "低于时序进度", "未达时序进度",
+        "未达到时序进度", "进展不快", "进度不快", "推进不力",
     )),
     *((w, _S.BLOCKED, STRONG) for w in (
         "受阻", "阻碍", "障碍", "困难", "暂缓", "难题", "卡住", "卡在", "卡壳", "无法推进", "无法开展", "不能推进",
@@ -195,6 +204,7 @@ _ZH_WORDS: list[tuple[str, Status | None, int]] = [
         "未办", "还没搞", "没搞",
         # official phrasing (issue 12)
         "尚未开工", "未开工", "没有开工", "暂未实质性开工", "尚不具备开工条件", "暂无法开工", "尚未启动征地",
+        "未实施", "未能开工",
     )),
 ]  # fmt: skip
 _EN_WORDS: list[tuple[str, Status | None, int]] = [
@@ -294,6 +304,11 @@ _REMAINDER = re.compile(r"还有[^，,。；;]{0,12}?(?:没|未)|还差|尚差|�
 _OVERALL = re.compile(r"总体|整体|总的来说|总的来看|\boverall\b|\bin general\b")
 _EXTENSION = re.compile(r"申请延期|申请顺延|延期申请|\b(?:need|request|requesting|ask for) an extension\b")
 _PERIOD_FRAME = re.compile(r"本周|这周|上周|本月|这个月|这两天|今天|\bthis week\b|\blast week\b|\btoday\b")
+_ITEMS_WHICH = re.compile(r"的(?:有|建议|提案|议案|问题|事项|项目)?\s{0,2}[0-9一二三四五六七八九十]")
+_START_RATE = re.compile(r"(?:开工|复工|开、复工|开复工|开工建设)率")
+_PLAN_WORD = re.compile(r"前|预计|计划|争取|力争|拟|将|可|能|会|要|\bwill\b|\bby\b")
+_ATTRIBUTE_AFTER = re.compile(r"的(?![有是])[\u4e00-\u9fff]")
+_ASOF_LEAD = re.compile(r"\s{0,3}(?:截至|截止)[^，,。；;]{1,12}[，,]")
 _WHOLE = re.compile(r"全部|全面|全年|\ball\b")
 
 # ------------------------------------------------------------------------------------------- quantities
@@ -325,8 +340,24 @@ _QUESTION_CLAUSE = re.compile(r"\s{0,8}[^。！!\n]{0,40}?[?？]")  # leading bl
 _EN_FILLER = {"more", "new", "additional", "so", "in", "this", "to", "total", "now", "already", "yet", "each", "last",
               "done", "completed", "finished", "held", "of", "and", "or", "the"}  # fmt: skip
 _OTHER_OBJECT_BEFORE = re.compile(
-    r"(?:走访|调研|慰问|帮扶|参训|参会|覆盖|服务了|剩余|还剩|剩下|还差|尚余|还有|申报|报名|推荐|进行中|在研|在建|推进中|"
-    r"remaining|left|ongoing|in progress)\S{0,4}$"
+    r"(?:走访|调研|慰问|帮扶|参训|参会|覆盖|服务了|剩余|还剩|剩下|还差|尚余|还有|申报|报名|推荐|"
+    r"remaining|left)\S{0,4}$"
+)
+# items in a state (在建项目16个): not finished progress toward a target, but with no target to count toward they
+# are what an official report counts as of its date (issue 12: a count of items in a state reports that state)
+_STATE_BEFORE = re.compile(r"(?:进行中|在研|在建|推进中|ongoing|in progress)\S{0,4}$")
+# a plan word that is the object of the work done (完成全年目标任务的有46项 / 计划…实际开工150个): not a plan
+_PLAN_DONE = re.compile(r"(?:完成|实现|超额完成|下达)[^，,。；;]{0,6}$")
+_ACTUAL_AFTER_PLAN = re.compile(r"实际|已|的有|\bactual")
+# a difference from another period (较上年同期增加3.2万家 / 比去年多5项) is growth, not an observation
+_DIFFERENCE_BEFORE = re.compile(
+    r"(?:较|比|同比|环比)[^，,。；;]{0,8}?(?:增加|减少|增长|下降|提高|降低|多|少)了?\s{0,2}(?:约|近)?\s{0,2}$"
+)
+# 由670件增加到5408件: the starting level is no observation; the level reached is a total
+_FROM_LEVEL_AFTER = re.compile(r"\s{0,2}(?:增加|增长|提高|上升|扩大|减少|下降|降低)?\s{0,2}(?:到|至)")
+_FROM_LEVEL_BEFORE = re.compile(r"(?:由|从)[^，,。；;由从]{0,20}$")
+_TO_LEVEL_BEFORE = re.compile(
+    r"(?:由|从)[^，,。；;]{0,40}?(?:增加|增长|提高|上升|扩大|减少|下降|降低)?(?:到|至)\s{0,2}$"
 )
 # "两个卡在评审环节 / 1项受阻": the items a problem affects, not progress
 _STUCK_AFTER = re.compile(
@@ -427,7 +458,9 @@ _SKIP_BEFORE = re.compile(
     r"\s{0,3}(?:为|是|了|约|近|:)?\s{0,3}$"
 )
 _SKIP_AFTER = re.compile(
-    r"\s{0,3}(?:的?目标|的?任务|应为|改为|更正为|->|→|\bshould be\b|\btarget\b|"
+    # …任务20亿元的56.3%: the number is the whole a percent is taken of
+    r"\s{0,3}的\s{0,2}(?:[0-9]{1,3}(?:\.[0-9]{1,3})?\s{0,2}%|百分之)|"
+    r"\s{0,3}(?:的?目标|的?任务|(?:年度|全年|今年)计划|应为|改为|更正为|->|→|\bshould be\b|\btarget\b|"
     r"(?:more\s{1,3})?(?:scheduled|planned|to go|remaining|left)\b|有误|错了|不对|\bwrong\b|\bincorrect\b)"
 )
 _PLAN_BEFORE = re.compile(
@@ -897,7 +930,7 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
         n = _read_number(ctx, m, target_units, people_ok)
         if n is None:
             continue
-        if _not_an_observation(ctx, n):
+        if _not_an_observation(ctx, n, targets):
             ctx.blocked.append((n.s, n.end))
             continue
         matched = _match_targets(ctx, targets, aliases, n)
@@ -911,11 +944,26 @@ def _quantities(ctx: _Ctx, targets: Sequence[TargetRef], aliases: dict[str, list
         q = _quantity(ctx, targets, n, best)
         if q is None:
             continue
+        if out and not q.mode_asked and q.mode != out[-1].mode and _part_of_previous(ctx, n, out[-1]):
+            q = replace(q, mode=out[-1].mode)  # 12月份…到位资金6.08亿元，其中省外6.08亿元: the same period's part
         out.append(q)
         ctx.blocked.append((n.s, n.end))
     if bare_unmatched:
         ctx.amb.append(Ambiguity.NUMBER_WITHOUT_UNIT)
     return out
+
+
+_PART_OF = re.compile(r"\s{0,3}(?:其中|内含|含)")
+
+
+def _part_of_previous(ctx: _Ctx, n: _Number, prev: Quantity) -> bool:
+    """The number opens a 其中 clause of the sentence that holds ``prev`` and says no mode of its own."""
+    ss, _ = ctx.cl.sentence(n.s)
+    return (
+        prev.span[0] >= ss
+        and _PART_OF.match(ctx.norm, n.cs) is not None
+        and not _has_mode_marker(ctx, n.s, n.end)
+    )
 
 
 def _read_number(ctx: _Ctx, m: re.Match[str], target_units: set[str], people_ok: bool) -> _Number | None:
@@ -1034,27 +1082,49 @@ def _is_word_or_date(ctx: _Ctx, n: _Number) -> bool:
     return False
 
 
-def _not_an_observation(ctx: _Ctx, n: _Number) -> bool:
-    """A question about the figure (noted in the ambiguities), a target value, a plan, a remainder, items a
-    problem affects, work applied for or ongoing, or the wrong value being corrected."""
+def _not_an_observation(ctx: _Ctx, n: _Number, targets: Sequence[TargetRef]) -> bool:
+    """A question about the figure (noted in the ambiguities), a target value, a plan, a remainder, a difference
+    from another period or a starting level (unless a target is a level: its change is asked about), the wrong value
+    being corrected; and, when there are targets to count toward, items a problem affects or work applied for or
+    ongoing (without targets those are as-of counts of items in a state)."""
     norm, s, end, cs = ctx.norm, n.s, n.end, n.cs
     question = _QUESTION_CLAUSE.match(norm, cs)
     if question and question.end() > s:
         ctx.amb.append(Ambiguity.QUESTION)  # 今年指标是10项还是12项？: a question, not a figure
         return True
     skip_before = _SKIP_BEFORE.search(norm[max(cs, s - 8) : s]) and not _DONE_AFTER.match(norm, end)
-    return bool(
+    level = any(t.period == "at-date" for t in targets)
+    in_state = (
         _STUCK_AFTER.match(norm, end)
+        or _ONGOING_AFTER.match(norm, end)
+        or _STATE_BEFORE.search(norm[max(cs, s - 8) : s])
+    )
+    return bool(
+        (in_state and targets)
         or skip_before
         or _SKIP_AFTER.match(norm, end)
         or _WHOLE_OF_AFTER.match(norm, end)
-        or _ONGOING_AFTER.match(norm, end)
         or _APPLIED_BEFORE.search(norm[cs:s])
         or _NEXT_PERIOD.search(norm[cs:s])
         or _NEXT_PERIOD.search(norm, end, n.ce)
-        or _PLAN_BEFORE.search(norm[cs:s])
+        or _is_plan(norm, cs, s)
         or _OTHER_OBJECT_BEFORE.search(norm[max(cs, s - 8) : s])
+        or (_DIFFERENCE_BEFORE.search(norm[max(cs, s - 16) : s]) and not level)
+        or (_FROM_LEVEL_AFTER.match(norm, end) and _FROM_LEVEL_BEFORE.search(norm[cs:s]))
     )
+
+
+def _is_plan(norm: str, cs: int, s: int) -> bool:
+    """A plan word before the number in its clause (预计完成3项 / 年度计划完成投资410.1亿元), unless the work was done
+    to it (完成全年目标任务的有46项) or an actual figure follows it (计划新开项目实际开工150个)."""
+    last = None
+    for m in _PLAN_BEFORE.finditer(norm, cs, s):
+        last = m
+    if last is None:
+        return False
+    if _PLAN_DONE.search(norm, max(cs, last.start() - 8), last.start()):
+        return False
+    return _ACTUAL_AFTER_PLAN.search(norm, last.end(), s) is None
 
 
 def _match_targets(
@@ -1077,7 +1147,7 @@ def _match_targets(
         mentioned = [t for t in targets if aliases.get(t.metric)]
         if len(mentioned) == 1 or len(targets) == 1:
             best = [(2.0, mentioned[0] if mentioned else targets[0])]  # "total is now 47" about the one target
-    if n.mult and not n.money and n.unit is None and targets and not any(t.unit in _MONEY_UNITS for _, t in best):
+    if n.mult and not n.money and n.unit is None and not any(t.unit in _MONEY_UNITS for _, t in best):
         return None  # 1万 of something that is not money and not a target
     return best, bare
 
@@ -1136,12 +1206,23 @@ _ASOF_ANYWHERE = re.compile(
 _OFFICIAL_UNITS = {"元", "美元", "个", "项", "件", "家", "次", "场", "人次", "平方米", "公顷"}
 
 
+def _own_before(norm: str, cs: int, s: int) -> str:
+    """The clause's words before the number at ``s`` that can be its own: markers before an earlier number belong to
+    that number (共38项（其中省级29项: 共 is 38's); a digit of a date such as 9月 or 1-8月 does not cut."""
+    before = norm[cs:s]
+    for i in range(len(before) - 1, -1, -1):
+        nxt = before[i + 1 : i + 2]
+        if before[i].isdigit() and nxt not in ("月", "日", "号", "-", "~", "至", "到", ".") and not nxt.isdigit():
+            return before[i + 1 :]
+    return before
+
+
 def _has_mode_marker(ctx: _Ctx, s: int, e: int) -> bool:
     """Whether any word (not the default) decides the mode of the number at [s, e)."""
     norm = ctx.norm
     cs, ce = ctx.cl.clause(s)
     ss, _ = ctx.cl.sentence(s)
-    before = norm[cs:s]
+    before = _own_before(norm, cs, s)
     return bool(
         _MODE_MARK.search(before)
         or _TOTAL_AFTER.search(norm[e : min(ce, e + 24)])
@@ -1179,16 +1260,9 @@ def _mode(ctx: _Ctx, s: int, e: int, fraction: bool, at_date: bool, cumulative: 
     norm = ctx.norm
     cs, ce = ctx.cl.clause(s)
     ss, _ = ctx.cl.sentence(s)
-    before = norm[cs:s]
-    # markers before an earlier number belong to it (a digit of a date such as 9月 or 1-8月 does not cut)
-    cut = -1
-    for i in range(len(before) - 1, -1, -1):
-        nxt = before[i + 1 : i + 2]
-        if before[i].isdigit() and nxt not in ("月", "日", "号", "-", "~", "至", "到", ".") and not nxt.isdigit():
-            cut = i
-            break
-    if cut >= 0:
-        before = before[cut + 1 :]
+    if _TO_LEVEL_BEFORE.search(norm, max(cs, s - 48), s):
+        return "total"  # 由670件增加到5408件: the level reached
+    before = _own_before(norm, cs, s)
     after = norm[e : min(ce, e + 24)]
     t_pos = p_pos = g_pos = -1
     t_word = ""
@@ -1234,6 +1308,8 @@ def _status(
     signals: list[tuple[Status, int, int]] = []
     neg_done = False
     qspans = [q.span for q in quantities] + pct_spans
+    # counts no target claims: an official report counting items in a state (已完成24个, 5项已完成) reports it
+    no_target_counts = bool(quantities) and not any(q.metric for q in quantities)
     matches: list[tuple[int, int, str, bool]] = []
     for pat, zh in ((_ZH_STATUS_RE, True), (_EN_STATUS_RE, False)):
         for i, m in enumerate(pat.finditer(norm)):
@@ -1307,15 +1383,21 @@ def _status(
                 continue
             post = norm[ke : min(ce, ke + 12)]
             full_pre = norm[cs:ks]
-            future = _FUTURE_DONE.search(full_pre) and not _PAST_DONE.search(full_pre)
+            # a sentence that opens with an as-of date (截至8月底，…全部在规定时限内办复) reports what was done by then
+            as_of = _ASOF_LEAD.match(norm, ss) is not None and ss < cs and not _PLAN_WORD.search(full_pre)
+            future = _FUTURE_DONE.search(full_pre) and not _PAST_DONE.search(full_pre) and not as_of
             soon = _NUM_SOON.match(post)
             if soon and any(a <= ke + soon.end() - 1 < b for a, b in ctx.date_spans):
                 soon = None  # "done by 30/6": the number is the deadline, not a count
+            if no_target_counts and not future and _items_which(norm, ke, ce, quantities):
+                signals.append((Status.DONE, STRONG, ks))  # 全面完成全年目标任务的有28项: those items are done
+                continue
+            if _ATTRIBUTE_AFTER.match(norm, ke):
+                continue  # 已建成的铁路专线闲置19个月: the done word describes a thing the sentence is about
             if (
                 (_QTY_AFTER_DONE.match(post) or soon)
                 and (word.startswith("已") or norm[max(cs, ks - 1) : ks] == "已")
-                and quantities
-                and not any(q.metric for q in quantities)
+                and no_target_counts
                 and not future
             ):
                 signals.append((Status.DONE, STRONG, ks))  # 已完成24个 (no target counts them): those items are done
@@ -1328,8 +1410,12 @@ def _status(
                 if future and "前" in full_pre:
                     signals.append((Status.ON_TRACK, WEAK, ks))  # 10月底前可完成剩余3项: a plan
                 continue  # 完成了全年任务的60% / completed 3 inspections
+            if any(ke <= a < ce for a, _ in pct_spans):
+                continue  # 完成州政府下达任务数65.85亿元的91.7%: the work done is the percent, not a verdict
             whole = _WHOLE.search(norm[max(cs, ks - 6) : ks])
             if not whole and any(b <= ks and b > cs and _counted_before(norm[b:ks]) for _, b in qspans):
+                if no_target_counts and _PAST_DONE.search(norm, max(cs, ks - 3), ks) and not future:
+                    signals.append((Status.DONE, STRONG, ks))  # 其中5项已完成 (no target counts them): those are done
                 continue  # 3项已完成 / 3 inspections done
             if _REMAINDER.search(norm, ke, min(len(norm), ke + 40)):
                 signals.append((Status.ON_TRACK, WEAK, ks))  # 完成了，但是还有两家企业复查没做
@@ -1338,7 +1424,7 @@ def _status(
                 signals.append((Status.ON_TRACK, WEAK, ks))  # 初稿已完成 / first batch done: a step, not the task
             elif _EN_FUTURE_POST.match(post):
                 signals.append((Status.ON_TRACK, WEAK, ks))
-            elif _PAST_DONE.search(full_pre) or norm[ke : ke + 1] == "了" or word.startswith("已"):
+            elif _PAST_DONE.search(full_pre) or norm[ke : ke + 1] == "了" or word.startswith("已") or as_of:
                 signals.append((Status.DONE, STRONG, ks))
             elif _FUTURE_DONE.search(full_pre):
                 signals.append((Status.ON_TRACK, WEAK, ks))
@@ -1351,17 +1437,30 @@ def _status(
             elif status in (Status.AT_RISK, Status.BLOCKED):
                 signals.append((Status.ON_TRACK, WEAK, ks))
             continue
+        if (
+            word in ("已解决", "已经解决")
+            and no_target_counts
+            and _items_which(norm, ke, ce, quantities)
+        ):
+            signals.append((Status.DONE, STRONG, ks))  # 已经解决或基本解决的有42件: those items are done
+            continue
         if status is Status.NOT_STARTED and _PERIOD_FRAME.search(norm[cs:ks]):
             continue  # 这周没有开展检查: nothing this week, not a task that never started
         signals.append((status, strength, ks))
     for m in _RESOLVED.finditer(norm[:MAX_CHARS]):
         signals = [s for s in signals if not (s[0] in (Status.BLOCKED, Status.AT_RISK) and s[2] < m.start())]
         break
-    if percent is not None and percent >= 100:
-        signals.append((Status.DONE, STRONG, 0))
+    if percent is not None and percent >= 100 and not _START_RATE.search(ctx.evidence.get("percent", "")):
+        signals.append((Status.DONE, STRONG, 0))  # (开工率100% says every item started, not that the work is done)
     elif percent == 0:
         signals.append((Status.NOT_STARTED, WEAK, 0))
     return signals, neg_done
+
+
+def _items_which(norm: str, s: int, e: int, quantities: Sequence[Quantity]) -> bool:
+    """[s, e) goes on to count the items the words before describe (…的有28项 / …的建议363件)."""
+    starts = {q.span[0] for q in quantities}
+    return any(m.end() - 1 in starts for m in _ITEMS_WHICH.finditer(norm, s, e))
 
 
 def _counted_before(gap: str) -> bool:
