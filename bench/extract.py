@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import calendar
-import hashlib
 import re
 import sys
 from collections import Counter
@@ -71,8 +70,15 @@ class Score:
         return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def split_of(doc_id: str) -> str:
-    return "held-out" if int(hashlib.sha256(doc_id.encode("utf-8")).hexdigest(), 16) % 3 == 0 else "tuning"
+PARTS = ("tuning", "held-out")
+
+
+def split_of(doc: dict) -> str:
+    """The document's part, as its manifest entry says (`part:`; the README tells the split's history)."""
+    part = doc.get("part")
+    if part not in PARTS:
+        raise ValueError(f"manifest: document {doc.get('id')!r} needs `part:` one of {', '.join(PARTS)}, got {part!r}")
+    return str(part)
 
 
 def norm_dept(name: str) -> str:
@@ -194,7 +200,7 @@ def load_corpus(path: Path = CORPUS) -> list[dict]:
     docs = manifest["documents"]
     for d in docs:
         d["text"] = (path / d["file"]).read_text(encoding="utf-8")
-        d["split"] = split_of(d["id"])
+        d["split"] = split_of(d)
     return docs
 
 
