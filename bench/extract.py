@@ -220,11 +220,12 @@ def run(docs: list[dict], reader) -> tuple[dict[str, dict[str, Score]], dict[str
     return parts, per_doc
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", action="store_true", help="also print each document's F1 per field")
-    args = parser.parse_args()
-    docs = load_corpus()
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="a corpus directory (manifest.yaml and texts)")
+    args = parser.parse_args(argv)
+    docs = load_corpus(args.corpus)
     count = Counter(d["split"] for d in docs)
     tasks = Counter()
     for d in docs:
