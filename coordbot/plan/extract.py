@@ -12,14 +12,16 @@ Everything found keeps the sentence it came from (:class:`Found`); everything gu
 deadline defaulted to the plan's end. The YAML written for the office carries those sentences as comments
 above each task, and ``coordbot plan validate`` accepts it as it stands.
 
-Full-width and ASCII punctuation are both accepted: the text is matched through a one-to-one character
-map, so every source quoted is the document's own characters.
+Full-width, small-form and ASCII punctuation are all accepted, and traditional characters read as
+simplified: the text is matched through a one-to-one character map, so every source quoted is the
+document's own characters.
 """
 
 from __future__ import annotations
 
 import calendar
 import contextlib
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -37,6 +39,8 @@ _PUNCT = str.maketrans(
     {
         "（": "(", "）": ")", "：": ":", "；": ";", "，": ",", "、": "、", "［": "[", "］": "]",
         "〔": "[", "〕": "]", "【": "[", "】": "]", "．": ".", "　": " ", "％": "%", "﹪": "%",
+        # Small form variants (U+FE50…): "1﹒" numbers an item like "1.", "﹐" separates like ",".
+        "﹒": ".", "﹐": ",", "﹑": "、", "﹔": ";", "﹕": ":", "﹙": "(", "﹚": ")", "﹝": "[", "﹞": "]",
         # Traditional characters of the marker words, so a mirror in 繁體 is read the same way.
         "牽": "牵", "頭": "头", "負": "负", "責": "责", "單": "单", "協": "协", "職": "职", "門": "门",
         "時": "时", "間": "间", "導": "导", "辦": "办", "會": "会", "關": "关", "點": "点", "項": "项",
@@ -198,6 +202,8 @@ FIELD = re.compile(rf"({LEAD_LABEL}|{CO_LABEL}|完成时限|完成时间|时间�
 PAREN = re.compile(r"[(\[]((?:[^()\[\]]|\([^()\[\]]*\)){2,300}?)[)\]]")
 ASSIGN_WORDS = re.compile(rf"牵头|负责|配合|{LEAD_LABEL}|{CO_LABEL}")
 NOTE = re.compile(r"[(\[][^()\[\]]*(第一位|首位|下同|不再单独列出)[^()\[\]]*[)\]]")
+# A clause of an assignment that states the convention ("排在第一位的部门为牵头部门", "下同"): names nobody.
+NOTE_CLAUSE = re.compile(r"第一位|首位|下同|不再单独列出|不再做分工|不再分工")
 YOU_FUZE = re.compile(r"由([^。;,]{2,120}?)负责(?:落实)?")
 
 DAY_EVENT = re.compile(r"[“\"]?(\d{1,2})\.(\d{1,2})([^”\"\s,。、]{2,14}?日)")
@@ -215,12 +221,12 @@ NOT_TARGET_BEFORE = re.compile(
     r"(不超过|最高|最低|标准|补贴|补助|奖励|奖补|给予|按|每人|每户|每亩|每名|满|年满|超过\d|比例|费率|至|第)$"
 )
 NOT_TARGET_AFTER = re.compile(
-    r"^(以上的|以下的|以内的|的(企业|人员|单位|项目|家庭)|\(含\)|—|-|~|至|到\d|期限|周岁|岁|年以上)"
+    r"^(以上的|以下的|以内的|的(企业|人员|单位|项目|家庭|政策)|\(含\)|—|-|~|至|到\d|期限|周岁|岁|年以上)"
 )
 TARGET_CONTEXT = re.compile(
     r"不少于|至少|以上|达到|达|新增|新建|建成|建设|完成|培育|累计|力争|突破|超过|增长|提高|提升|下降|降低|控制在|"
     r"开展|组织|召开|举办|打造|改造|发放|接收|帮助|创建|认定|引进|培训|新认定|实现|增补|增加|形成|推出|遴选|扶持|"
-    r"支持|吸引|解决|安置|提供|覆盖|实施|启动|举行|筹集|落实|争取|创成|招引"
+    r"支持|吸引|解决|安置|提供|覆盖|实施|启动|举行|筹集|落实|争取|创成|招引|设立|安排|筹措"
 )
 
 DATE_FULL = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日(?:前|之前|以前)")
@@ -242,8 +248,23 @@ IMPLIED_EVENT = re.compile(r"每年(?:至少)?(开展|组织|召开|举办)([^,;
 ANNUAL_REPORT = re.compile(r"建立[^,;。]{0,40}年度报告制度")
 
 
+@functools.cache
+def _table() -> dict[int, int | str | None]:
+    """_PUNCT plus every traditional character OpenCC turns into one simplified character (殘聯 → 残联,
+    費率 → 费率), so a 繁體 copy matches the same words; one character for one, offsets unchanged."""
+    import opencc
+
+    t2s = opencc.OpenCC("t2s")
+    table: dict[int, int | str | None] = {}
+    for code in range(0x4E00, 0xA000):
+        simplified = t2s.convert(chr(code))
+        if len(simplified) == 1 and simplified != chr(code):
+            table[code] = simplified
+    return table | _PUNCT
+
+
 def _norm(text: str) -> str:
-    return text.translate(_PUNCT)
+    return text.translate(_table())
 
 
 def _cn_number(s: str) -> float | None:
@@ -295,7 +316,7 @@ def _join_broken_lines(lines: list[str]) -> list[str]:
             starts_new = any(p.match(_norm(line)) for p in (H1, H2, H3, H3P, H4)) or FIELD.match(_norm(line))
             if (
                 len(prev) >= 30
-                and not re.search(r"[。;:!?)\]》”\"]$", prev)
+                and not re.search(r"[。;:!?)\]》”\"|]$", prev)
                 and TABLE_SEP not in prev
                 and not starts_new
                 and not FIELD.match(prev)
@@ -348,9 +369,17 @@ def _body_start(lines: list[str]) -> int:
             and "通知" not in n
             and not n.startswith("关于")
             and _heading(line) is None
+            and not _in_header_run(lines, i)
         ):
             start = i + 1
     return start
+
+
+def _in_header_run(lines: list[str], i: int) -> bool:
+    """Line i is a cell of a flattened table's header ("序号" / "目标与任务" / "牵头责任单位"), not a title."""
+    return _column_kind(lines[i]) is not None and any(
+        0 <= j < len(lines) and _column_kind(lines[j]) is not None for j in (i - 1, i + 1)
+    )
 
 
 # ---- departments -----------------------------------------------------------------------------------
@@ -399,6 +428,10 @@ def _assignment(inner: str, source: str) -> tuple[list[Found], list[Found]] | No
             inner[: m.start()] + " " * (m.end() - m.start()) + inner[m.end() :],
             n[: m.start()] + " " * (m.end() - m.start()) + n[m.end() :],
         )
+    for m in re.finditer(r"[^,;。]+", n):
+        if NOTE_CLAUSE.search(m.group()):
+            blank = " " * (m.end() - m.start())
+            inner, n = inner[: m.start()] + blank + inner[m.end() :], n[: m.start()] + blank + n[m.end() :]
     stop = n.find("。")
     if 0 < stop < len(n.rstrip("。 ")):  # "A、B负责。列第一位者为牵头单位，下同": the note is not a list
         inner, n = inner[:stop], n[:stop]
@@ -499,6 +532,9 @@ def _deadlines(text: str, source: str, year: int, *, field_value: bool = False) 
             add("annual")
         if not found and re.search(r"(?<!\d)(年底|年末)", n):
             add(date(year, 12, 31))  # 年底前: the plan's year
+        month = re.search(r"(?:(\d{4})年)?(?<![\d-])(\d{1,2})月(?!\d)", n)
+        if not found and month:  # a 完成时限 cell "9月投入使用": done within that month
+            add(_month_end(int(month.group(1) or year), int(month.group(2))))
         if not found and re.fullmatch(r"\s*(\d{4})年\s*", n):
             add(date(int(n.strip()[:4]), 12, 31))
     return found
@@ -691,7 +727,9 @@ def _task_from(node: Node, code: str, year: int, period_end: date) -> Task:
     # Field lines (牵头单位：…) and table cells.
     field_lines = [ln for ln in node.body if FIELD.match(_norm(ln))]
     if field_lines:
-        found = _assignment("".join(x if x.rstrip().endswith((";", "；")) else x + ";" for x in field_lines),
+        # "协同责任单位：…。" — a field line's full stop ends the line; it does not start a note
+        values = [re.sub(r"[。.\s]+$", "", x) for x in field_lines]
+        found = _assignment("".join(x if x.endswith((";", "；")) else x + ";" for x in values),
                             "\n".join(field_lines))  # fmt: skip
         if found:
             task.leads, task.co = found
@@ -781,6 +819,7 @@ def _sentence_at(text: str, pos: int) -> str:
 # ---- tables ----------------------------------------------------------------------------------------
 
 COLUMN = {
+    "leader": re.compile(r"领导$"),  # 分管县领导 / 牵头负责领导: people, not departments
     "lead": re.compile(r"牵头|主要责任|主责|责任单位|责任部门|承办"),
     "co": re.compile(r"配合|协同|协办|参与"),
     "due": re.compile(r"时限|完成时间|时间节点|进度"),
@@ -791,7 +830,9 @@ COLUMN = {
 
 def _column_kind(cell: str) -> str | None:
     n = _norm(cell).strip()
-    for kind in ("no", "co", "lead", "due", "task"):
+    if re.search(r"[:。]", n) or _heading(cell) is not None:
+        return None  # "牵头单位：X" is a field line and "1.开展…项目。" an item, not a column's name
+    for kind in ("no", "leader", "co", "lead", "due", "task"):
         if COLUMN[kind].search(n) and len(n) <= 12:
             return kind
     return None
@@ -813,7 +854,11 @@ def _table_tasks(lines: list[str], year: int, period_end: date) -> list[tuple[st
     for i in range(len(lines)):
         kinds: list[str] = []
         j = i
-        while j < len(lines) and (kind := _column_kind(lines[j])) is not None and kind not in kinds:
+        while j < len(lines) and (kind := _column_kind(lines[j])) is not None:
+            if kind == "lead" and "lead" in kinds and "co" not in kinds and "牵头" in _norm(lines[j - 1]):
+                kind = "co"  # 牵头责任单位 / 责任单位: the second column lists the helpers
+            if kind in kinds:
+                break
             kinds.append(kind)
             j += 1
         if "lead" in kinds and "task" in kinds and len(kinds) >= 3:
@@ -862,7 +907,18 @@ def _flat_rows(lines: list[str], kinds: list[str], year: int, period_end: date) 
         else:
             rows[-1].append(line)
     last_depts: list[str] = []
+    columns = [k for k in kinds if k != "no"]
     for cells in rows:
+        if "no" in kinds and len(cells) == len(columns) and "task" in columns:
+            # One cell per column: read the row by position, when its department cells are departments.
+            by = dict(zip(columns, cells, strict=True))
+            depts = [by[k] for k in ("lead", "co") if k in by]
+            if all(split_departments(x) and all(map(_looks_like_department, split_departments(x))) for x in depts):
+                source = "\n".join(cells)
+                task = _row_task(len(tasks) + 1, by["task"], source, by.get("lead", ""), by.get("co", ""),
+                                 by.get("due", ""), year, period_end)  # fmt: skip
+                tasks.append(("", task))
+                continue
         # A row: task text, then department lines, then deadline lines; a merged row repeats (task, deadline).
         pending: dict[str, list[str]] = {"task": [], "lead": [], "due": []}
         entries: list[dict[str, list[str]]] = []
@@ -946,6 +1002,9 @@ def _period(title: str, text: str) -> tuple[date, date, date | None]:
 def extract_text(text: str) -> Extraction:
     """Read a plan document's text into groups, tasks, departments, deadlines and targets."""
     lines = _join_broken_lines(text.splitlines())
+    # A table dumped one cell per line, each cell closed by " |" ("序号 |", "县教育局 |", "||" between rows):
+    # the cells without their bars are a flattened table.
+    lines = [c for c in (re.sub(r"\s*\|+\s*$", "", ln) for ln in lines) if c.strip()]
     if not lines:
         raise ExtractError("the document is empty")
     start = _body_start(lines)
@@ -1097,7 +1156,7 @@ def _goals(section: Node, year: int, period_end: date) -> list[Target]:
 
 
 def split_departments_like_items(text: str) -> list[str]:
-    items = [x.strip() for x in re.split(r"[、]", text.translate(_PUNCT))]
+    items = [x.strip() for x in re.split(r"[、]", _norm(text))]
     items = [re.sub(r"等$", "", x).strip() for x in items]
     return [x for x in items if len(x) >= 2]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "extract.py"
 
@@ -60,7 +61,9 @@ def test_a_slice_of_the_corpus(bench: ModuleType) -> None:
     docs = bench.load_corpus()
     assert len(docs) >= 15
     assert {d["split"] for d in docs} == {"tuning", "held-out"}
-    assert bench.split_of("county-dazhu-2016") == "held-out" and bench.split_of("dist-lishan-2023") == "tuning"
+    assert {d["id"]: d["split"] for d in docs}["county-dazhu-2016"] == "tuning"  # held out until its errors were read
+    with pytest.raises(ValueError, match="part"):
+        bench.split_of({"id": "x", "part": "testing"})
     sample = [d for d in docs if d["id"] in ("dist-lishan-2023", "county-dazhu-2016")]
     for reader in (bench.ours, bench.baseline):
         parts, per_doc = bench.run(sample, reader)
@@ -71,3 +74,16 @@ def test_a_slice_of_the_corpus(bench: ModuleType) -> None:
             assert 0.0 <= s.f1 <= 1.0
         assert set(per_doc) == {"dist-lishan-2023", "county-dazhu-2016"}
     assert isinstance(bench.values(docs[0]["tasks"][0], "lead"), Counter)
+
+
+def test_an_empty_part_is_not_scored(bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A corpus with no held-out document says so; it does not score nothing as 1.00 and call the goal met."""
+    (tmp_path / "a.txt").write_text("某区2025年工作方案\n一、主要任务\n1.建设平台。（区科委负责）\n", encoding="utf-8")
+    manifest = {"documents": [{"id": "a", "file": "a.txt", "part": "tuning", "level": "district", "issuer": "某区",
+                               "tasks": [{"anchor": "建设平台", "lead": ["区科委"]}]}]}  # fmt: skip
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest, allow_unicode=True), encoding="utf-8")
+    bench.main(["--corpus", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "held-out  no documents" in out
+    assert "NOT met (no held-out documents: not measured)" in out
+    assert "tuning    lead           1.00" in out
