@@ -173,6 +173,44 @@ def db_revision(ctx: Ctx, message: str) -> None:
     command.revision(alembic_config(engine), message=message, autogenerate=True)
 
 
+@db.command("backup")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), callback=_existing_parent)
+@pass_ctx
+def db_backup(ctx: Ctx, file: Path) -> None:
+    """Write a consistent backup of the database to FILE (SQLite: a copy; PostgreSQL: a pg_dump archive)."""
+    from coordbot.core.backup import BackupError, backup
+
+    try:
+        info = backup(ctx.settings.database_url, file)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"backup of {ctx.database()} written to {file}: {info.backend}, schema {info.revision}, "
+        f"{info.size / 1024:.0f} KiB in {info.seconds:.2f} s"
+    )
+
+
+@db.command("restore")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask before replacing the database.")
+@pass_ctx
+def db_restore(ctx: Ctx, file: Path, yes: bool) -> None:
+    """Replace the database with the backup FILE (refused when the backup or the database is newer than
+    this coordbot); the restored database keeps the backup's schema until 'coordbot db upgrade'."""
+    from coordbot.core.backup import BackupError, code_head, preflight, restore
+
+    try:
+        preflight(ctx.settings.database_url, file)  # a wrong file is refused before asking
+        if not yes:
+            click.confirm(f"replace everything in {ctx.database()} with {file}?", abort=True)
+        info = restore(ctx.settings.database_url, file)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored {file} into {ctx.database()}: schema {info.revision}, in {info.seconds:.2f} s")
+    if info.revision != code_head():
+        click.echo(f"  run 'coordbot db upgrade' to bring it to this coordbot's schema {code_head()}")
+
+
 # ---- config -----------------------------------------------------------------------------------------
 
 
@@ -255,6 +293,40 @@ def plan_show(ctx: Ctx, code: str | None, lang: str | None, archived: bool) -> N
         ),
         nl=False,
     )
+
+
+@plan.command("export")
+@click.option("--plan", "code", help="Plan code (default: the most recently imported plan).")
+@click.option(
+    "--plan-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The plan file to include (default: the file the plan was imported from, if unchanged).",
+)
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), callback=_existing_parent)
+@pass_ctx
+def plan_export(ctx: Ctx, code: str | None, plan_file: Path | None, file: Path) -> None:
+    """Write the plan's whole history (tasks, targets, reports, events, digests, briefings) to a zip FILE."""
+    from coordbot.core.clock import SystemClock
+    from coordbot.core.db import current_revision
+    from coordbot.reports.export import export_plan
+
+    engine = ctx.engine()
+    revision = current_revision(engine)  # before the session: on SQLite it holds the write lock
+    with session_scope(engine) as session:
+        p = _plan_or_fail(session, code)
+        done = export_plan(
+            session=session,
+            plan=p,
+            out=file,
+            now=SystemClock().now().astimezone(ctx.settings.tz),
+            revision=revision,
+            plan_file=plan_file,
+        )
+    counts = ", ".join(f"{v} {k}" for k, v in done.counts.items() if k in ("tasks", "reports", "events"))
+    size = f"{done.size / 1024:.0f} KiB"
+    click.echo(f"plan {done.plan_code} exported to {file}: {len(done.files)} files, {counts}, {size}")
+    for warning in done.warnings:
+        click.echo(f"  note: {warning}", err=True)
 
 
 # ---- departments ------------------------------------------------------------------------------------
