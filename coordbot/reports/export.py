@@ -21,13 +21,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_
 from sqlmodel import Session, SQLModel, col, select
 
-from coordbot import __version__
 from coordbot.core.backup import atomic_path
 from coordbot.core.db import row_id
 from coordbot.core.events import Event, EventType
@@ -274,7 +274,7 @@ def export_plan(
             "format_version": FORMAT_VERSION,
             "plan": {"code": plan.code, "title": plan.title, "issuer": plan.issuer, "document_no": plan.document_no},
             "exported_at": now.isoformat(),
-            "coordbot_version": __version__,
+            "coordbot_version": version("coordbot"),
             "schema_revision": revision,
             "counts": export.counts,
             "files": archive.manifest,
