@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from coordbot.core.config import ConfigError, Settings, load_settings
 from coordbot.core.db import make_engine, row_id, session_scope, upgrade
+from coordbot.core.logformat import FORMATS, configure_logging
 from coordbot.core.logs import install_redaction
 from coordbot.core.text import render
 from coordbot.plan import service
@@ -26,15 +28,17 @@ if TYPE_CHECKING:
 
 
 class Ctx:
-    def __init__(self, config: Path | None, verbose: int) -> None:
+    def __init__(self, config: Path | None, verbose: int, log_format: str | None = None) -> None:
         self._config = config
         self._settings: Settings | None = None
         self._engine: Engine | None = None
         self.verbose = verbose
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        self._log_format = log_format
+        self._level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+        # The option, else the variable (read now, so lines before the settings are read have the format too);
+        # a format only the settings file names applies once it is read.
+        early = log_format or os.environ.get("COORDBOT_LOG_FORMAT", "text")
+        configure_logging(self._level, early if early in FORMATS else "text")
         install_redaction()  # token-shaped parts now; the settings' secrets once they are read
 
     @property
@@ -45,6 +49,8 @@ class Ctx:
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from exc
             install_redaction(self._settings)
+            if self._log_format is None:
+                configure_logging(self._level, self._settings.log_format)
         return self._settings
 
     def engine(self, *, migrate: bool = True) -> Engine:
@@ -134,11 +140,17 @@ def _traceback_if_verbose(ctx: click.Context, exc: BaseException | None) -> None
 @click.group(cls=_Main)
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False), help="Settings file (YAML).")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Log lines as text or as JSON objects, one a line (default: the setting log_format, text).",
+)
 @click.version_option(package_name="coordbot")
 @click.pass_context
-def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
+def main(ctx: click.Context, config: Path | None, verbose: int, log_format: str | None) -> None:
     """coordbot keeps a multi-department work plan moving: reminders, replies, digests, briefings."""
-    ctx.obj = Ctx(config, verbose)
+    ctx.obj = Ctx(config, verbose, log_format)
 
 
 # ---- db ---------------------------------------------------------------------------------------------
