@@ -19,6 +19,7 @@ import yaml
 
 ENV_PREFIX = "COORDBOT_"
 DEFAULT_CONFIG = Path("config/coordbot.yaml")
+DEFAULT_DATABASE_URL = "sqlite:///var/coordbot.db"
 
 
 class ConfigError(ValueError):
@@ -53,7 +54,7 @@ class Secret:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Settings:
-    database_url: str = "sqlite:///var/coordbot.db"
+    database_url: str = DEFAULT_DATABASE_URL
     # The database's password kept out of the URL (COORDBOT_DATABASE_PASSWORD or its _FILE, e.g. a compose
     # secret): put into database_url when the settings are read.
     database_password: Secret = field(default_factory=lambda: Secret(""))
@@ -233,7 +234,7 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
                 raise ConfigError(f"{var}_FILE: cannot read {secret_path}: {exc.strerror}") from exc
 
     if values.get("database_password"):
-        values["database_url"] = _with_password(values.get("database_url", Settings.database_url), values)
+        values["database_url"] = _with_password(values.get("database_url", DEFAULT_DATABASE_URL), values)
     settings = Settings(**values)
     try:
         settings.tz  # noqa: B018 - validate early, with a message that names the setting
