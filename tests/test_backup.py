@@ -267,7 +267,6 @@ def test_without_the_postgresql_tools_the_error_says_what_to_install(
     assert "Traceback" not in out.output and not (tmp_path / "x.backup").exists()
 
 
-@pytest.mark.skipif(shutil.which("pg_dump") is None, reason="needs pg_dump")
 def test_a_pg_dump_failure_is_one_line_and_leaves_no_file(tmp_path: Path) -> None:
     url = make_url(PG_ADMIN_URL).set(database=f"no_such_db_{uuid.uuid4().hex[:6]}").render_as_string(False)
     out = _cli(url, "db", "backup", str(tmp_path / "x.backup"), tmp=tmp_path)
