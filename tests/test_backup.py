@@ -328,3 +328,19 @@ def test_backup_of_a_database_without_the_schema_is_refused(tmp_path: Path) -> N
     assert out.exit_code == 1 and "no coordbot schema" in out.output
     assert not (tmp_path / "b.db").exists()
     assert os.listdir(tmp_path) == ["empty.db"] or set(os.listdir(tmp_path)) <= {"empty.db", "none.yaml"}
+
+
+def test_a_truncated_backup_is_refused_and_nothing_changes(played: _Database, tmp_path: Path) -> None:
+    backup = tmp_path / "whole.backup"
+    assert _cli(played.url, "db", "backup", str(backup), tmp=tmp_path).exit_code == 0
+    cut = tmp_path / "cut.backup"
+    cut.write_bytes(backup.read_bytes()[: backup.stat().st_size // 2])
+    engine = make_engine(played.url)
+    with engine.begin() as c:
+        c.execute(text("UPDATE task SET title = 'after the backup' WHERE code = '2.1'"))
+    engine.dispose()
+    before, counts = _digests(played.url), _counts(played.url)
+    out = _cli(played.url, "db", "restore", "--yes", str(cut), tmp=tmp_path)
+    assert out.exit_code == 1, out.output
+    assert "Traceback" not in out.output and len(out.output.strip().splitlines()) <= 2, out.output
+    assert _digests(played.url) == before and _counts(played.url) == counts
