@@ -37,7 +37,7 @@ from tests.conftest import DATA, PG_ADMIN_URL
 
 pytestmark = pytest.mark.slow
 TOKEN = "424243:TOPOLOGY-two-instances"
-CONTACTS = 30
+CONTACTS = 240  # more than one claim batch (200): both instances have due rows to claim at once
 OFFICE_CHAT, STRANGER = 29_999, 39_999
 HOLIDAYS = Path(__file__).resolve().parents[2] / "config" / "holidays"
 WEB_SECRET = "topology-shared-desk-key-0123456789abcdef"
@@ -76,6 +76,7 @@ def _env(url: str, server: FakeBotAPI, tmp: Path, **extra: str) -> dict[str, str
         COORDBOT_HOLIDAYS_DIR=str(HOLIDAYS),
         COORDBOT_TICK_SECONDS="0.5",
         COORDBOT_HANDLER_PROCESSES="0",
+        COORDBOT_TELEGRAM_RATE_PER_SECOND="15",  # two instances together within Telegram's 30/s
         COORDBOT_WEB_SECRET=WEB_SECRET,
         COORDBOT_OUTPUT_DIR=str(tmp / "out"),
         **extra,
