@@ -158,7 +158,7 @@ def main(ctx: click.Context, config: Path | None, verbose: int, log_format: str 
 
 @main.group()
 def db() -> None:
-    """Database schema."""
+    """Database schema, backup and restore."""
 
 
 @db.command("upgrade")
