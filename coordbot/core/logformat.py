@@ -87,4 +87,6 @@ def configure_logging(level: int, fmt: str = "text") -> None:
             handler._coordbot = True  # type: ignore[attr-defined]
     if handler is not None:
         handler.setFormatter(formatter(fmt))
+    # Python's warnings (a missing CJK font, a deprecation) as log records, so a JSON log stays all JSON.
+    logging.captureWarnings(fmt == "json")
     install_redaction()

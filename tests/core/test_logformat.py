@@ -106,6 +106,8 @@ SCRIPT = textwrap.dedent(
     except RuntimeError:
         log.exception("boom")
     log.info("after the block")
+    import warnings
+    warnings.warn("a library warns")
     """
 )
 
@@ -114,13 +116,14 @@ def test_json_lines_carry_the_ids_and_no_secret() -> None:
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert SECRET not in done.stderr and BOT_TOKEN not in done.stderr and BOT_TOKEN.split(":")[1] not in done.stderr
-    handling, threaded, request, boom, after = _objects(done.stderr)
+    handling, threaded, request, boom, after, warned = _objects(done.stderr)
     assert handling["message"] == "handling with ****"
     assert handling["update_id"] == "700000042" and handling["channel"] == "telegram"
     assert threaded["update_id"] == "700000042"  # asyncio.to_thread carries the context
     assert request["request_id"] == "r-1" and "/bot****/getMe" in request["message"]
     assert boom["level"] == "ERROR" and "RuntimeError: failed with ****" in boom["exc"]
     assert "update_id" not in after
+    assert warned["logger"] == "py.warnings" and "a library warns" in warned["message"]
 
 
 async def test_web_requests_get_an_id_echoed_back() -> None:
