@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from coordbot.core.config import ConfigError, Settings, load_settings
 from coordbot.core.db import make_engine, row_id, session_scope, upgrade
+from coordbot.core.logformat import FORMATS, configure_logging
 from coordbot.core.logs import install_redaction
 from coordbot.core.text import render
 from coordbot.plan import service
@@ -26,15 +28,17 @@ if TYPE_CHECKING:
 
 
 class Ctx:
-    def __init__(self, config: Path | None, verbose: int) -> None:
+    def __init__(self, config: Path | None, verbose: int, log_format: str | None = None) -> None:
         self._config = config
         self._settings: Settings | None = None
         self._engine: Engine | None = None
         self.verbose = verbose
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        self._log_format = log_format
+        self._level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+        # The option, else the variable (read now, so lines before the settings are read have the format too);
+        # a format only the settings file names applies once it is read.
+        early = log_format or os.environ.get("COORDBOT_LOG_FORMAT", "text")
+        configure_logging(self._level, early if early in FORMATS else "text")
         install_redaction()  # token-shaped parts now; the settings' secrets once they are read
 
     @property
@@ -45,6 +49,8 @@ class Ctx:
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from exc
             install_redaction(self._settings)
+            if self._log_format is None:
+                configure_logging(self._level, self._settings.log_format)
         return self._settings
 
     def engine(self, *, migrate: bool = True) -> Engine:
@@ -134,11 +140,17 @@ def _traceback_if_verbose(ctx: click.Context, exc: BaseException | None) -> None
 @click.group(cls=_Main)
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False), help="Settings file (YAML).")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Log lines as text or as JSON objects, one a line (default: the setting log_format, text).",
+)
 @click.version_option(package_name="coordbot")
 @click.pass_context
-def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
+def main(ctx: click.Context, config: Path | None, verbose: int, log_format: str | None) -> None:
     """coordbot keeps a multi-department work plan moving: reminders, replies, digests, briefings."""
-    ctx.obj = Ctx(config, verbose)
+    ctx.obj = Ctx(config, verbose, log_format)
 
 
 # ---- db ---------------------------------------------------------------------------------------------
@@ -146,7 +158,7 @@ def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
 
 @main.group()
 def db() -> None:
-    """Database schema."""
+    """Database schema, backup and restore."""
 
 
 @db.command("upgrade")
@@ -171,6 +183,44 @@ def db_revision(ctx: Ctx, message: str) -> None:
 
     engine = ctx.engine(migrate=True)
     command.revision(alembic_config(engine), message=message, autogenerate=True)
+
+
+@db.command("backup")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), callback=_existing_parent)
+@pass_ctx
+def db_backup(ctx: Ctx, file: Path) -> None:
+    """Write a consistent backup of the database to FILE (SQLite: a copy; PostgreSQL: a pg_dump archive)."""
+    from coordbot.core.backup import BackupError, backup
+
+    try:
+        info = backup(ctx.settings.database_url, file)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"backup of {ctx.database()} written to {file}: {info.backend}, schema {info.revision}, "
+        f"{info.size / 1024:.0f} KiB in {info.seconds:.2f} s"
+    )
+
+
+@db.command("restore")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask before replacing the database.")
+@pass_ctx
+def db_restore(ctx: Ctx, file: Path, yes: bool) -> None:
+    """Replace the database with the backup FILE (refused when the backup or the database is newer than
+    this coordbot); the restored database keeps the backup's schema until 'coordbot db upgrade'."""
+    from coordbot.core.backup import BackupError, code_head, preflight, restore
+
+    try:
+        preflight(ctx.settings.database_url, file)  # a wrong file is refused before asking
+        if not yes:
+            click.confirm(f"replace everything in {ctx.database()} with {file}?", abort=True)
+        info = restore(ctx.settings.database_url, file)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored {file} into {ctx.database()}: schema {info.revision}, in {info.seconds:.2f} s")
+    if info.revision != code_head():
+        click.echo(f"  run 'coordbot db upgrade' to bring it to this coordbot's schema {code_head()}")
 
 
 # ---- config -----------------------------------------------------------------------------------------
@@ -284,6 +334,40 @@ def plan_show(ctx: Ctx, code: str | None, lang: str | None, archived: bool) -> N
         ),
         nl=False,
     )
+
+
+@plan.command("export")
+@click.option("--plan", "code", help="Plan code (default: the most recently imported plan).")
+@click.option(
+    "--plan-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The plan file to include (default: the file the plan was imported from, if unchanged).",
+)
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), callback=_existing_parent)
+@pass_ctx
+def plan_export(ctx: Ctx, code: str | None, plan_file: Path | None, file: Path) -> None:
+    """Write the plan's whole history (tasks, targets, reports, events, digests, briefings) to a zip FILE."""
+    from coordbot.core.clock import SystemClock
+    from coordbot.core.db import current_revision
+    from coordbot.reports.export import export_plan
+
+    engine = ctx.engine()
+    revision = current_revision(engine)  # before the session: on SQLite it holds the write lock
+    with session_scope(engine) as session:
+        p = _plan_or_fail(session, code)
+        done = export_plan(
+            session=session,
+            plan=p,
+            out=file,
+            now=SystemClock().now().astimezone(ctx.settings.tz),
+            revision=revision,
+            plan_file=plan_file,
+        )
+    counts = ", ".join(f"{v} {k}" for k, v in done.counts.items() if k in ("tasks", "reports", "events"))
+    size = f"{done.size / 1024:.0f} KiB"
+    click.echo(f"plan {done.plan_code} exported to {file}: {len(done.files)} files, {counts}, {size}")
+    for warning in done.warnings:
+        click.echo(f"  note: {warning}", err=True)
 
 
 # ---- departments ------------------------------------------------------------------------------------

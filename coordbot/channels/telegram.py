@@ -499,7 +499,7 @@ class TelegramFrontend:
             .rate_limiter(TelegramRateLimiter(overall_per_second=settings.telegram_rate_per_second))
             .concurrent_updates(CONCURRENT_UPDATES)
         )
-        if self.mode == "webhook":
+        if self.mode in ("webhook", "send"):
             builder = builder.updater(None)
         self.app: Application = builder.build()
         self.app.bot_data["frontend"] = self
@@ -539,6 +539,8 @@ class TelegramFrontend:
                 secret_token=s.webhook_secret.get() or None,
                 allowed_updates=ALLOWED_UPDATES,
             )
+        elif self.mode == "send":
+            pass  # another instance receives: Telegram serves one getUpdates poller per token (409 for a second)
         else:
             assert self.app.updater is not None
             await self.app.bot.delete_webhook()

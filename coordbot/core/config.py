@@ -19,6 +19,7 @@ import yaml
 
 ENV_PREFIX = "COORDBOT_"
 DEFAULT_CONFIG = Path("config/coordbot.yaml")
+DEFAULT_DATABASE_URL = "sqlite:///var/coordbot.db"
 
 
 class ConfigError(ValueError):
@@ -53,7 +54,10 @@ class Secret:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Settings:
-    database_url: str = "sqlite:///var/coordbot.db"
+    database_url: str = DEFAULT_DATABASE_URL
+    # The database's password kept out of the URL (COORDBOT_DATABASE_PASSWORD or its _FILE, e.g. a compose
+    # secret): put into database_url when the settings are read.
+    database_password: Secret = field(default_factory=lambda: Secret(""))
     timezone: str = "Asia/Shanghai"
     locale: str = "zh"
     plan_file: Path | None = None
@@ -64,13 +68,15 @@ class Settings:
     delivery: str = "at-least-once"  # or "at-most-once": what happens to a claim whose process died
     telegram_token: Secret = field(default_factory=lambda: Secret(""))
     telegram_base_url: str = "https://api.telegram.org/bot"
-    telegram_mode: str = "polling"  # polling | webhook
+    # polling | webhook | send (sends only; another instance receives the updates: one poller per bot token)
+    telegram_mode: str = "polling"
     telegram_rate_per_second: float = 30.0  # Telegram's broadcast limit; paid broadcasts allow more
     webhook_url: str = ""
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     output_dir: Path = Path("var/out")
+    log_format: str = "text"  # text | json (one object per line, for a log collector)
     # Worker processes that handle chat updates beside the event loop (0: a thread of the main process).
     handler_processes: int = 1
     # Public https:// base of this instance, for the platforms' callback URLs and for reply links.
@@ -154,6 +160,18 @@ def _mask_url_password(url: str) -> str:
         return url.split("@")[-1]
 
 
+def _with_password(url: str, values: dict[str, Any]) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"setting 'database_url' is not a database URL: {_mask_url_password(url)!r}") from exc
+    if u.get_backend_name() == "sqlite":
+        raise ConfigError(f"{ENV_PREFIX}DATABASE_PASSWORD is set but the database is SQLite, which has no password")
+    return u.set(password=values["database_password"].get()).render_as_string(hide_password=False)
+
+
 def _coerce(name: str, raw: Any, target: Any, source: str) -> Any:
     kind = target.type if isinstance(target.type, str) else str(target.type)
     try:
@@ -215,6 +233,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
             except OSError as exc:
                 raise ConfigError(f"{var}_FILE: cannot read {secret_path}: {exc.strerror}") from exc
 
+    if values.get("database_password"):
+        values["database_url"] = _with_password(values.get("database_url", DEFAULT_DATABASE_URL), values)
     settings = Settings(**values)
     try:
         settings.tz  # noqa: B018 - validate early, with a message that names the setting
@@ -222,8 +242,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         raise ConfigError(f"setting 'timezone': unknown time zone {settings.timezone!r}") from exc
     if settings.delivery not in ("at-least-once", "at-most-once"):
         raise ConfigError("setting 'delivery' expects 'at-least-once' or 'at-most-once'")
-    if settings.telegram_mode not in ("polling", "webhook"):
-        raise ConfigError("setting 'telegram_mode' expects 'polling' or 'webhook'")
+    if settings.telegram_mode not in ("polling", "webhook", "send"):
+        raise ConfigError("setting 'telegram_mode' expects 'polling', 'webhook' or 'send' (send only, no updates)")
     if settings.telegram_mode == "webhook" and settings.telegram_token:
         if not settings.webhook_secret:
             raise ConfigError(
@@ -233,6 +253,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
             raise ConfigError("setting 'webhook_url' must be the public https:// address Telegram will call")
     if settings.handler_processes < 0:
         raise ConfigError("setting 'handler_processes' expects 0 (a thread) or a number of worker processes")
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError("setting 'log_format' expects 'text' or 'json'")
     if settings.locale not in ("zh", "en"):
         raise ConfigError("setting 'locale' expects 'zh' or 'en'")
     for name in ("smtp_security", "imap_security"):

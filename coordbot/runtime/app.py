@@ -26,6 +26,7 @@ from coordbot.core import events, metrics
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
+from coordbot.core.logformat import log_context
 from coordbot.core.logs import install_redaction
 from coordbot.core.paths import locate
 from coordbot.reports.digest import DIGEST_HOUR, queue_weekly_digests
@@ -62,6 +63,7 @@ class Runtime:
             holidays_dir=self.calendar.overrides_dir or s.holidays_dir,
             timezone=s.timezone,
             locale=s.locale,
+            log_format=s.log_format,
         )
 
     def conversation_runner(self) -> ConversationRunner:
@@ -76,7 +78,8 @@ class Runtime:
 
     async def handle(self, inbound: Inbound) -> Reply | None:
         """What every channel's front end calls: the update, stamped with this process's clock."""
-        with metrics.timed_inbound(inbound.channel):
+        ids = log_context(update_id=inbound.external_id, channel=inbound.channel)
+        with metrics.timed_inbound(inbound.channel), ids:
             return await self.conversation_runner().handle(inbound, now=self.clock.now())
 
     def frontends(self) -> list[Frontend]:

@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 from coordbot.channels.base import Inbound, Reply
 from coordbot.core import events
 from coordbot.core.clock import Clock
+from coordbot.core.logformat import log_context
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -73,6 +74,7 @@ class WorkerConfig:
     holidays_dir: Path
     timezone: str
     locale: str
+    log_format: str = "text"
 
 
 def build_conversation(config: WorkerConfig, engine: Engine, *, clock: Clock | None = None) -> Conversation:
@@ -161,12 +163,13 @@ ORPHAN_POLL_SECONDS = 0.5
 def _init_worker(config: WorkerConfig, parent_pid: int) -> None:
     global _conversation
     from coordbot.core.db import make_engine
+    from coordbot.core.logformat import configure_logging
     from coordbot.core.logs import database_password, install_redaction
 
     # Ctrl-C reaches the whole process group: the main process stops the workers when it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
-    logging.basicConfig(level=logging.WARNING)
+    configure_logging(logging.WARNING, config.log_format)
     install_redaction(extra=(database_password(config.database_url),))
     _conversation = build_conversation(config, make_engine(config.database_url))
     events.subscribe("*", _committed.append)
@@ -211,7 +214,8 @@ def _handle_in_worker(msg: Inbound, now: datetime) -> tuple[Reply | None, list[d
         raise RuntimeError("conversation worker used before its initializer ran")
     _committed.clear()
     try:
-        reply = _conversation.handle(msg, now=now)
+        with log_context(update_id=msg.external_id, channel=msg.channel):
+            reply = _conversation.handle(msg, now=now)
         return reply, [events.snapshot(ev) for ev in _committed]
     finally:
         _committed.clear()

@@ -9,16 +9,37 @@ files) on the same application::
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from sqlalchemy.engine import Engine
 
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.config import Settings
+from coordbot.core.logformat import log_context
 from coordbot.scheduling.calendar import WorkCalendar
 
 MAX_BODY = 1 << 20
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Each request's log lines carry its id: the proxy's ``X-Request-ID`` when it sends a sane one, else a
+    fresh one; the response says which."""
+    given = request.headers.get("X-Request-ID", "")
+    rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+    with log_context(request_id=rid):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers["X-Request-ID"] = rid
+            raise
+    response.headers["X-Request-ID"] = rid
+    return response
 
 
 async def health(_: web.Request) -> web.Response:
@@ -36,7 +57,7 @@ def make_web_app(
 ) -> web.Application:
     """The application: ``/healthz`` and ``routes`` (webhooks); with ``engine``, the desk as well."""
     if engine is None:
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[request_ids])
     else:
         from coordbot.web.auth import middlewares
         from coordbot.web.desk import DESK, Desk
@@ -48,7 +69,7 @@ def make_web_app(
             calendar=calendar or WorkCalendar(tz=settings.timezone),
             clock=clock or SystemClock(),
         )
-        app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares(desk))
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[request_ids, *middlewares(desk)])
         app[DESK] = desk
     from coordbot.web.metrics import metrics
 
