@@ -252,7 +252,10 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
     for f in frontends:
         await start_frontend(f, stop)
     unsubscribe = [events.subscribe(kind, runtime.note_change) for kind in RESCHEDULING_EVENTS]
-    await runtime.housekeeping()
+    try:
+        await runtime.housekeeping()
+    except Exception:  # the database went away after start-up: the front ends keep (spool) what comes in
+        log.exception("housekeeping failed; it runs again in %s", REVIEW_EVERY)
     scheduler = AsyncIOScheduler(timezone=runtime.settings.timezone)
     scheduler.add_job(
         runtime.tick, "interval", seconds=runtime.settings.tick_seconds, id="tick", max_instances=1, coalesce=True

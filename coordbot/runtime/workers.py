@@ -22,14 +22,16 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from coordbot.channels.base import Inbound, Reply
+from coordbot.channels.base import Inbound, InboundDeferred, Reply
 from coordbot.core import events
 from coordbot.core.clock import Clock
 
@@ -49,6 +51,22 @@ class ConversationRunner(Protocol):
     async def close(self) -> None: ...
 
 
+# The database cannot be reached (refused, dropped, timed out, locked): the update is kept and offered again.
+_UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+
+
+@contextlib.contextmanager
+def deferred_while_unreachable() -> Iterator[None]:
+    """Turn "the database is not there" into :class:`InboundDeferred` (plain and picklable: it crosses from a
+    worker process), so the front end keeps the update instead of losing it. Nothing of the URL is said."""
+    try:
+        yield
+    except _UNREACHABLE as exc:
+        orig = getattr(exc, "orig", None) or exc
+        reason = (str(orig).strip().splitlines() or [""])[0][:160]
+        raise InboundDeferred(f"the database is unreachable ({type(orig).__name__}: {reason})") from None
+
+
 class ThreadRunner:
     """The conversation in a thread of this process (the database work must not block the event loop)."""
 
@@ -59,7 +77,11 @@ class ThreadRunner:
         return None
 
     async def handle(self, msg: Inbound, *, now: datetime) -> Reply | None:
-        return await asyncio.to_thread(self.conversation.handle, msg, now=now)
+        return await asyncio.to_thread(self._handle, msg, now)
+
+    def _handle(self, msg: Inbound, now: datetime) -> Reply | None:
+        with deferred_while_unreachable():
+            return self.conversation.handle(msg, now=now)
 
     async def close(self) -> None:
         return None
@@ -211,7 +233,8 @@ def _handle_in_worker(msg: Inbound, now: datetime) -> tuple[Reply | None, list[d
         raise RuntimeError("conversation worker used before its initializer ran")
     _committed.clear()
     try:
-        reply = _conversation.handle(msg, now=now)
+        with deferred_while_unreachable():
+            reply = _conversation.handle(msg, now=now)
         return reply, [events.snapshot(ev) for ev in _committed]
     finally:
         _committed.clear()

@@ -1,0 +1,86 @@
+"""Issue 17, item 5: replies sent while the database is unreachable are kept (spooled before Telegram is told
+they arrived) and stored exactly once when it answers again, also across a restart in the middle.
+
+Real ``coordbot run`` processes poll the fake Bot API; PostgreSQL is reached through a proxy the test cuts
+(the shared server stays up). The outage is a few seconds, not 60: the spool does not care how long it lasts,
+and the retry backoff is capped at 5 s, so a longer one only waits longer. SQLite has no such outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ._inbound import answered, answers, report, running, sends, start_bot, world
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+OUTAGE = float(os.environ.get("COORDBOT_FAULT_OUTAGE_SECONDS", "6"))
+REPLIERS = 4
+EACH = 3
+
+
+def _replies(user: int) -> list[str]:
+    return [f"2.1 本周开展双随机检查{k + 1}次（联络员{user}）" for k in range(EACH)]
+
+
+async def test_replies_during_a_database_outage_are_stored_exactly_once_after_it(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async with world(request, "postgresql", tmp_path, contacts=REPLIERS + 1) as w, running(w) as bot:
+        assert w.proxy is not None
+        repliers = w.users[:REPLIERS]
+        w.proxy.down()
+        sent = [u for user in repliers for u in sends(w.server, user, _replies(user))]
+        # Telegram is told they arrived (the next getUpdates confirms them) although nothing can be stored.
+        await w.server.wait_until_consumed(timeout=10)
+        await asyncio.sleep(OUTAGE)
+        assert all(answers(w.server, u) == [] for u in repliers), "answered while the database was away?"
+        w.proxy.up()
+        back = time.monotonic()
+        took = await w.wait_stored(sent, timeout=20)
+        for user in repliers:  # every reply answered once, now that it is stored
+            await w.server.wait_for_messages(user, EACH, timeout=10)
+        stopped_in = await bot.sigterm()
+    stored = Counter(w.stored(sent))
+    report(
+        "database outage",
+        outage_s=OUTAGE,
+        replies=len(sent),
+        stored=sum(stored.values()),
+        stored_after_recovery_s=f"{took:.2f}",
+        answered_after_recovery_s=f"{time.monotonic() - back:.2f}",
+        stop_s=f"{stopped_in:.2f}",
+    )
+    assert sorted(stored) == sorted(str(u) for u in sent) and set(stored.values()) == {1}
+    assert [len(answers(w.server, u)) for u in repliers] == [EACH] * REPLIERS  # none twice
+    assert w.spooled() == 0
+
+
+async def test_a_restart_during_the_outage_loses_nothing(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Stopped while the database is away: the spool keeps the replies; the next run stores them."""
+    async with world(request, "postgresql", tmp_path, contacts=REPLIERS + 1) as w:
+        assert w.proxy is not None
+        async with running(w) as bot:
+            w.proxy.down()
+            sent = [u for user in w.users[:REPLIERS] for u in sends(w.server, user, _replies(user))]
+            await w.server.wait_until_consumed(timeout=10)
+            stopped_in = await bot.sigterm()
+        in_spool = w.spooled()
+        assert in_spool == len(sent), f"{in_spool} of {len(sent)} in the spool after the stop"
+        w.proxy.up()
+        bot = await start_bot(w, "second")
+        try:
+            took = await w.wait_stored(sent, timeout=25)
+            await answered(w, w.users[-1], "/help", timeout=10, bot=bot)
+            await bot.sigterm()
+        finally:
+            bot.kill()
+    stored = Counter(w.stored(sent))
+    report("restart during the outage", spooled_at_stop=in_spool, stop_s=f"{stopped_in:.2f}", replayed_s=f"{took:.2f}")
+    assert sorted(stored) == sorted(str(u) for u in sent) and set(stored.values()) == {1}
+    assert w.spooled() == 0
