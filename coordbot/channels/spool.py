@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import fcntl
+import json
 import logging
 import os
 import sqlite3
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from coordbot.channels.base import InboundDeferred
+from coordbot.channels.base import Channel, Inbound, InboundDeferred, InboundHandler, send_reply
 from coordbot.core.config import Settings
 
 log = logging.getLogger("coordbot.channels.spool")
@@ -393,3 +395,96 @@ def fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class DurableInbound:
+    """For the webhook adapters (WeCom, DingTalk, Feishu): an :class:`Inbound` is spooled before the callback is
+    answered, then handled through a :class:`FairQueue` and answered with :func:`send_reply`. ``accept``
+    returns False when it could not be spooled (not started, full, the disk failing): the adapter then answers
+    with an error status, and the platform sends the callback again."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        handle: InboundHandler,
+        channel: Callable[[], Channel],
+        *,
+        account: str = "",
+        alert_as_text: bool = False,
+        workers: int = 8,
+    ) -> None:
+        self.name = name
+        self.account = account
+        self.settings = settings
+        self.handle = handle
+        self.channel = channel  # a callable: some adapters build their channel on first use
+        self.alert_as_text = alert_as_text
+        self.workers = workers
+        self.spool: Spool | None = None
+        self.queue: FairQueue | None = None
+        self._answering: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+
+    async def start(self) -> None:
+        if self.queue is None:
+            self.spool = Spool(spool_dir(self.settings), spool_name(self.name, self.account))
+            self.queue = FairQueue(self.spool, self._work, name=self.name, workers=self.workers)
+            await self.queue.start()
+
+    async def accept(self, inbound: Inbound) -> bool:
+        if self.queue is None:
+            await self.start()
+        assert self.spool is not None and self.queue is not None
+        if self.queue.full:
+            return False
+        if self.queue.backlog(inbound.chat_id) >= self.queue.max_per_chat:
+            self.dropped += 1
+            log.warning(
+                "%s: message %s dropped: its chat has %d waiting",
+                self.name,
+                inbound.external_id,
+                self.queue.max_per_chat,
+            )
+            return True
+        payload = json.dumps(dataclasses.asdict(inbound), ensure_ascii=False)
+        try:
+            added = await self.spool.add([Incoming(inbound.external_id, inbound.chat_id, "pass", payload)])
+        except Exception as exc:
+            log.error("%s: message %s not spooled (%s)", self.name, inbound.external_id, type(exc).__name__)
+            return False
+        for entry in added:
+            self.queue.push(entry.seq, entry.chat)
+        return True
+
+    async def _work(self, entry: Spooled) -> None:
+        inbound = Inbound(**json.loads(entry.payload))
+        reply = await self.handle(inbound)  # InboundDeferred: the queue keeps it
+        if reply is None:
+            return
+        # Sent beside the queue: a chat waiting on its send limit holds up no worker.
+        task = asyncio.create_task(send_reply(self.channel(), inbound, reply, alert_as_text=self.alert_as_text))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def drain(self) -> None:
+        """Wait until everything accepted so far is handled and answered (tests)."""
+        while (self.queue is not None and len(self.queue)) or self._answering:
+            if self._answering:
+                await asyncio.wait(set(self._answering))
+            else:
+                await asyncio.sleep(0.01)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop: what is in hand gets ``timeout`` seconds, answers under way a little more; the rest stays in
+        the spool for the next run."""
+        if self.queue is not None:
+            await self.queue.close(timeout)
+        if self._answering:
+            _, late = await asyncio.wait(set(self._answering), timeout=1.5)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self.spool is not None:
+            await self.spool.close()
+        self.spool = self.queue = None

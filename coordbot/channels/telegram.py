@@ -597,7 +597,11 @@ class TelegramFrontend:
             update_id = int(data["update_id"])
             inbound, _query = self._read(data, note=True)
             if inbound is None:
-                continue  # nothing coordbot handles: acknowledged and forgotten
+                if _update_kind(data) not in ALLOWED_UPDATES:
+                    continue  # nothing coordbot handles: acknowledged and forgotten
+                # Read, but for no one here (a command to another bot): goes through like any, to no answer.
+                incoming.append(Incoming(str(update_id), "", "pass", json.dumps(data, ensure_ascii=False)))
+                continue
             chat = inbound.chat_id
             if self.queue.backlog(chat) + batch[chat] >= MAX_CHAT_BACKLOG:
                 self.metrics["flood_dropped"] += 1
