@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from ._inbound import answered, answers, report, running, sends, start_bot, world
+from coordbot.core.config import Secret, Settings
+from coordbot.core.db import make_engine
+from coordbot.runtime import make_runtime, serve
+
+from ._inbound import HOLIDAYS, TOKEN, answered, answers, free_port, report, running, sends, start_bot, world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 OUTAGE = float(os.environ.get("COORDBOT_FAULT_OUTAGE_SECONDS", "6"))
@@ -84,3 +88,51 @@ async def test_a_restart_during_the_outage_loses_nothing(request: pytest.Fixture
     report("restart during the outage", spooled_at_stop=in_spool, stop_s=f"{stopped_in:.2f}", replayed_s=f"{took:.2f}")
     assert sorted(stored) == sorted(str(u) for u in sent) and set(stored.values()) == {1}
     assert w.spooled() == 0
+
+
+async def test_webhook_updates_during_the_outage_get_200_only_once_spooled_and_are_stored_after_it(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Webhook mode (serve() in this process: a real process would need an https:// webhook URL): Telegram's
+    deliveries during the outage are answered 200, because they are in the spool, and stored once it ends."""
+    async with world(request, "postgresql", tmp_path, contacts=REPLIERS + 1) as w:
+        assert w.proxy is not None
+        port = free_port()
+        settings = Settings(
+            database_url=w.bot_url,
+            holidays_dir=HOLIDAYS,
+            telegram_token=Secret(TOKEN),
+            telegram_base_url=w.server.base_url,
+            telegram_mode="webhook",
+            webhook_url=f"http://127.0.0.1:{port}",
+            webhook_secret=Secret("faults-webhook-secret"),
+            web_port=port,
+            tick_seconds=3600.0,
+            handler_processes=0,
+            spool_dir=tmp_path / "spool",
+        )
+        engine = make_engine(w.bot_url)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(serve(make_runtime(settings, engine), stop=stop))
+        try:
+            await w.server.wait_for(lambda: bool(w.server.webhook_url), timeout=20)
+            await answered(w, w.users[-1], "/help", timeout=20)
+            w.proxy.down()
+            repliers = w.users[:REPLIERS]
+            sent = [u for user in repliers for u in sends(w.server, user, _replies(user))]
+            await w.server.wait_until_consumed(timeout=10)
+            during = [d for d in w.server.webhook_deliveries if d.update_id in sent]
+            await asyncio.sleep(OUTAGE / 2)
+            w.proxy.up()
+            took = await w.wait_stored(sent, timeout=20)
+            for user in repliers:
+                await w.server.wait_for_messages(user, EACH, timeout=10)
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, 15)
+            engine.dispose()
+    stored = Counter(w.stored(sent))
+    report("webhook database outage", replies=len(sent), stored=sum(stored.values()), stored_after_s=f"{took:.2f}")
+    assert {d.status for d in during} == {200} and len(during) == len(sent)  # each delivered once, answered 200
+    assert sorted(stored) == sorted(str(u) for u in sent) and set(stored.values()) == {1}
+    assert [len(answers(w.server, u)) for u in repliers] == [EACH] * REPLIERS
