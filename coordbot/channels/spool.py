@@ -307,7 +307,14 @@ class FairQueue:
         while (chat := await self._next_chat()) is not None:
             q = self._chats[chat]
             seq = q[0]
-            outcome = await self._one(seq)
+            try:
+                outcome = await self._one(seq)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the spool itself failing (disk): keep the update, pause, try again
+                log.exception("%s: the spool could not be read or written; trying again shortly", self.name)
+                self._resume_at = max(self._resume_at, time.monotonic() + self.defer_max)
+                outcome = "again"
             if outcome != "again":
                 q.popleft()
                 self._pending -= 1

@@ -77,7 +77,7 @@ POLL_BACKOFF_MAX = 30.0
 # A stop (SIGTERM: a supervisor usually waits 10 s) gives the updates in hand this long to be stored (the rest
 # stay in the spool), then answers under way this long more: a flooded chat's, held to one a second by
 # Telegram's limit, would take much longer, and their updates are stored already.
-STOP_HANDLING_SECONDS = 4.0
+STOP_HANDLING_SECONDS = 3.0
 STOP_ANSWERS_SECONDS = 1.5
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 LIMITS = ChannelLimits(max_text=MAX_TEXT, buttons=True, files=True, max_button_data=MAX_CALLBACK_BYTES)
@@ -546,7 +546,8 @@ class TelegramFrontend:
             for task in late:
                 task.cancel()
             if late:
-                log.info("telegram: %d answer(s) not sent at stop (their updates are stored)", len(late))
+                # Handled but not answered yet, or still waiting on the handler (then still in the spool).
+                log.info("telegram: %d update(s) still being handled or answered at stop: cut off", len(late))
                 await asyncio.gather(*late, return_exceptions=True)
         if self.spool is not None:
             await self.spool.close()

@@ -112,6 +112,9 @@ def build_conversation(config: WorkerConfig, engine: Engine, *, clock: Clock | N
     )
 
 
+CLOSE_SECONDS = 2.0  # how long a stop waits for the worker processes to finish the update each holds
+
+
 class ProcessRunner:
     """The conversation in worker processes, each with its own engine; one update at a time per worker."""
 
@@ -156,9 +159,20 @@ class ProcessRunner:
         return reply
 
     async def close(self) -> None:
+        """Let the workers finish what they hold, for ``CLOSE_SECONDS`` at most (a stop must end in seconds, and
+        a worker waiting on a database that does not answer never would); then they are killed. What they held
+        is not lost: its update was not stored, so it is still in the front end's spool."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True), CLOSE_SECONDS)
+        except TimeoutError:
+            busy = list(getattr(pool, "_processes", {}).values())
+            log.warning("%d conversation worker(s) still busy %.0f s into the stop: ended", len(busy), CLOSE_SECONDS)
+            for proc in busy:
+                with contextlib.suppress(OSError, ValueError):
+                    proc.kill()
 
 
 def make_runner(*, conversation: Conversation, config: WorkerConfig, processes: int) -> ConversationRunner:

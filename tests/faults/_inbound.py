@@ -46,11 +46,13 @@ def free_port() -> int:
 
 
 class TcpProxy:
-    """127.0.0.1:<port> -> target; ``down()`` hangs up on everyone (and on whoever connects) until ``up()``."""
+    """127.0.0.1:<port> -> target; ``down()`` hangs up on everyone (and on whoever connects) until ``up()``;
+    ``down(silent=True)`` instead holds every connection open and answers nothing, as a cut network does."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.is_up = True
+        self.silent = False  # while down: hold connections open and answer nothing (a network cut)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
@@ -61,6 +63,8 @@ class TcpProxy:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.is_up:
+            while self.silent and not self.is_up:
+                await asyncio.sleep(0.1)
             writer.close()
             return
         try:
@@ -73,6 +77,8 @@ class TcpProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(65536):
+                    if not self.is_up:
+                        continue  # silent: swallowed
                     dst.write(data)
                     await dst.drain()
             dst.close()
@@ -80,17 +86,25 @@ class TcpProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers -= {writer, up_writer}
 
-    def down(self) -> None:
-        self.is_up = False
+    def down(self, *, silent: bool = False) -> None:
+        self.is_up, self.silent = False, silent
+        if silent:
+            return  # connections stay open, unanswered
         for w in list(self._writers):
             if w.transport is not None:
                 w.transport.abort()
         self._writers.clear()
 
     def up(self) -> None:
-        self.is_up = True
+        if self.silent:  # what was held hangs up now: those sessions are broken
+            for w in list(self._writers):
+                if w.transport is not None:
+                    w.transport.abort()
+            self._writers.clear()
+        self.is_up, self.silent = True, False
 
     async def close(self) -> None:
+        self.silent = False
         self.down()
         if self._server is not None:
             self._server.close()
