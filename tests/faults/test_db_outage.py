@@ -23,7 +23,7 @@ from coordbot.runtime import make_runtime, serve
 from ._inbound import HOLIDAYS, TOKEN, answered, answers, free_port, report, running, sends, start_bot, world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
-OUTAGE = float(os.environ.get("COORDBOT_FAULT_OUTAGE_SECONDS", "6"))
+OUTAGE = float(os.environ.get("COORDBOT_FAULT_OUTAGE_SECONDS", "4"))
 REPLIERS = 4
 EACH = 3
 
