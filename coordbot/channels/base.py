@@ -183,6 +183,11 @@ class Reply:
 InboundHandler = Callable[[Inbound], Awaitable[Reply | None]]
 
 
+class InboundDeferred(Exception):
+    """What an :data:`InboundHandler` raises when it cannot store a message now (its database is unreachable):
+    nothing of it was stored, and the front end keeps it (spooled) to offer it again later."""
+
+
 async def send_reply(channel: Channel, inbound: Inbound, reply: Reply, *, alert_as_text: bool = False) -> None:
     """The answer to an inbound message on its chat, then the messages to other people; a failure is logged
     and does not stop the rest (the inbound message is already stored: nothing is lost by a lost answer).

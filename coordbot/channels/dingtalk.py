@@ -45,15 +45,14 @@ from coordbot.channels.base import (
     Delivery,
     Inbound,
     InboundHandler,
-    InboundTasks,
     NumberedChoices,
     Outbound,
     PermanentChannelError,
     TransientChannelError,
-    answer_inbound,
     command_in,
     invite_code_in,
 )
+from coordbot.channels.spool import DurableInbound
 from coordbot.core.config import Settings
 from coordbot.core.text import render
 
@@ -584,7 +583,9 @@ class DingTalkFrontend:
         self.channel = channel or _channel(settings)
         self._secret = settings.dingtalk_app_secret.get()
         self._now_ms = wall_clock_ms
-        self._inbound = InboundTasks(NAME)
+        self._inbound = DurableInbound(
+            NAME, settings, handle, lambda: self.channel, account=settings.dingtalk_app_key, alert_as_text=True
+        )
         # Signatures seen within the window, with their body's digest: the sign covers only the timestamp,
         # so a captured header pair must not carry a different body. The same body again is DingTalk's retry.
         self._seen: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
@@ -595,12 +596,12 @@ class DingTalkFrontend:
 
     async def stop(self) -> None:
         self.stopped = True
-        await self.drain()
+        await self._inbound.close()
         await self.channel.close()
 
     async def drain(self) -> None:
         """Wait until every accepted callback was handled and answered."""
-        await self._inbound.drain(timeout=None)
+        await self._inbound.drain()
 
     def webhook_routes(self) -> list[web.RouteDef]:
         return [web.post(CALLBACK_PATH, self.callback)]
@@ -651,8 +652,7 @@ class DingTalkFrontend:
             return web.json_response({})
         if self.stopped:
             return web.Response(status=503, text="stopping")
-        # No toasts on DingTalk: a button's alert without text is said in the chat.
-        self._inbound.spawn(
-            answer_inbound(self.channel, inbound, self.handle(inbound), alert_as_text=True), chat=inbound.chat_id
-        )
+        # Spooled before the answer (no toasts on DingTalk: a button's alert without text is said in the chat).
+        if not await self._inbound.accept(inbound):
+            return web.Response(status=503, text="try again")
         return web.json_response({})

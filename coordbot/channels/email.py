@@ -52,6 +52,7 @@ from coordbot.channels.base import (
     ContentRejectedError,
     Delivery,
     Inbound,
+    InboundDeferred,
     InboundHandler,
     NumberedChoices,
     Outbound,
@@ -80,6 +81,7 @@ MAX_SUBJECT = 120
 IDLE_SECONDS = 300.0  # re-issue IDLE every 5 minutes (RFC 2177 asks for less than 29): also bounds a missed push
 RECONNECT_SECONDS = (1.0, 2.0, 5.0, 15.0, 60.0)  # backoff after a lost IMAP session
 MAX_HANDLE_ATTEMPTS = 3  # a mail whose handling raised this often is flagged \Seen and logged, not retried forever
+DEFERRED_RETRY_SECONDS = 5.0  # while the database is unreachable, unseen mail is tried again this often
 TOKEN_ID_CHARS = 16  # base32 of 10 random bytes: the Message-ID's local part
 TOKEN_SIG_CHARS = 16  # base32 of 10 bytes of HMAC-SHA256
 _TOKEN_KEY_LABEL = b"coordbot e-mail reply token v1"
@@ -883,25 +885,34 @@ class EmailFrontend:
             for uid in pending:
                 if self._stopping.is_set():
                     return
-                await self._one(client, uidvalidity, uid)
+                if not await self._one(client, uidvalidity, uid):
+                    # The database is away: the mail stays unseen (the mailbox keeps it); ask again shortly.
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), DEFERRED_RETRY_SECONDS)
+                    break
 
-    async def _one(self, client: Any, uidvalidity: str, uid: str) -> None:
+    async def _one(self, client: Any, uidvalidity: str, uid: str) -> bool:
+        """Handle one mail; False when the handler could not store it now (not counted as a failed attempt)."""
         key = f"{uidvalidity}:{uid}"
         fetched = _imap_ok(await client.uid("fetch", uid, "(BODY.PEEK[])"), "FETCH")
         raw = next((bytes(x) for x in fetched.lines if isinstance(x, bytearray | bytes) and b"\n" in x), None)
         if raw is None:
             await self._mark_seen(client, uid)
-            return
+            return True
         try:
             await self.deliver(raw, fallback_id=f"imap:{key}")
+        except InboundDeferred as exc:
+            log.warning("email: mail uid %s kept unseen: %s", uid, exc)
+            return False
         except Exception:
             self._attempts[key] = self._attempts.get(key, 0) + 1
             if self._attempts[key] < MAX_HANDLE_ATTEMPTS:
                 log.exception("email: mail uid %s could not be handled; it stays unseen to be read again", uid)
-                return
+                return True
             log.exception("email: mail uid %s failed %d times: flagged seen, not read again", uid, self._attempts[key])
         self._attempts.pop(key, None)
         await self._mark_seen(client, uid)
+        return True
 
     async def _mark_seen(self, client: Any, uid: str) -> None:
         _imap_ok(await client.uid("store", uid, "+FLAGS.SILENT (\\Seen)"), "STORE")

@@ -62,6 +62,7 @@ from coordbot.channels.base import (
     encode_button,
     invite_code_in,
 )
+from coordbot.channels.spool import DurableInbound
 from coordbot.core.config import Settings
 
 log = logging.getLogger("coordbot.channels.feishu")
@@ -775,7 +776,8 @@ class FeishuFrontend:
         self.clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._channel: FeishuChannel | None = None
-        self._inbound = InboundTasks(CHANNEL)
+        self._inbound = InboundTasks(CHANNEL)  # card presses: answered within Feishu's 3 s, not spooled
+        self._messages = DurableInbound(CHANNEL, settings, handle, lambda: self.channel, account=settings.feishu_app_id)
         self._seen = _Seen()
         self.encrypt_key = settings.feishu_encrypt_key.get()
         self.verification_token = settings.feishu_verification_token.get()
@@ -796,6 +798,7 @@ class FeishuFrontend:
         log.info("feishu: events at %s", EVENTS_PATH)
 
     async def stop(self) -> None:
+        await self._messages.close()
         await self._inbound.drain(timeout=10)
         if self._session is not None:
             await self._session.close()
@@ -803,6 +806,7 @@ class FeishuFrontend:
 
     async def drain(self) -> None:
         """Wait until every event received so far is handled and answered (tests, shutdown)."""
+        await self._messages.drain()
         await self._inbound.drain(timeout=None)
 
     def webhook_routes(self) -> list[web.RouteDef]:
@@ -897,8 +901,8 @@ class FeishuFrontend:
             return web.json_response({"msg": "success"})
         if kind == "im.message.receive_v1":
             inbound = message_inbound(event_id, event)
-            if inbound is not None:
-                self._inbound.spawn(answer_inbound(self.channel, inbound, self.handle(inbound)), chat=inbound.chat_id)
+            if inbound is not None and not await self._messages.accept(inbound):  # spooled before "success"
+                return web.Response(status=503, text="try again")
             return web.json_response({"msg": "success"})
         if kind == "card.action.trigger":
             inbound = callback_inbound(event_id, event, self.channel.sent_to)

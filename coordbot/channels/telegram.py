@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -34,26 +33,17 @@ from telegram import (
     Update,
 )
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
-from telegram.ext import (
-    Application,
-    ApplicationBuilder,
-    CallbackQueryHandler,
-    ContextTypes,
-    ExtBot,
-    MessageHandler,
-    TypeHandler,
-    filters,
-)
+from telegram.ext import Application, ApplicationBuilder, ExtBot
 
 from coordbot.channels.base import (
     Button,
     ChannelAuthError,
     ChannelError,
     ChannelLimits,
-    ChatOrder,
     ContentRejectedError,
     Delivery,
     Inbound,
+    InboundDeferred,
     InboundHandler,
     Outbound,
     PermanentChannelError,
@@ -63,6 +53,7 @@ from coordbot.channels.base import (
     send_reply,
 )
 from coordbot.channels.ratelimit import TelegramRateLimiter
+from coordbot.channels.spool import FairQueue, Incoming, Spool, Spooled, spool_dir, spool_name
 from coordbot.core.config import Settings
 from coordbot.core.text import render
 
@@ -77,9 +68,17 @@ WEBHOOK_READ_SECONDS = 30.0  # to receive a whole body (Telegram sends it at onc
 # second: what Telegram lets the bot answer in one chat); beyond that its messages are dropped, with one notice.
 FLOOD_BURST = 20
 FLOOD_WINDOW = 20.0
-HANDLING_AT_ONCE = 8  # inbound messages handled (conversation + database) at the same time
-# Updates in flight: large, so a chat whose answers wait on its per-chat send limit never holds the others up.
-CONCURRENT_UPDATES = 256
+HANDLING_AT_ONCE = 8  # inbound messages handled (conversation + database) at the same time, one per chat
+# A chat's updates waiting to be handled, at most; its excess beyond is dropped (counted, logged). Far above
+# what a person sends: it bounds what one misbehaving client can queue.
+MAX_CHAT_BACKLOG = 1_000
+POLL_TIMEOUT = 10  # seconds a getUpdates long poll waits for updates
+POLL_BACKOFF_MAX = 30.0
+# A stop (SIGTERM: a supervisor usually waits 10 s) gives the updates in hand this long to be stored (the rest
+# stay in the spool), then answers under way this long more: a flooded chat's, held to one a second by
+# Telegram's limit, would take much longer, and their updates are stored already.
+STOP_HANDLING_SECONDS = 3.0
+STOP_ANSWERS_SECONDS = 1.5
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 LIMITS = ChannelLimits(max_text=MAX_TEXT, buttons=True, files=True, max_button_data=MAX_CALLBACK_BYTES)
 # A 400 that says the address cannot receive: the contact is unreachable. Any other 400 is about the message.
@@ -385,16 +384,6 @@ def inbound_from_raw(data: dict[str, Any], bot_username: str) -> Inbound | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class RawUpdate:
-    """An update python-telegram-bot could not read, normalised from its JSON, on its way through the
-    application's update queue (so it is handled like any other: concurrently, and drained on stop)."""
-
-    update_id: int
-    inbound: Inbound
-    callback_query_id: str | None
-
-
 class FloodGate:
     """A token bucket per chat: ``burst`` messages at once, refilled at ``burst / window`` a second.
 
@@ -435,18 +424,6 @@ class FloodGate:
                 del self._chats[chat]
 
 
-async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Hand every message, edit and button press to the front end's handler, and send its answer."""
-    frontend: TelegramFrontend = context.bot_data["frontend"]
-    await frontend.deliver(update)
-
-
-async def on_raw_update(update: RawUpdate, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """An update only readable from its JSON (see ``TelegramFrontend.webhook``): handled the same way."""
-    frontend: TelegramFrontend = context.bot_data["frontend"]
-    await frontend.process(update.inbound, update.update_id, update.callback_query_id)
-
-
 def _bot(settings: Settings) -> ExtBot[int]:
     return ExtBot(
         settings.telegram_token.get(),
@@ -485,7 +462,14 @@ def frontend(settings: Settings, handle: InboundHandler) -> TelegramFrontend:
 
 
 class TelegramFrontend:
-    """Receives updates (polling or webhook) and answers each through ``handle``."""
+    """Receives updates (polling or webhook) and answers each through ``handle``.
+
+    Every update is written to the local spool (fsynced) before Telegram is told it arrived: polling asks for
+    the next batch (which confirms this one) only then, the webhook answers 200 only then. The spool's fair
+    queue hands the updates to ``handle``, a chat's in order and chats round-robin; an update leaves the spool
+    once ``handle`` stored it. ``handle`` raising :class:`InboundDeferred` (the database is unreachable) keeps
+    it there and pauses the queue; ``stop`` finishes what is in hand and leaves the rest for the next run.
+    """
 
     def __init__(self, settings: Settings, handle: InboundHandler) -> None:
         self.settings = settings
@@ -497,21 +481,19 @@ class TelegramFrontend:
             .base_url(settings.telegram_base_url)
             .base_file_url(settings.telegram_base_url.replace("/bot", "/file/bot"))
             .rate_limiter(TelegramRateLimiter(overall_per_second=settings.telegram_rate_per_second))
-            .concurrent_updates(CONCURRENT_UPDATES)
+            .updater(None)  # coordbot polls itself: the offset moves on only once a batch is spooled
         )
-        if self.mode in ("webhook", "send"):
-            builder = builder.updater(None)
         self.app: Application = builder.build()
-        self.app.bot_data["frontend"] = self
-        self.app.add_handler(MessageHandler(filters.ALL, on_update))
-        self.app.add_handler(CallbackQueryHandler(on_update))
-        self.app.add_handler(TypeHandler(RawUpdate, on_raw_update))
         self.channel = TelegramChannel(self.app.bot)
         self.flood = FloodGate()
-        self._handling = asyncio.Semaphore(HANDLING_AT_ONCE)
-        self._order = ChatOrder()  # a chat's updates in arrival order (a report before its edit)
         # What the front end refused, dropped or could only read from the JSON, by kind (for /metrics).
         self.metrics: Counter[str] = Counter()
+        self.spool: Spool | None = None
+        self.queue: FairQueue | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._verdicts: dict[int, str] = {}  # update id -> the flood verdict it got on arrival
+        self._handled: dict[int, asyncio.Future[None]] = {}  # update id -> settled once ``handle`` returned
+        self._answering: set[asyncio.Task[None]] = set()  # updates being handled and answered
 
     @property
     def bot_username(self) -> str:
@@ -530,6 +512,10 @@ class TelegramFrontend:
         await self.app.initialize()
         if not self.app.running:  # a retry after a later step failed
             await self.app.start()
+        if self.queue is None:
+            self.spool = Spool(spool_dir(self.settings), spool_name("telegram", str(self.app.bot.id)))
+            self.queue = FairQueue(self.spool, self._work, name="telegram", workers=HANDLING_AT_ONCE)
+            await self.queue.start()  # what an earlier run left goes first
         if self.mode == "webhook":
             s = self.settings
             await self.app.bot.set_webhook(
@@ -542,17 +528,175 @@ class TelegramFrontend:
         elif self.mode == "send":
             pass  # another instance receives: Telegram serves one getUpdates poller per token (409 for a second)
         else:
-            assert self.app.updater is not None
             await self.app.bot.delete_webhook()
-            await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES, poll_interval=0.0, timeout=10)
+            if self._poller is None:
+                self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
         log.info("telegram: %s mode as @%s", self.mode, self.bot_username)
 
     async def stop(self) -> None:
-        if self.app.updater is not None and self.app.updater.running:
-            await self.app.updater.stop()
+        """Stop within seconds: no more updates taken, those in hand stored (or left in the spool, as is
+        everything not started: the next run handles it), answers under way sent while time is left."""
+        started = time.monotonic()
+        if self._poller is not None:
+            self._poller.cancel()  # a long poll cut short confirms nothing: Telegram sends those again
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
+        if self.queue is not None:
+            await self.queue.close(STOP_HANDLING_SECONDS)
+        if self._answering:
+            _, late = await asyncio.wait(set(self._answering), timeout=STOP_ANSWERS_SECONDS)
+            for task in late:
+                task.cancel()
+            if late:
+                # Handled but not answered yet, or still waiting on the handler (then still in the spool).
+                log.info("telegram: %d update(s) still being handled or answered at stop: cut off", len(late))
+                await asyncio.gather(*late, return_exceptions=True)
+        if self.spool is not None:
+            await self.spool.close()
+            self.spool = self.queue = None
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
+        log.info("telegram: stopped in %.1f s", time.monotonic() - started)
+
+    # ---- receiving: spool first, then acknowledge ----
+
+    async def _poll(self) -> None:
+        """Long-poll getUpdates; a batch is confirmed (the next call's offset) only after it was spooled."""
+        offset: int | None = None
+        backoff = 0.0
+        while True:
+            if self.queue is not None and self.queue.full:  # backpressure: Telegram keeps them meanwhile
+                await asyncio.sleep(0.2)
+                continue
+            params: dict[str, Any] = {"timeout": POLL_TIMEOUT, "allowed_updates": ALLOWED_UPDATES, "limit": 100}
+            if offset is not None:
+                params["offset"] = offset
+            try:
+                # _post, not get_updates: the raw JSON (an update PTB cannot read must not sink the whole
+                # batch, and PTB would log the batch, people's messages, when it fails to read one).
+                batch = await self.app.bot._post("getUpdates", api_kwargs=params, read_timeout=POLL_TIMEOUT + 10)
+                updates = [u for u in batch if isinstance(u, dict) and _raw_int(u.get("update_id")) is not None]
+                if updates:
+                    await self.receive(updates)
+                    offset = max(int(u["update_id"]) for u in updates) + 1
+                backoff = 0.0
+            except asyncio.CancelledError:
+                raise
+            except TimedOut:
+                continue
+            except Exception as exc:  # network, 5xx, 409 (another poller), a full disk: wait and ask again
+                backoff = min(POLL_BACKOFF_MAX, backoff * 2 or 1.0)
+                log.warning("telegram: getUpdates failed (%s); again in %.0f s", _why(exc), backoff)
+                await asyncio.sleep(backoff)
+
+    async def receive(self, updates: list[dict[str, Any]]) -> None:
+        """Spool a batch of updates (their JSON), then queue them for handling. Raises when the spool cannot be
+        written: the caller must then not acknowledge them."""
+        assert self.spool is not None and self.queue is not None
+        incoming: list[Incoming] = []
+        batch: Counter[str] = Counter()
+        for data in updates:
+            update_id = int(data["update_id"])
+            inbound, _query = self._read(data, note=True)
+            if inbound is None:
+                if _update_kind(data) not in ALLOWED_UPDATES:
+                    continue  # nothing coordbot handles: acknowledged and forgotten
+                # Read, but for no one here (a command to another bot): goes through like any, to no answer.
+                incoming.append(Incoming(str(update_id), "", "pass", json.dumps(data, ensure_ascii=False)))
+                continue
+            chat = inbound.chat_id
+            if self.queue.backlog(chat) + batch[chat] >= MAX_CHAT_BACKLOG:
+                self.metrics["flood_dropped"] += 1
+                log.warning("update %s dropped: chat %s has %d waiting already", update_id, chat, MAX_CHAT_BACKLOG)
+                continue
+            # A private chat is one person; in a group each member has their own limit (a lively group is no flood).
+            verdict = self.flood.admit(f"{chat}:{inbound.sender_id}" if inbound.is_group else chat)
+            batch[chat] += 1
+            incoming.append(Incoming(str(update_id), chat, verdict, json.dumps(data, ensure_ascii=False)))
+        for entry in await self.spool.add(incoming):
+            self.queue.push(entry.seq, entry.chat)
+
+    def _read(self, data: dict[str, Any], *, note: bool) -> tuple[Inbound | None, str | None]:
+        """The update's inbound message and callback query id; ``note``: log and count what is odd (once, on
+        arrival, not again when it is handled)."""
+        update_id, kind = data["update_id"], _update_kind(data)
+        try:
+            update = Update.de_json(data, self.app.bot)
+        except Exception as exc:  # python-telegram-bot raises what its constructors raise (TypeError mostly)
+            return self._unreadable(data, exc, note=note)
+        if kind not in ALLOWED_UPDATES:
+            if note:
+                self.metrics["updates_ignored"] += 1
+                log.info("telegram: update %s is a %s, which coordbot does not handle", update_id, kind)
+            return None, None
+        if update is None:
+            return None, None
+        query = update.callback_query
+        return inbound_from_update(update, self.bot_username), query.id if query is not None else None
+
+    def _unreadable(self, data: dict[str, Any], exc: Exception, *, note: bool) -> tuple[Inbound | None, str | None]:
+        """An update python-telegram-bot could not read: logged and counted (never its body: it holds people's
+        messages), and read from its JSON when that still shows the chat and the text."""
+        update_id, kind = data["update_id"], _update_kind(data)
+        try:
+            inbound = inbound_from_raw(data, self.bot_username) if kind in ALLOWED_UPDATES else None
+        except Exception:  # a shape odder still: logged below as not handled
+            inbound = None
+        if note:
+            self.metrics["updates_unparsed"] += 1
+            log.warning(
+                "telegram: update %s (%s) could not be read by python-telegram-bot (%s: %s); %s",
+                update_id,
+                kind,
+                type(exc).__name__,
+                str(exc)[:300],
+                "handled from its JSON" if inbound is not None else "answered and skipped",
+            )
+            if inbound is not None:
+                self.metrics["updates_unparsed_handled"] += 1
+        query = data.get("callback_query")
+        query_id = query.get("id") if isinstance(query, dict) and isinstance(query.get("id"), str) else None
+        return inbound, query_id
+
+    # ---- handling ----
+
+    async def _work(self, entry: Spooled) -> None:
+        """Handle one spooled update; returns once ``handle`` stored it (its answer goes on being sent), raises
+        what ``handle`` raised (:class:`InboundDeferred`: the queue keeps it)."""
+        data = json.loads(entry.payload)
+        update_id = int(data["update_id"])
+        self._verdicts[update_id] = entry.verdict
+        handled = self._handled[update_id] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._dispatch(data))
+        self._answering.add(task)
+        task.add_done_callback(self._answered)
+        try:
+            await asyncio.wait({handled, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._handled.pop(update_id, None)
+            self._verdicts.pop(update_id, None)
+        if handled.done():
+            handled.result()
+        else:
+            handled.cancel()
+            task.result()  # ended without reaching the handler (nothing to handle), or failed before it
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        self._answering.discard(task)
+        if not task.cancelled():
+            task.exception()  # logged where it happened; the queue retries or gives up
+
+    async def _dispatch(self, data: dict[str, Any]) -> None:
+        try:
+            update = Update.de_json(data, self.app.bot)
+        except Exception:
+            inbound, query_id = self._read(data, note=False)
+            if inbound is not None:
+                await self.process(inbound, int(data["update_id"]), query_id)
+            return
+        if update is not None:
+            await self.deliver(update)
 
     async def deliver(self, update: Update) -> None:
         inbound = inbound_from_update(update, self.bot_username)
@@ -562,24 +706,35 @@ class TelegramFrontend:
         await self.process(inbound, update.update_id, query.id if query is not None else None)
 
     async def process(self, inbound: Inbound, update_id: int, callback_query_id: str | None = None) -> None:
-        """Hand one inbound message to ``handle`` (within the chat's flood limit) and send the answer."""
-        # A private chat is one person; in a group, each member has their own limit (a lively group is no flood).
-        verdict = self.flood.admit(f"{inbound.chat_id}:{inbound.sender_id}" if inbound.is_group else inbound.chat_id)
-        if verdict != "pass":
-            self.metrics["flood_dropped"] += 1
-            log.warning("update %s dropped: chat %s is over its flood limit", update_id, inbound.chat_id)
-            if verdict == "notice":
-                await self._flood_notice(inbound)
-            return
+        """Hand one inbound message to ``handle`` and send the answer (unless its chat is over the flood limit:
+        then the message is stored all the same, and the chat gets one notice instead of answers)."""
+        verdict = self._verdicts.pop(update_id, None)
+        if verdict is None:  # not from the spool (a test's direct call): decided now
+            verdict = self.flood.admit(
+                f"{inbound.chat_id}:{inbound.sender_id}" if inbound.is_group else inbound.chat_id
+            )
+        handled = self._handled.get(update_id)
         try:
-            # Only the handling is bounded: waiting for a chat's send limit must not hold up other chats.
-            async with self._order.turn(inbound.chat_id), self._handling:
-                reply = await self.handle(inbound)
-        except Exception:
+            reply = await self.handle(inbound)
+        except Exception as exc:
+            if handled is not None and not handled.done():
+                handled.set_exception(exc)
+            if isinstance(exc, InboundDeferred):
+                raise
             log.exception("update %s could not be handled", update_id)
             if callback_query_id is not None:
                 await self._answer_callback(callback_query_id, "")
             raise
+        if handled is not None and not handled.done():
+            handled.set_result(None)
+        if verdict != "pass":
+            self.metrics["flood_unanswered"] += 1
+            log.warning("update %s stored, not answered: chat %s is over its flood limit", update_id, inbound.chat_id)
+            if callback_query_id is not None:
+                await self._answer_callback(callback_query_id, "")
+            if verdict == "notice":
+                await self._flood_notice(inbound)
+            return
         if callback_query_id is not None:
             await self._answer_callback(callback_query_id, reply.alert if reply else "")
         if reply is None:
@@ -612,7 +767,8 @@ class TelegramFrontend:
         a JSON object with an integer ``update_id`` is refused with 400; an update python-telegram-bot cannot
         read (an older or newer shape) is answered 200 all the same, since Telegram would redeliver it and
         hold the chat's later updates behind it: it is logged, counted and, where its JSON still shows the
-        chat and the text, handled.
+        chat and the text, handled. 200 comes only once the update is in the spool; 503 (Telegram sends it
+        again) while the spool cannot be written or is full, or before the front end has started.
         """
         expected = self.settings.webhook_secret.get()
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
@@ -638,18 +794,13 @@ class TelegramFrontend:
         update_id = data.get("update_id")
         if _raw_int(update_id) is None:
             return self._refuse(400, f"update_id {str(update_id)[:40]!r} is not an integer")
+        if self.queue is None or self.queue.full:
+            return web.Response(status=503, text="not ready", headers={"Retry-After": "1"})
         try:
-            update = Update.de_json(data, self.app.bot)
-        except Exception as exc:  # python-telegram-bot raises what its constructors raise (TypeError mostly)
-            await self._unreadable(data, exc)
-            return web.Response(status=200, text="ok")
-        if update is None:  # de_json of an empty object; an object with an update_id is never empty
-            return self._refuse(400, "an empty update")
-        kind = _update_kind(data)
-        if kind not in ALLOWED_UPDATES:
-            self.metrics["updates_ignored"] += 1
-            log.info("webhook: update %s is a %s, which coordbot does not handle", update_id, kind)
-        await self.app.update_queue.put(update)
+            await self.receive([data])
+        except Exception as exc:  # the spool cannot be written: Telegram keeps it and sends it again
+            log.error("webhook: update %s not spooled (%s); answered 503", update_id, _why(exc))
+            return web.Response(status=503, text="try again", headers={"Retry-After": "1"})
         return web.Response(status=200, text="ok")
 
     def _refuse(self, status: int, reason: str) -> web.Response:
@@ -662,29 +813,11 @@ class TelegramFrontend:
         log.warning("webhook: refused a body over %d bytes (Content-Length %s)", WEBHOOK_MAX_BYTES, length)
         return web.Response(status=413, text="too large")
 
-    async def _unreadable(self, data: dict[str, Any], exc: Exception) -> None:
-        """Log and count an update python-telegram-bot could not read (never its body: it holds people's
-        messages); queue it for handling when its JSON still shows the chat and the text."""
-        update_id, kind = data["update_id"], _update_kind(data)
-        self.metrics["updates_unparsed"] += 1
-        try:
-            inbound = inbound_from_raw(data, self.bot_username) if kind in ALLOWED_UPDATES else None
-        except Exception:  # a shape odder still: logged below as not handled
-            inbound = None
-        log.warning(
-            "webhook: update %s (%s) could not be read by python-telegram-bot (%s: %s); %s",
-            update_id,
-            kind,
-            type(exc).__name__,
-            str(exc)[:300],
-            "handled from its JSON" if inbound is not None else "answered and skipped",
-        )
-        if inbound is None:
-            return
-        self.metrics["updates_unparsed_handled"] += 1
-        query = data.get("callback_query")
-        query_id = query.get("id") if isinstance(query, dict) and isinstance(query.get("id"), str) else None
-        await self.app.update_queue.put(RawUpdate(update_id, inbound, query_id))
+
+def _why(exc: BaseException) -> str:
+    """An error as a log line may carry it: its kind and message, never a URL (a request URL holds the token)."""
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {message[:200]}"
 
 
 def _update_kind(data: dict[str, Any]) -> str:

@@ -55,17 +55,16 @@ from coordbot.channels.base import (
     Delivery,
     Inbound,
     InboundHandler,
-    InboundTasks,
     NumberedChoices,
     Outbound,
     PermanentChannelError,
     TransientChannelError,
-    answer_inbound,
     command_in,
     decode_button,
     encode_button,
     invite_code_in,
 )
+from coordbot.channels.spool import DurableInbound
 from coordbot.core.config import Settings
 from coordbot.core.paths import templates_dir
 
@@ -790,7 +789,14 @@ class WeComFrontend:
         if settings.wecom_token and settings.wecom_aes_key:
             self.crypto = WeComCrypto(settings.wecom_token.get(), settings.wecom_aes_key.get(), settings.wecom_corp_id)
         self.wall_clock = wall_clock
-        self._inbound = InboundTasks(NAME)
+        self._inbound = DurableInbound(
+            NAME,
+            settings,
+            handle,
+            lambda: self._channel,
+            account=f"{settings.wecom_corp_id}-{settings.wecom_agent_id}",
+            alert_as_text=True,  # a pressed card has no toast: the alert is the answer when there is no text
+        )
 
     @property
     def channel(self) -> WeComChannel:
@@ -806,12 +812,12 @@ class WeComFrontend:
             log.info("wecom: callback at %s for agent %s", CALLBACK_PATH, self._channel.agent_id)
 
     async def stop(self) -> None:
-        await self._inbound.drain(timeout=10)
+        await self._inbound.close()
         await self._channel.close()
 
     async def drain(self) -> None:
         """Wait until every message handed over so far was handled (tests)."""
-        await self._inbound.drain(timeout=None)
+        await self._inbound.drain()
 
     def webhook_routes(self) -> list[web.RouteDef]:
         if self.crypto is None:
@@ -870,11 +876,9 @@ class WeComFrontend:
             # Authentic but unreadable: acknowledged, or WeCom sends it again and again.
             log.warning("wecom callback: authentic message not understood (%s); acknowledged", type(exc).__name__)
             return web.Response(text="success")
-        if inbound is not None:
-            # A pressed card has no toast: the alert is the answer when there is no text.
-            self._inbound.spawn(
-                answer_inbound(self._channel, inbound, self.handle(inbound), alert_as_text=True), chat=inbound.chat_id
-            )
+        # Spooled before "success": WeCom sends a callback again (three times) when it gets no answer.
+        if inbound is not None and not await self._inbound.accept(inbound):
+            return web.Response(status=503, text="try again")
         return web.Response(text="success")
 
 

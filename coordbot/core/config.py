@@ -77,6 +77,9 @@ class Settings:
     web_port: int = 8080
     output_dir: Path = Path("var/out")
     log_format: str = "text"  # text | json (one object per line, for a log collector)
+    # Inbound updates wait here (fsynced) until the database has them; default: beside a SQLite database
+    # file, else var/spool. Local to each machine: keep it on a persistent disk.
+    spool_dir: Path | None = None
     # Worker processes that handle chat updates beside the event loop (0: a thread of the main process).
     handler_processes: int = 1
     # Public https:// base of this instance, for the platforms' callback URLs and for reply links.

@@ -54,7 +54,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # connect_timeout: a server that does not answer (a network cut, not a refusal) is an error in seconds,
+    # so what waits on it (an inbound update, a stop) is not held forever.
+    given = "connect_timeout" in u.query
+    timeout = {"connect_timeout": 5} if u.get_backend_name() == "postgresql" and not given else {}
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=timeout)
 
 
 def _sqlite_on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

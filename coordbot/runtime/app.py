@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import AsyncIterator
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -218,9 +221,58 @@ async def start_frontend(frontend: Frontend, stop: asyncio.Event) -> bool:
     return True
 
 
+# From SIGTERM to the end of the process, at most (a supervisor usually sends SIGKILL at 10 s).
+STOP_DEADLINE = 9.0
+
+
+async def _unless_stopped(work: Awaitable[object], stop: asyncio.Event) -> None:
+    """Await ``work``, unless ``stop`` comes first (a database that hangs must not hold a stop back)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not task.done():
+        task.cancel()
+        log.warning("stop requested while starting up: the start-up work is left unfinished")
+        return
+    task.result()
+
+
+def _exit_later(seconds: float, code: int, message: str) -> None:
+    """End the process in ``seconds`` unless it ended by then (a daemon timer: it dies with the process)."""
+
+    def end() -> None:
+        (log.warning if code == 0 else log.error)(message)
+        logging.shutdown()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()
+
+
+def _exit_by_deadline(stop: asyncio.Event) -> None:
+    """Once a stop is requested, end the process ``STOP_DEADLINE`` seconds later whatever still runs: a thread
+    waiting on a database that does not answer would otherwise hold the interpreter's exit forever. Nothing
+    received is lost by it: an update is acknowledged only once spooled, and stored only by a transaction."""
+    message = f"coordbot did not stop within {STOP_DEADLINE:.0f} s: exiting now (what was received is in the spool)"
+    task = asyncio.get_running_loop().create_task(stop.wait())
+    task.add_done_callback(lambda _t: _exit_later(STOP_DEADLINE, 1, message))
+
+
 async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
-    """Run until stopped (SIGINT/SIGTERM or ``stop``): the clock, and every channel's front end."""
+    """Run until stopped (SIGINT/SIGTERM or ``stop``): the clock, and every channel's front end.
+
+    Without ``stop`` the process is serve()'s own (``coordbot run``): after SIGTERM it ends within
+    ``STOP_DEADLINE`` seconds, whatever hangs."""
+    owns_process = stop is None
     stop = stop or asyncio.Event()
+    if owns_process:
+        _exit_by_deadline(stop)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -255,7 +307,10 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
     for f in frontends:
         await start_frontend(f, stop)
     unsubscribe = [events.subscribe(kind, runtime.note_change) for kind in RESCHEDULING_EVENTS]
-    await runtime.housekeeping()
+    try:
+        await _unless_stopped(runtime.housekeeping(), stop)
+    except Exception:  # the database went away after start-up: the front ends keep (spool) what comes in
+        log.exception("housekeeping failed; it runs again in %s", REVIEW_EVERY)
     scheduler = AsyncIOScheduler(timezone=runtime.settings.timezone)
     scheduler.add_job(
         runtime.tick, "interval", seconds=runtime.settings.tick_seconds, id="tick", max_instances=1, coalesce=True
@@ -272,7 +327,7 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
     scheduler.start()
     log.info("coordbot running: tick every %ss", runtime.settings.tick_seconds)
     try:
-        await runtime.tick()
+        await _unless_stopped(runtime.tick(), stop)
         await stop.wait()
     finally:
         scheduler.shutdown(wait=False)
@@ -284,3 +339,5 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
             await f.stop()
         await runtime.close()
         log.info("coordbot stopped")
+        if owns_process:  # all is flushed; only a thread stuck on the database could still hold the exit
+            _exit_later(1.0, 0, "coordbot stopped, but a thread still waits (on the database?): exiting without it")

@@ -22,14 +22,16 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from coordbot.channels.base import Inbound, Reply
+from coordbot.channels.base import Inbound, InboundDeferred, Reply
 from coordbot.core import events
 from coordbot.core.clock import Clock
 from coordbot.core.logformat import log_context
@@ -50,6 +52,22 @@ class ConversationRunner(Protocol):
     async def close(self) -> None: ...
 
 
+# The database cannot be reached (refused, dropped, timed out, locked): the update is kept and offered again.
+_UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+
+
+@contextlib.contextmanager
+def deferred_while_unreachable() -> Iterator[None]:
+    """Turn "the database is not there" into :class:`InboundDeferred` (plain and picklable: it crosses from a
+    worker process), so the front end keeps the update instead of losing it. Nothing of the URL is said."""
+    try:
+        yield
+    except _UNREACHABLE as exc:
+        orig = getattr(exc, "orig", None) or exc
+        reason = (str(orig).strip().splitlines() or [""])[0][:160]
+        raise InboundDeferred(f"the database is unreachable ({type(orig).__name__}: {reason})") from None
+
+
 class ThreadRunner:
     """The conversation in a thread of this process (the database work must not block the event loop)."""
 
@@ -60,7 +78,11 @@ class ThreadRunner:
         return None
 
     async def handle(self, msg: Inbound, *, now: datetime) -> Reply | None:
-        return await asyncio.to_thread(self.conversation.handle, msg, now=now)
+        return await asyncio.to_thread(self._handle, msg, now)
+
+    def _handle(self, msg: Inbound, now: datetime) -> Reply | None:
+        with deferred_while_unreachable():
+            return self.conversation.handle(msg, now=now)
 
     async def close(self) -> None:
         return None
@@ -90,6 +112,9 @@ def build_conversation(config: WorkerConfig, engine: Engine, *, clock: Clock | N
         default_locale=config.locale,
         reports=chat_reports,
     )
+
+
+CLOSE_SECONDS = 2.0  # how long a stop waits for the worker processes to finish the update each holds
 
 
 class ProcessRunner:
@@ -136,9 +161,20 @@ class ProcessRunner:
         return reply
 
     async def close(self) -> None:
+        """Let the workers finish what they hold, for ``CLOSE_SECONDS`` at most (a stop must end in seconds, and
+        a worker waiting on a database that does not answer never would); then they are killed. What they held
+        is not lost: its update was not stored, so it is still in the front end's spool."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True), CLOSE_SECONDS)
+        except TimeoutError:
+            busy = list(getattr(pool, "_processes", {}).values())
+            log.warning("%d conversation worker(s) still busy %.0f s into the stop: ended", len(busy), CLOSE_SECONDS)
+            for proc in busy:
+                with contextlib.suppress(OSError, ValueError):
+                    proc.kill()
 
 
 def make_runner(*, conversation: Conversation, config: WorkerConfig, processes: int) -> ConversationRunner:
@@ -214,7 +250,7 @@ def _handle_in_worker(msg: Inbound, now: datetime) -> tuple[Reply | None, list[d
         raise RuntimeError("conversation worker used before its initializer ran")
     _committed.clear()
     try:
-        with log_context(update_id=msg.external_id, channel=msg.channel):
+        with log_context(update_id=msg.external_id, channel=msg.channel), deferred_while_unreachable():
             reply = _conversation.handle(msg, now=now)
         return reply, [events.snapshot(ev) for ev in _committed]
     finally:

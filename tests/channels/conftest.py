@@ -182,10 +182,11 @@ def loaded_plan(engine: Engine, minimal_plan: LoadedPlan) -> LoadedPlan:
 
 
 @pytest.fixture
-def make_settings(db_url: str, server: FakeBotAPI) -> Callable[..., Settings]:
+def make_settings(db_url: str, server: FakeBotAPI, tmp_path: Path) -> Callable[..., Settings]:
     def _make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "database_url": db_url,
+            "spool_dir": tmp_path / "spool",  # each test its own: nothing one leaves is replayed by the next
             "holidays_dir": HOLIDAYS,
             "telegram_token": Secret(TOKEN),
             "telegram_base_url": server.base_url,

@@ -397,7 +397,7 @@ async def test_a_flooding_chat_gets_one_notice_and_does_not_slow_the_others(
         assert answered_in < 2.0
         await handled.wait(other["update_id"])
         await handled.wait(flood[-1]["update_id"], timeout=60)  # the front end has seen all of them
-        dropped = polling_frontend.metrics["flood_dropped"]
+        dropped = polling_frontend.metrics["flood_unanswered"]  # stored (handled), not answered
         admitted = 300 - dropped
         await server.wait_for_messages(FLOODER, admitted + 1, timeout=30)  # their answers and the notice
         await asyncio.sleep(0.3)
@@ -406,7 +406,8 @@ async def test_a_flooding_chat_gets_one_notice_and_does_not_slow_the_others(
     texts = [m["text"] for m in server.sent_messages(FLOODER)]
     notices = [t for t in texts if "发送的消息过多" in t]
     assert len(notices) == 1
-    assert len(texts) == admitted + 1  # nothing of the dropped ones is answered, nor queued
+    assert len(texts) == admitted + 1  # nothing of the unanswered ones is answered, nor queued
+    assert polling_frontend.metrics["flood_dropped"] == 0  # all 300 are within the chat's backlog
     lines = [r for r in caplog.records if r.name == LOGGER and "flood limit" in r.getMessage()]
     assert len(lines) == dropped
     assert [handled.times[u["update_id"]] for u in flood] == [1] * 300
@@ -421,3 +422,23 @@ def test_flood_gate_passes_a_burst_notices_once_refills_and_forgets_calm_chats()
     assert [gate.admit("a") for _ in range(2)] == ["pass", "drop"]  # one earned back; no second notice
     now[0] = 10.0  # calm again: a new flood is told again
     assert [gate.admit("a") for _ in range(5)] == ["pass", "pass", "pass", "notice", "drop"]
+
+
+@pytest.mark.timeout(60)
+async def test_a_chats_backlog_is_capped_and_its_excess_dropped_and_counted(
+    frontend: TelegramFrontend,
+    server: FakeBotAPI,
+    handled: Handled,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(telegram_module, "MAX_CHAT_BACKLOG", 5)
+    flood = [server.user_sends(FLOODER, f"消息{i}") for i in range(40)]  # one getUpdates batch
+    await server.wait_until_consumed()
+    await handled.wait_total(5)
+    await asyncio.sleep(0.3)  # nothing more comes
+    assert frontend.metrics["flood_dropped"] == 35
+    assert handled.count == 5 and [handled.times[u["update_id"]] for u in flood[:5]] == [1] * 5
+    with Session(engine) as s:
+        stored = s.exec(select(InboundMessage.external_id).where(InboundMessage.chat_id == str(FLOODER))).all()
+    assert sorted(stored) == sorted(str(u["update_id"]) for u in flood[:5])

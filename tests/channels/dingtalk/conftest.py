@@ -9,6 +9,7 @@ front end's callback route on a real port and points the fake's callbacks at it.
 from __future__ import annotations
 
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ def dingtalk_settings(dt: FakeDingTalk, **overrides: Any) -> Settings:
         "handler_processes": 0,
     }
     values.update(overrides)
+    # Each front end its own inbound spool: nothing one test leaves there is replayed by the next.
+    values.setdefault("spool_dir", Path(tempfile.mkdtemp(prefix="coordbot-test-spool-")))
     return Settings(**values)
 
 

@@ -8,8 +8,10 @@ push there. ``Recorder`` is the ``handle`` callable for front-end tests that nee
 from __future__ import annotations
 
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,6 +65,8 @@ def feishu_settings(fs: FakeFeishu, **overrides: Any) -> Settings:
         "feishu_base_url": fs.base_url,
     }
     values.update(overrides)
+    # Each front end its own inbound spool: nothing one test leaves there is replayed by the next.
+    values.setdefault("spool_dir", Path(tempfile.mkdtemp(prefix="coordbot-test-spool-")))
     return Settings(**values)
 
 

@@ -8,8 +8,10 @@ wires the real runtime (conversation, reminders) on the minimal plan, on SQLite 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +52,8 @@ def wecom_settings(server: FakeWeCom, **overrides: Any) -> Settings:
         "handler_processes": 0,
     }
     values.update(overrides)
+    # Each front end its own inbound spool: nothing one test leaves there is replayed by the next.
+    values.setdefault("spool_dir", Path(tempfile.mkdtemp(prefix="coordbot-test-spool-")))
     return Settings(**values)
 
 
