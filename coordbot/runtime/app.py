@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from coordbot.channels import registry
 from coordbot.channels.base import Channel, Frontend, Inbound, Reply, TransientChannelError
 from coordbot.core import events, metrics
-from coordbot.core.clock import Clock, SystemClock
+from coordbot.core.clock import Clock, configured_clock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
 from coordbot.core.logs import install_redaction
@@ -172,7 +172,7 @@ def make_runtime(settings: Settings, engine: Engine, *, clock: Clock | None = No
         settings=settings,
         engine=engine,
         calendar=WorkCalendar(locate(settings.holidays_dir), tz=settings.timezone),
-        clock=clock or SystemClock(),
+        clock=clock or configured_clock(settings.clock_start, settings.clock_speed),
     )
 
 

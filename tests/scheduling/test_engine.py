@@ -207,24 +207,37 @@ async def test_transient_errors_retry_and_permanent_ones_do_not(engine, bind, ma
     ]
 
 
-async def test_transient_failures_are_released_then_failed_after_max_attempts(engine, bind, make_engine, clock) -> None:
+async def test_transient_failures_back_off_never_fail_and_are_folded_after_the_grace(
+    engine, bind, make_engine, clock
+) -> None:
+    """A platform that is down (issue 17, item 2): retried with a back-off doubling from a minute, never failed;
+    once past the grace window the reminders become the contact's one catch-up, sent when the platform is back."""
     bind("amr", address="flaky")
     channel = ScriptedChannel({"flaky": [TransientChannelError("502 Bad Gateway") for _ in range(100)]})
     eng = make_engine(channels={"telegram": channel}, send_tries=1)
     eng.sync()
-    clock.set(at(2026, 3, 2, 9, 31))
-    first = await eng.tick()
-    assert (first.sent, first.released, first.failed) == (0, 2, 0)
-    assert _statuses(engine).get("pending", 0) >= 2
-    clock.set(at(2026, 3, 2, 9, 31, 30))
-    assert (await eng.tick()).claimed == 0  # backing off
-    clock.set(at(2026, 3, 2, 9, 33))
-    await eng.tick()
-    clock.set(at(2026, 3, 2, 9, 40))
-    third = await eng.tick()
-    assert third.failed == 2
-    failed = rows(engine, ReminderOccurrence, ReminderOccurrence.status == "failed")
-    assert len(failed) == 2 and all(o.attempts == 3 and "502" in o.error for o in failed)
+    tries = []
+    # due 09:30; tried at 09:31, then 1, 2, 4, 8 and 10 (not 16: the back-off caps at ten) minutes later
+    for when in ("09:31", "09:31:30", "09:32", "09:33", "09:34", "09:37", "09:38", "09:45", "09:46", "09:55", "09:56"):
+        hh, mm, *ss = (int(x) for x in when.split(":"))
+        clock.set(at(2026, 3, 2, hh, mm, *(ss or [0])))
+        report = await eng.tick()
+        assert report.failed == 0 and report.sent == 0
+        tries.append(report.claimed)
+    assert tries == [2, 0, 2, 0, 2, 0, 2, 0, 2, 0, 2]
+    pending = [o for o in rows(engine, ReminderOccurrence) if o.fire_at <= clock.now()]
+    assert {o.status for o in pending} == {"pending"} and all("502" in o.error for o in pending)
+
+    clock.set(at(2026, 3, 3, 10, 0))  # a day on: past the 24 h grace, and the platform still down
+    down = await eng.tick()
+    assert (down.folded, down.failed, down.sent) == (2, 0, 0)
+    channel.script.clear()  # back
+    clock.advance(timedelta(minutes=2))
+    back = await eng.tick()
+    assert (back.sent, back.failed) == (1, 0)
+    [catch_up] = channel.sent
+    assert "机器人离线期间" in catch_up.text and "2条提醒" in catch_up.text
+    assert _statuses(engine).get("failed", 0) == 0
 
 
 async def test_silence_escalates_to_leader_then_office_and_red_escalates(
