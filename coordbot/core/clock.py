@@ -40,7 +40,8 @@ class FakeClock:
 
 
 class ScaledClock:
-    """A clock that starts at ``start`` and runs ``speed`` times as fast as the wall clock.
+    """A clock that says ``start`` when first read and from then on runs ``speed`` times as fast as the wall
+    clock (from the first reading, so however long a process takes to start, it begins at ``start``).
 
     What the ``clock_start`` / ``clock_speed`` settings give a real ``coordbot run`` process in the fault tests
     and demos: a Monday 09:25 whatever the day, and minutes that pass in seconds, so retry back-offs, leases
@@ -54,9 +55,11 @@ class ScaledClock:
             raise ValueError(f"ScaledClock speed must be > 0, got {speed!r}")
         self._start = start.astimezone(UTC)
         self._speed = speed
-        self._t0 = time.monotonic()
+        self._t0: float | None = None
 
     def now(self) -> datetime:
+        if self._t0 is None:
+            self._t0 = time.monotonic()
         return self._start + timedelta(seconds=(time.monotonic() - self._t0) * self._speed)
 
 

@@ -63,7 +63,7 @@ class Settings:
     tick_seconds: float = 30.0
     lease_seconds: float = 300.0
     delivery: str = "at-least-once"  # or "at-most-once": what happens to a claim whose process died
-    # For tests and demos only: the clock starts at this time ("2026-03-02T09:25:00+08:00") and runs
+    # For tests and demos only: the clock says this time ("2026-03-02T09:25:00+08:00") when first read and runs
     # clock_speed times as fast as the wall clock (retry back-offs, leases, grace windows all scale with it).
     clock_start: str = ""
     clock_speed: float = 1.0

@@ -267,7 +267,11 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
     )
     scheduler.add_job(runtime.weekly_digest_job, "cron", hour=DIGEST_HOUR, minute=0, id="weekly_digest")
     scheduler.start()
-    log.info("coordbot running: tick every %ss", runtime.settings.tick_seconds)
+    log.info(
+        "coordbot running: tick every %ss; clock at %s",
+        runtime.settings.tick_seconds,
+        runtime.clock.now().astimezone(runtime.calendar.tz).isoformat(timespec="seconds"),
+    )
     try:
         await runtime.tick()
         await stop.wait()

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -45,7 +46,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from coordbot.channels.base import Channel, ChannelError, Delivery, NoChannelError, Outbound
+from coordbot.channels.base import (
+    Channel,
+    ChannelError,
+    Delivery,
+    NoChannelError,
+    Outbound,
+    TransientChannelError,
+)
 from coordbot.core import events, metrics
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import is_postgres, row_id, session_scope
@@ -69,6 +77,7 @@ SEND_TRIES = 4  # tries within one tick (tenacity)
 RETRY_BACKOFF = timedelta(minutes=1)  # after the first failed tick; doubling after each further one
 MAX_BACKOFF = timedelta(minutes=10)
 UNCONFIRMED = "unconfirmed: "  # error prefix of a row whose last send may have been delivered
+DOWN_PROBE_SECONDS = 5.0  # after a send failed every try, others on that channel wait this long to try
 # A platform asking for a longer pause (DingTalk's 10-minute throttle) gets the row back with that lease
 # instead of a tick that sleeps holding every other send.
 MAX_WAIT_IN_TICK = 30.0
@@ -583,6 +592,7 @@ class ReminderEngine:
         self.reply_link = reply_link
         self._lock = asyncio.Lock()
         self._addresses = _KeyedLocks()
+        self._down: dict[str, tuple[str, float]] = {}  # channel -> (its last error, time.monotonic()) while down
 
     def grace(self) -> timedelta:
         if self._grace is not None:
@@ -665,9 +675,23 @@ class ReminderEngine:
 
     async def _send(self, channel: Channel, outbound: Outbound) -> Delivery:
         """One message, after the previous one to the same address has its outcome: when that one got no
-        answer, the channel knows before this one goes out (and waits longer for its answer)."""
+        answer, the channel knows before this one goes out (and waits longer for its answer).
+
+        A platform that just failed every try of a send (refused, 5xx: down) is not tried again for each of
+        the other messages of the moment: they get the same error at once and are released to back off, so
+        an outage costs one probe per channel every few seconds, not every message's retries."""
+        down = self._down.get(channel.name)
+        if down is not None and time.monotonic() - down[1] < DOWN_PROBE_SECONDS:
+            raise TransientChannelError(f"{down[0]} (not tried: the platform failed just before)")
         async with self._addresses.hold((channel.name, outbound.address)):
-            return await send_with_retry(channel, outbound, tries=self.send_tries)
+            try:
+                delivery = await send_with_retry(channel, outbound, tries=self.send_tries)
+            except ChannelError as exc:
+                if not exc.permanent and not exc.maybe_delivered and exc.retry_after is None:
+                    self._down[channel.name] = (str(exc), time.monotonic())
+                raise
+        self._down.pop(channel.name, None)
+        return delivery
 
     def _mark_sent(self, batch: list[tuple[list[Claimed], str, str | None]]) -> None:
         """Record sends that returned: the rows (still claimed by this worker) sent, with their events."""
