@@ -148,12 +148,13 @@ class Runtime:
             return
         if report.claimed:
             log.info(
-                "tick: %d claimed, %d sent, %d failed, %d retried later, %d folded",
+                "tick: %d claimed, %d sent, %d failed, %d retried later, %d folded, %d unconfirmed",
                 report.claimed,
                 report.sent,
                 report.failed,
                 report.released,
                 report.folded,
+                report.unconfirmed,  # sent without an answer: each may arrive twice once retried
             )
 
 
