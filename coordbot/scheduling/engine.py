@@ -74,6 +74,7 @@ log = logging.getLogger("coordbot.scheduling")
 POLICY_KINDS = ("before_due", "due_today", "overdue", "periodic", "checkpoint", "event_ahead")
 MAX_ATTEMPTS = 3  # ticks in a row a transient failure may last before a contact's other address is tried
 SEND_TRIES = 4  # tries within one tick (tenacity)
+SEND_CONCURRENCY = 32  # sends in flight per channel: what a killed process may have sent and not recorded
 RETRY_BACKOFF = timedelta(minutes=1)  # after the first failed tick; doubling after each further one
 MAX_BACKOFF = timedelta(minutes=10)
 UNCONFIRMED = "unconfirmed: "  # error prefix of a row whose last send may have been delivered
@@ -570,7 +571,7 @@ class ReminderEngine:
         lease: timedelta = timedelta(minutes=5),
         at_most_once: bool = False,
         batch_size: int = 200,
-        concurrency: int = 32,
+        concurrency: int = SEND_CONCURRENCY,
         send_tries: int = SEND_TRIES,
         locale: str = "zh",
         worker: str | None = None,
