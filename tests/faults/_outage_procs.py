@@ -86,7 +86,6 @@ def settings_env(url: str, server: FakeBotAPI, **settings: str | float | int) ->
         "telegram_token": TOKEN,
         "telegram_base_url": server.base_url,
         "holidays_dir": HOLIDAYS,
-        "web_port": free_port(),
         "tick_seconds": 0.2,
         **settings,
     }
@@ -134,6 +133,8 @@ class Bot:
 
 
 async def start(env: dict[str, str], log: Path) -> Bot:
+    """``coordbot -v run`` with ``env``, on a web port of its own (two processes at once must not share one)."""
+    env = {**env, "COORDBOT_WEB_PORT": str(free_port())}
     out = log.open("wb")
     try:
         proc = await asyncio.create_subprocess_exec(
