@@ -120,7 +120,8 @@ class Bot:
         return datetime.fromisoformat(found.group(1))
 
     async def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM, then SIGKILL if it does not end in time; its exit code."""
+        """SIGTERM, then SIGKILL if it does not end in time; its exit code. Its log (at -v: every request URL,
+        the retries and tracebacks of the faults) must not hold the bot token (issue 17, item 8)."""
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
@@ -129,6 +130,8 @@ class Bot:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+        leaks = self.output().count(TOKEN.split(":", 1)[1])
+        assert leaks == 0, f"the bot token appears {leaks} times in the log of coordbot run (pid {self.pid})"
         return int(self.proc.returncode or 0)
 
 
