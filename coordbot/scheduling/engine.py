@@ -78,7 +78,7 @@ SEND_CONCURRENCY = 32  # sends in flight per channel: what a killed process may 
 RETRY_BACKOFF = timedelta(minutes=1)  # after the first failed tick; doubling after each further one
 MAX_BACKOFF = timedelta(minutes=10)
 UNCONFIRMED = "unconfirmed: "  # error prefix of a row whose last send may have been delivered
-DOWN_PROBE_SECONDS = 5.0  # after a send failed every try, others on that channel wait this long to try
+DOWN_PROBE_SECONDS = 5.0  # after a send failed every try, the batch's others on that channel wait this long
 # A platform asking for a longer pause (DingTalk's 10-minute throttle) gets the row back with that lease
 # instead of a tick that sleeps holding every other send.
 MAX_WAIT_IN_TICK = 30.0
@@ -627,6 +627,7 @@ class ReminderEngine:
                     return report
                 report.claimed += len(claimed)
                 report.folded += sum(len(c.folded) for c in claimed)
+                self._down.clear()  # each claim batch tries every platform again
                 await self.dispatch(claimed, report)
 
     async def dispatch(self, claimed: Sequence[Claimed], report: TickReport) -> None:
@@ -679,8 +680,9 @@ class ReminderEngine:
         answer, the channel knows before this one goes out (and waits longer for its answer).
 
         A platform that just failed every try of a send (refused, 5xx: down) is not tried again for each of
-        the other messages of the moment: they get the same error at once and are released to back off, so
-        an outage costs one probe per channel every few seconds, not every message's retries."""
+        the other messages of the claim batch: they get the same error at once and are released to back off,
+        so an outage costs a probe per channel and batch (every few seconds in a long one), not every
+        message's retries."""
         down = self._down.get(channel.name)
         if down is not None and time.monotonic() - down[1] < DOWN_PROBE_SECONDS:
             raise TransientChannelError(f"{down[0]} (not tried: the platform failed just before)")
