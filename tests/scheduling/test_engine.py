@@ -363,3 +363,35 @@ async def test_a_contacts_weekly_requests_go_out_as_one_message(
 def _task_code(engine: Engine, task_id: int) -> str:
     with Session(engine) as s:
         return s.get(Task, task_id).code
+
+
+@pytest.mark.parametrize("at_most_once", [False, True])
+async def test_a_send_that_may_have_been_delivered_is_not_retried_at_once(
+    engine, bind, make_engine, clock, at_most_once
+) -> None:
+    """No answer after the request went out (a read timeout): sent again at once it would arrive twice. Released
+    to back off (at-least-once: its retry is the one possible copy) or failed with the office told (at-most-once)."""
+    bind("amr", address="slow")
+    bind("finance", role="office", address="office")
+    maybe = TransientChannelError("Telegram: no answer in time", maybe_delivered=True)
+    channel = ScriptedChannel({"slow": [maybe, maybe]})
+    eng = make_engine(channels={"telegram": channel}, send_tries=4, at_most_once=at_most_once)
+    eng.sync()
+    clock.set(at(2026, 3, 2, 9, 31))
+    report = await eng.tick()
+    assert report.unconfirmed == 2 and channel.calls == 2 + len(channel.sent)  # each tried once, not four times
+    rows_ = [
+        o
+        for o in rows(engine, ReminderOccurrence)
+        if o.contact_id and o.fire_at <= clock.now() and o.kind == "periodic"
+    ]
+    assert all(o.error.startswith("unconfirmed: ") for o in rows_)
+    if at_most_once:
+        assert {o.status for o in rows_} == {"failed"} and report.failed == 2
+        [notice] = [m for m in channel.sent if m.address == "office"]
+        assert "2条提醒可能未送达" in notice.text
+    else:
+        assert {o.status for o in rows_} == {"pending"} and report.released == 2
+        clock.advance(timedelta(minutes=2))
+        assert (await eng.tick()).sent == 2
+        assert [m.address for m in channel.sent] == ["slow", "slow"]
