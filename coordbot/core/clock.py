@@ -58,9 +58,10 @@ class ScaledClock:
         self._t0: float | None = None
 
     def now(self) -> datetime:
+        t = time.monotonic()
         if self._t0 is None:
-            self._t0 = time.monotonic()
-        return self._start + timedelta(seconds=(time.monotonic() - self._t0) * self._speed)
+            self._t0 = t
+        return self._start + timedelta(seconds=(t - self._t0) * self._speed)
 
 
 def configured_clock(start: str, speed: float = 1.0) -> Clock:
