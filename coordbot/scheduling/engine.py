@@ -551,11 +551,14 @@ class _SentRecorder:
             self.recorded.update(c.id for rows, _, _ in batch for c in rows)
 
     async def drain(self) -> None:
-        if self._flushing is not None:
-            await self._flushing
-        if self.pending:
-            self._flushing = asyncio.create_task(self._flush())
-            await self._flushing
+        """Until everything added is recorded (or handed back to the record step after a database error)."""
+        while True:
+            if self._flushing is not None and not self._flushing.done():
+                await self._flushing
+            elif self.pending:
+                self._flushing = asyncio.create_task(self._flush())
+            else:
+                return
 
 
 class ReminderEngine:

@@ -395,3 +395,45 @@ async def test_a_send_that_may_have_been_delivered_is_not_retried_at_once(
         clock.advance(timedelta(minutes=2))
         assert (await eng.tick()).sent == 2
         assert [m.address for m in channel.sent] == ["slow", "slow"]
+
+
+async def test_each_send_is_recorded_as_it_returns_not_at_the_end_of_the_batch(
+    engine, bind, make_engine, clock
+) -> None:
+    """Issue 17, item 4: a process killed mid-batch doubles, after its lease, what it sent and had not recorded.
+    While one send still hangs, the others of the same claim batch are already recorded sent."""
+    import asyncio
+
+    release = asyncio.Event()
+
+    class OneHangs(MemoryChannel):
+        async def send(self, message: Outbound) -> Delivery:
+            if message.address == "hangs":
+                await release.wait()
+            return await super().send(message)
+
+    for address in ("hangs", "a", "b", "c"):
+        bind("amr", address=address)
+    eng = make_engine(channels={"telegram": OneHangs("telegram")})
+    eng.sync()
+    clock.set(at(2026, 3, 2, 9, 31))
+    tick = asyncio.create_task(eng.tick())
+    with Session(engine) as s:
+        hangs = s.exec(select(Contact.id).where(Contact.address == "hangs")).one()
+
+    def statuses() -> dict[str, set[str]]:
+        due = [o for o in rows(engine, ReminderOccurrence) if o.fire_at <= clock.now()]
+        return {
+            "others": {o.status for o in due if o.contact_id != hangs},
+            "hanging": {o.status for o in due if o.contact_id == hangs},
+        }
+
+    for _ in range(200):
+        if statuses()["others"] == {"sent"}:
+            break
+        await asyncio.sleep(0.02)
+    assert statuses() == {"others": {"sent"}, "hanging": {"claimed"}}  # recorded while the batch is in flight
+    release.set()
+    report = await tick
+    assert report.sent == 8 and statuses() == {"others": {"sent"}, "hanging": {"sent"}}
+    assert len(rows(engine, Event, Event.type == "reminder.sent")) == 8  # one event each, not two
