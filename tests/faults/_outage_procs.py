@@ -87,6 +87,9 @@ def settings_env(url: str, server: FakeBotAPI, **settings: str | float | int) ->
         "telegram_base_url": server.base_url,
         "holidays_dir": HOLIDAYS,
         "tick_seconds": 0.2,
+        # The conversation in a thread: these processes receive no chat updates to speak of, and a worker process
+        # costs each start a second interpreter (test_sigkill.py runs with one, to see it end with the parent).
+        "handler_processes": 0,
         **settings,
     }
     env.update({f"COORDBOT_{k.upper()}": str(v) for k, v in values.items()})

@@ -49,12 +49,15 @@ async def _outage(
     mode: str,
     policy: dict[str, str] | None = None,
     outage: float = OUTAGE,
-) -> tuple[FakeBotAPI, list[int], dict[str, float]]:
+) -> tuple[FakeBotAPI, list[int], dict[str, float], int]:
     """Start the bot before 09:30 on its clock, take the Bot API down for OUTAGE, bring it back, wait until every
-    contact got what it should; the server (stopped), the chats and timings."""
+    contact got what it should; the server (stopped), the chats, timings and one more chat that blocked the bot
+    (a permanent error, beside the outage's transient ones)."""
     figures: dict[str, float] = {}
     async with FakeBotAPI(token=TOKEN, rate_limits=RateLimits(enabled=False)) as server:
-        chats = seed(db_url, plan, server, CONTACTS, policy=policy)
+        chats = seed(db_url, plan, server, CONTACTS + 1, policy=policy)
+        blocked = chats.pop()
+        server.block(blocked)
         env = settings_env(
             db_url,
             server,
@@ -82,28 +85,42 @@ async def _outage(
             await asyncio.sleep(1.5)  # a duplicate or a second catch-up would arrive now
         finally:
             assert await bot.stop() == 0, bot.output()[-3000:]
-    return server, chats, figures
+    return server, chats, figures, blocked
 
 
-@pytest.mark.parametrize("mode", ["refused", "502"])
-async def test_bot_api_down_300_s_loses_nothing(
-    db_url: str, minimal_plan: LoadedPlan, tmp_path: Path, mode: str
+async def test_bot_api_refused_300_s_loses_nothing(db_url: str, minimal_plan: LoadedPlan, tmp_path: Path) -> None:
+    await _lose_nothing(db_url, minimal_plan, tmp_path, "refused")
+
+
+async def test_bot_api_answering_502_for_300_s_loses_nothing(
+    pg_url: str, minimal_plan: LoadedPlan, tmp_path: Path
 ) -> None:
-    server, chats, figures = await _outage(db_url, minimal_plan, tmp_path, mode)
+    await _lose_nothing(pg_url, minimal_plan, tmp_path, "502")
+
+
+async def _lose_nothing(db_url: str, minimal_plan: LoadedPlan, tmp_path: Path, mode: str) -> None:
+    server, chats, figures, blocked = await _outage(db_url, minimal_plan, tmp_path, mode)
     counts = received(server, chats)
     lost = CONTACTS * MESSAGES - len(counts)
-    rows = [o for o in occurrences(db_url) if o.fire_at.isoformat() <= "2026-03-02T01:30:00+00:00"]
+    everyone = [o for o in occurrences(db_url) if o.fire_at <= DUE]
+    refused = [o for o in everyone if str(o.contact_id) == str(_contact_id(db_url, blocked))]
+    rows = [o for o in everyone if o not in refused]
     statuses = {o.status for o in rows}
+    forbidden = [c for c in server.calls_to("sendMessage", status=403) if c.params.get("chat_id") == blocked]
     print(
         f"\nBot API down {OUTAGE} s ({mode}): {CONTACTS * MESSAGES} messages due, lost {lost}, duplicates "
         f"{duplicates(counts)}, failed {sum(o.status == 'failed' for o in rows)}; tries per row up to "
         f"{max(o.attempts for o in rows)}; {figures['calls while down']:.0f} requests answered 502 meanwhile; "
-        f"all delivered {figures['delivered after recovery, s']:.1f} s (real) after the API came back"
+        f"all delivered {figures['delivered after recovery, s']:.1f} s (real) after the API came back; the chat "
+        f"that blocked the bot: {len(forbidden)} x 403, its reminders {sorted(o.status for o in refused)}"
     )
     assert lost == 0 and duplicates(counts) == 0
     assert statuses == {"sent"}, statuses  # never failed while the platform was merely down
     assert max(o.attempts for o in rows) >= 2  # they were tried during the outage, and again after it
     assert all(len({t for (c, t) in counts if c == chat}) == MESSAGES for chat in chats)
+    # The chat that blocked the bot: failed at its first 403 (its other reminders cancelled), never retried.
+    assert "failed" in {o.status for o in refused} and {o.status for o in refused} <= {"failed", "cancelled"}
+    assert 1 <= len(forbidden) <= MESSAGES
 
 
 async def test_an_outage_past_the_grace_window_becomes_one_catch_up_per_contact(
@@ -111,7 +128,7 @@ async def test_an_outage_past_the_grace_window_becomes_one_catch_up_per_contact(
 ) -> None:
     # 600 s: longer than the few real seconds a send's own retries (tenacity, each waiting for the chat's
     # 1 s slot) span, which are not scaled: else the last of them may still reach a reminder, late, as itself.
-    server, chats, figures = await _outage(
+    server, chats, figures, _blocked = await _outage(
         db_url, minimal_plan, tmp_path, "refused", policy={"grace": "2m"}, outage=2 * OUTAGE
     )
     counts = received(server, chats)
@@ -126,5 +143,18 @@ async def test_an_outage_past_the_grace_window_becomes_one_catch_up_per_contact(
     assert set(catch_ups.values()) == {1}  # exactly one each, none lost
     assert others == []  # past their use: folded, not sent one by one after the outage
     assert all("3条提醒" in t for (_c, t) in counts)  # the three reminders of the morning
-    assert not [o for o in rows if o.status == "failed"]
     assert {o.status for o in rows if o.folded_into_id is not None} == {"cancelled"}
+
+
+def _contact_id(url: str, chat: int) -> int:
+    from sqlmodel import Session, select
+
+    from coordbot.core.db import make_engine
+    from coordbot.plan.models import Contact
+
+    engine = make_engine(url)
+    with Session(engine) as s:
+        contact_id = s.exec(select(Contact.id).where(Contact.address == str(chat))).one()
+    engine.dispose()
+    assert contact_id is not None
+    return contact_id

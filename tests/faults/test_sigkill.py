@@ -50,7 +50,9 @@ async def test_sigkill_mid_send_loses_nothing_and_doubles_only_the_sends_in_flig
 ) -> None:
     async with FakeBotAPI(token=TOKEN) as server:  # Telegram's flood limits on
         chats = seed(db_url, minimal_plan, server, CONTACTS)
-        env = settings_env(db_url, server, clock_start=MONDAY.format("09:28"), clock_speed=60, lease_seconds=120)
+        env = settings_env(
+            db_url, server, clock_start=MONDAY.format("09:28"), clock_speed=60, lease_seconds=120, handler_processes=1
+        )
         victim = await start(env, tmp_path / "victim.log")
         try:
             await victim.running()
