@@ -93,9 +93,12 @@ class ChannelError(Exception):
 
     permanent = False
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, maybe_delivered: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        # The platform may have accepted the message (no answer after the request was sent: a read timeout).
+        # Sending it again may double it: the engine does not retry it at once (see scheduling.engine).
+        self.maybe_delivered = maybe_delivered
 
 
 class TransientChannelError(ChannelError):

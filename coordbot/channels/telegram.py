@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, Literal
 
+import httpx
 from aiohttp import web
 from telegram import (
     Bot,
@@ -34,6 +35,7 @@ from telegram import (
 )
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, ExtBot
+from telegram.request import BaseRequest
 
 from coordbot.channels.base import (
     Button,
@@ -84,6 +86,11 @@ LIMITS = ChannelLimits(max_text=MAX_TEXT, buttons=True, files=True, max_button_d
 # A 400 that says the address cannot receive: the contact is unreachable. Any other 400 is about the message.
 _ADDRESS_PROBLEMS = re.compile(r"chat not found|user not found|peer_id_invalid|bot was kicked|not enough rights", re.I)
 TAG = re.compile(r"<(/?)([a-zA-Z]+)(?:\s[^>]*)?>")
+# A send whose answer did not come within PTB's read timeout (5 s) may still have been delivered. For a while
+# after that, sends to the same chat wait this long for their answer instead of giving up and being sent again:
+# so one slow answer costs at most one copy of one message, not a copy of each.
+PATIENT_READ_TIMEOUT = 60.0
+PATIENCE_WINDOW = 600.0  # seconds a chat stays "slow to answer" after its last read timeout
 
 
 # ---- outbound --------------------------------------------------------------------------------------
@@ -184,6 +191,16 @@ class TelegramChannel:
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
+        self._slow: dict[int | str, float] = {}  # chat -> time.monotonic() of its last unanswered send
+
+    def _patience(self, chat_id: int | str) -> Any:
+        """The read timeout for a send to this chat: PTB's default, or a long one if it answered late lately
+        (``None`` would mean no timeout at all to PTB; its DEFAULT_NONE means its own default)."""
+        now = time.monotonic()
+        if len(self._slow) > 10_000:
+            self._slow = {k: t for k, t in self._slow.items() if now - t < PATIENCE_WINDOW}
+        since = self._slow.get(chat_id)
+        return PATIENT_READ_TIMEOUT if since is not None and now - since < PATIENCE_WINDOW else BaseRequest.DEFAULT_NONE
 
     async def send(self, message: Outbound) -> Delivery:
         try:
@@ -200,15 +217,24 @@ class TelegramChannel:
             if _ADDRESS_PROBLEMS.search(exc.message):
                 raise PermanentChannelError(f"Telegram: {exc.message}") from exc
             raise ContentRejectedError(f"Telegram: {exc.message}") from exc
-        except (TimedOut, NetworkError) as exc:
+        except TimedOut as exc:
+            if isinstance(exc.__cause__, httpx.ReadTimeout):  # the request went out; Telegram may have taken it
+                self._slow[_chat_id(message.address)] = time.monotonic()
+                raise TransientChannelError(
+                    f"Telegram: no answer in time ({exc.message}); the message may have been delivered",
+                    maybe_delivered=True,
+                ) from exc
+            raise TransientChannelError(f"Telegram: {exc.message}") from exc
+        except NetworkError as exc:
             raise TransientChannelError(f"Telegram: {exc.message}") from exc
         except TelegramError as exc:
             raise TransientChannelError(f"Telegram: {exc.message}") from exc
 
     async def _send(self, message: Outbound) -> Delivery:
-        chat_id = int(message.address) if message.address.lstrip("-").isdigit() else message.address
+        chat_id = _chat_id(message.address)
         parts = split_html(message.text) if message.text else []
         last: Message | None = None
+        timeout = self._patience(chat_id)
         for i, part in enumerate(parts):
             last = await self.bot.send_message(
                 chat_id=chat_id,
@@ -216,13 +242,18 @@ class TelegramChannel:
                 parse_mode="HTML",
                 reply_markup=_markup(message) if i == len(parts) - 1 else None,
                 disable_web_page_preview=True,
+                read_timeout=timeout,
             )
         if message.document is not None:
             name, content = message.document
-            last = await self.bot.send_document(chat_id=chat_id, document=content, filename=name)
+            last = await self.bot.send_document(chat_id=chat_id, document=content, filename=name, read_timeout=timeout)
         if last is None:
             raise PermanentChannelError("nothing to send: empty message")
         return Delivery(self.name, f"{last.chat_id}:{last.message_id}")
+
+
+def _chat_id(address: str) -> int | str:
+    return int(address) if address.lstrip("-").isdigit() else address
 
 
 # ---- inbound ---------------------------------------------------------------------------------------

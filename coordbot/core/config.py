@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -66,6 +67,10 @@ class Settings:
     tick_seconds: float = 30.0
     lease_seconds: float = 300.0
     delivery: str = "at-least-once"  # or "at-most-once": what happens to a claim whose process died
+    # For tests and demos only: the clock says this time ("2026-03-02T09:25:00+08:00") when first read and runs
+    # clock_speed times as fast as the wall clock (retry back-offs, leases, grace windows all scale with it).
+    clock_start: str = ""
+    clock_speed: float = 1.0
     telegram_token: Secret = field(default_factory=lambda: Secret(""))
     telegram_base_url: str = "https://api.telegram.org/bot"
     # polling | webhook | send (sends only; another instance receives the updates: one poller per bot token)
@@ -254,6 +259,18 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
             )
         if not settings.webhook_url.startswith("https://"):
             raise ConfigError("setting 'webhook_url' must be the public https:// address Telegram will call")
+    if settings.clock_start:
+        try:
+            start = datetime.fromisoformat(settings.clock_start)
+        except ValueError:
+            start = None
+        if start is None or start.tzinfo is None:
+            raise ConfigError(
+                f"setting 'clock_start' expects an ISO time with its offset, e.g. 2026-03-02T09:25:00+08:00, "
+                f"got {settings.clock_start!r}"
+            )
+    if not settings.clock_speed > 0:
+        raise ConfigError(f"setting 'clock_speed' expects a number > 0, got {settings.clock_speed!r}")
     if settings.handler_processes < 0:
         raise ConfigError("setting 'handler_processes' expects 0 (a thread) or a number of worker processes")
     if settings.log_format not in ("text", "json"):

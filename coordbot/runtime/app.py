@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from coordbot.channels import registry
 from coordbot.channels.base import Channel, Frontend, Inbound, Reply, TransientChannelError
 from coordbot.core import events, metrics
-from coordbot.core.clock import Clock, SystemClock
+from coordbot.core.clock import Clock, configured_clock
 from coordbot.core.config import Settings
 from coordbot.core.db import session_scope
 from coordbot.core.logformat import log_context
@@ -154,12 +154,13 @@ class Runtime:
             return
         if report.claimed:
             log.info(
-                "tick: %d claimed, %d sent, %d failed, %d retried later, %d folded",
+                "tick: %d claimed, %d sent, %d failed, %d retried later, %d folded, %d unconfirmed",
                 report.claimed,
                 report.sent,
                 report.failed,
                 report.released,
                 report.folded,
+                report.unconfirmed,  # sent without an answer: each may arrive twice once retried
             )
 
 
@@ -178,7 +179,7 @@ def make_runtime(settings: Settings, engine: Engine, *, clock: Clock | None = No
         settings=settings,
         engine=engine,
         calendar=WorkCalendar(locate(settings.holidays_dir), tz=settings.timezone),
-        clock=clock or SystemClock(),
+        clock=clock or configured_clock(settings.clock_start, settings.clock_speed),
     )
 
 
@@ -325,7 +326,11 @@ async def serve(runtime: Runtime, *, stop: asyncio.Event | None = None) -> None:
     )
     scheduler.add_job(runtime.weekly_digest_job, "cron", hour=DIGEST_HOUR, minute=0, id="weekly_digest")
     scheduler.start()
-    log.info("coordbot running: tick every %ss", runtime.settings.tick_seconds)
+    log.info(
+        "coordbot running: tick every %ss; clock at %s",
+        runtime.settings.tick_seconds,
+        runtime.clock.now().astimezone(runtime.calendar.tz).isoformat(timespec="seconds"),
+    )
     try:
         await _unless_stopped(runtime.tick(), stop)
         await stop.wait()

@@ -6,22 +6,37 @@ The database is the source of truth and APScheduler only the clock (DESIGN decis
    writer because every transaction begins IMMEDIATE), marks them ``claimed`` by this worker with a lease,
    and folds rows older than the catch-up grace into one message per contact;
 2. ``dispatch``: renders and sends each claimed row through its channel (tenacity retries transient errors,
-   honouring ``retry_after``), then marks it ``sent`` with the channel's reference, or ``failed``.
+   honouring ``retry_after``), marks it ``sent`` with the channel's reference as soon as its send returned
+   (a few sends per transaction), or ``failed``, or releases it to be tried again.
+
+Outages (issue 17): a transient error (connection refused, 5xx, timeouts, 429) never fails a reminder. It is
+released with a back-off doubling from a minute to ten, and tried again for as long as it is useful: once its
+grace window has passed it is folded into the contact's one catch-up message. A contact with another address
+falls back to it after ``MAX_ATTEMPTS`` ticks. Permanent errors (blocked, chat not found) fail at once.
+
+A send that got no answer after its request went out (``maybe_delivered``: a read timeout) is not retried
+within the tick; a contact's messages go out one after another, so the next one is sent only once that
+outcome is known, and the channel waits longer for its answers (Telegram: ``PATIENT_READ_TIMEOUT``). The
+retry is then the one possible copy: at most one duplicate per chat for one slow spell.
 
 A claim whose worker died is taken over after its lease. ``delivery = "at-least-once"`` (default) sends it
-again — a message may then arrive twice if the worker died between sending and recording; with
-``"at-most-once"`` it is marked failed instead and the office is told, so nothing is ever sent twice.
+again — a message may then arrive twice if the worker died between sending and recording, which with
+recording as each send completes is at most the sends in flight (``concurrency`` per channel); with
+``"at-most-once"`` it is marked failed instead and the office is told, so nothing is ever sent twice (an
+unanswered send is failed likewise).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,7 +46,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from coordbot.channels.base import Channel, ChannelError, Delivery, NoChannelError, Outbound
+from coordbot.channels.base import (
+    Channel,
+    ChannelError,
+    Delivery,
+    NoChannelError,
+    Outbound,
+    TransientChannelError,
+)
 from coordbot.core import events, metrics
 from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import is_postgres, row_id, session_scope
@@ -50,9 +72,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("coordbot.scheduling")
 
 POLICY_KINDS = ("before_due", "due_today", "overdue", "periodic", "checkpoint", "event_ahead")
-MAX_ATTEMPTS = 3  # ticks in a row a transient failure may last before the occurrence is marked failed
+MAX_ATTEMPTS = 3  # ticks in a row a transient failure may last before a contact's other address is tried
 SEND_TRIES = 4  # tries within one tick (tenacity)
-RETRY_BACKOFF = timedelta(minutes=1)
+SEND_CONCURRENCY = 32  # sends in flight per channel: what a killed process may have sent and not recorded
+RETRY_BACKOFF = timedelta(minutes=1)  # after the first failed tick; doubling after each further one
+MAX_BACKOFF = timedelta(minutes=10)
+UNCONFIRMED = "unconfirmed: "  # error prefix of a row whose last send may have been delivered
+DOWN_PROBE_SECONDS = 5.0  # after a send failed every try, the batch's others on that channel wait this long
 # A platform asking for a longer pause (DingTalk's 10-minute throttle) gets the row back with that lease
 # instead of a tick that sleeps holding every other send.
 MAX_WAIT_IN_TICK = 30.0
@@ -248,7 +274,12 @@ def claim_due(
             and_(col(ReminderOccurrence.status) == OccurrenceStatus.CLAIMED, col(ReminderOccurrence.lease_until) < now),
         )
         stale = and_(col(ReminderOccurrence.fire_at) < now - grace, col(ReminderOccurrence.kind).in_(POLICY_KINDS))
-        _fold_stale(session, engine, due & stale, now=now)
+        # A row backing off after failed sends is past its use once stale too: folded, not tried again.
+        foldable = or_(
+            col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
+            and_(col(ReminderOccurrence.status) == OccurrenceStatus.CLAIMED, col(ReminderOccurrence.lease_until) < now),
+        )
+        _fold_stale(session, engine, foldable & stale, now=now)
         # Stale rows are only ever folded (above, here or by another process), never sent one by one.
         query = (
             select(ReminderOccurrence)
@@ -320,6 +351,19 @@ def _fold_stale(session: Session, engine: Engine, stale_due: Any, *, now: dateti
     by_contact: dict[int, list[ReminderOccurrence]] = defaultdict(list)
     for occ in session.exec(query):
         by_contact[occ.contact_id].append(occ)
+    if not by_contact:
+        return
+    # A contact whose catch-up is being sent right now keeps its stale rows until that send is decided: they
+    # join it if it is released, and are not split off into a second catch-up while it may still fail.
+    for contact_id in session.exec(
+        select(ReminderOccurrence.contact_id).where(
+            col(ReminderOccurrence.kind) == ReminderKind.CATCH_UP,
+            col(ReminderOccurrence.status) == OccurrenceStatus.CLAIMED,
+            col(ReminderOccurrence.lease_until) >= now,
+            col(ReminderOccurrence.contact_id).in_(list(by_contact)),
+        )
+    ):
+        by_contact.pop(contact_id, None)
     if not by_contact:
         return
     waiting = {
@@ -394,7 +438,9 @@ def _fail_expired_claims(session: Session, now: datetime) -> None:
 
 
 def _backoff(attempts: int, exc: ChannelError) -> timedelta:
-    return max(RETRY_BACKOFF * attempts, timedelta(seconds=exc.retry_after or 0))
+    """A minute after the first failed tick, doubling up to ten; never shorter than the platform asked."""
+    doubled: timedelta = RETRY_BACKOFF * (1 << min(max(attempts - 1, 0), 10))
+    return max(min(doubled, MAX_BACKOFF), timedelta(seconds=exc.retry_after or 0))
 
 
 def _wait(retry_state: Any) -> float:
@@ -409,7 +455,12 @@ async def send_with_retry(channel: Channel, message: Outbound, *, tries: int = S
     """Send, retrying transient errors; a permanent error or the last failure is raised."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(
-            lambda e: isinstance(e, ChannelError) and not e.permanent and (e.retry_after or 0) <= MAX_WAIT_IN_TICK
+            lambda e: (
+                isinstance(e, ChannelError)
+                and not e.permanent
+                and not e.maybe_delivered  # sent again at once, a message the platform took would arrive twice
+                and (e.retry_after or 0) <= MAX_WAIT_IN_TICK
+            )
         ),
         stop=stop_after_attempt(tries),
         wait=_wait,
@@ -428,6 +479,7 @@ class TickReport:
     released: int = 0
     folded: int = 0
     fallbacks: int = 0  # gave up on one channel, queued again on the contact's next address
+    unconfirmed: int = 0  # released after a send that may have been delivered (its retry may be a duplicate)
     errors: list[str] = field(default_factory=list)
 
 
@@ -451,6 +503,64 @@ def _round_robin(batches: Iterable[Batch]) -> list[Batch]:
     return out
 
 
+class _KeyedLocks:
+    """One asyncio lock per key (a channel's address), forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class _SentRecorder:
+    """Marks rows sent as their sends return, a few per transaction: a process killed mid-batch has then
+    sent-but-unrecorded only the sends in flight, not the whole claim batch (issue 17, item 4)."""
+
+    def __init__(self, engine: ReminderEngine) -> None:
+        self.engine = engine
+        self.pending: list[tuple[list[Claimed], str, str | None]] = []
+        self.recorded: set[int] = set()
+        self._flushing: asyncio.Task[None] | None = None
+
+    def add(self, rows: list[Claimed], channel_name: str, ref: str | None) -> None:
+        self.pending.append((rows, channel_name, ref))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                await asyncio.to_thread(self.engine._mark_sent, batch)
+            except Exception:  # the database is away: the final record step tries these rows again
+                log.warning("could not record %d sent reminder(s) yet", len(batch), exc_info=True)
+                return
+            self.recorded.update(c.id for rows, _, _ in batch for c in rows)
+
+    async def drain(self) -> None:
+        """Until everything added is recorded (or handed back to the record step after a database error)."""
+        while True:
+            if self._flushing is not None and not self._flushing.done():
+                await self._flushing
+            elif self.pending:
+                self._flushing = asyncio.create_task(self._flush())
+            else:
+                return
+
+
 class ReminderEngine:
     """Claims due occurrences and sends them; one per process, several processes per database."""
 
@@ -464,7 +574,7 @@ class ReminderEngine:
         lease: timedelta = timedelta(minutes=5),
         at_most_once: bool = False,
         batch_size: int = 200,
-        concurrency: int = 32,
+        concurrency: int = SEND_CONCURRENCY,
         send_tries: int = SEND_TRIES,
         locale: str = "zh",
         worker: str | None = None,
@@ -485,6 +595,8 @@ class ReminderEngine:
         self._grace = grace
         self.reply_link = reply_link
         self._lock = asyncio.Lock()
+        self._addresses = _KeyedLocks()
+        self._down: dict[str, tuple[str, float]] = {}  # channel -> (its last error, time.monotonic()) while down
 
     def grace(self) -> timedelta:
         if self._grace is not None:
@@ -518,6 +630,7 @@ class ReminderEngine:
                     return report
                 report.claimed += len(claimed)
                 report.folded += sum(len(c.folded) for c in claimed)
+                self._down.clear()  # each claim batch tries every platform again
                 await self.dispatch(claimed, report)
 
     async def dispatch(self, claimed: Sequence[Claimed], report: TickReport) -> None:
@@ -538,6 +651,7 @@ class ReminderEngine:
         results: list[tuple[Claimed, str, str | None, ChannelError | None]] = []
         # Rows folded into one message (a contact's weekly requests) share an Outbound: send it once.
         batches: dict[int, Batch] = {}
+        recorder = _SentRecorder(self)
         for c in claimed:
             if c.id in messages:
                 channel_name, outbound = messages[c.id]
@@ -552,14 +666,69 @@ class ReminderEngine:
                     error = NoChannelError(f"no channel '{channel_name}' is configured")
                 else:
                     try:
-                        ref = (await send_with_retry(channel, outbound, tries=self.send_tries)).ref
+                        ref = (await self._send(channel, outbound)).ref
                     except ChannelError as exc:
                         error = exc
+                    else:
+                        recorder.add(rows, channel_name, ref)
                 results.extend((c, channel_name, ref, error) for c in rows)
 
         await asyncio.gather(*(one(*batch) for batch in _round_robin(batches.values())))
+        await recorder.drain()
         missing = [c for c in claimed if c.id not in messages]
-        await asyncio.to_thread(self._record, results, missing, report)
+        await asyncio.to_thread(self._record, results, missing, report, recorder.recorded)
+
+    async def _send(self, channel: Channel, outbound: Outbound) -> Delivery:
+        """One message, after the previous one to the same address has its outcome: when that one got no
+        answer, the channel knows before this one goes out (and waits longer for its answer).
+
+        A platform that just failed every try of a send (refused, 5xx: down) is not tried again for each of
+        the other messages of the claim batch: they get the same error at once and are released to back off,
+        so an outage costs a probe per channel and batch (every few seconds in a long one), not every
+        message's retries."""
+        down = self._down.get(channel.name)
+        if down is not None and time.monotonic() - down[1] < DOWN_PROBE_SECONDS:
+            raise TransientChannelError(f"{down[0]} (not tried: the platform failed just before)")
+        async with self._addresses.hold((channel.name, outbound.address)):
+            try:
+                delivery = await send_with_retry(channel, outbound, tries=self.send_tries)
+            except ChannelError as exc:
+                if not exc.permanent and not exc.maybe_delivered and exc.retry_after is None:
+                    self._down[channel.name] = (str(exc), time.monotonic())
+                raise
+        self._down.pop(channel.name, None)
+        return delivery
+
+    def _mark_sent(self, batch: list[tuple[list[Claimed], str, str | None]]) -> None:
+        """Record sends that returned: the rows (still claimed by this worker) sent, with their events."""
+        now = self.clock.now()
+        table = ReminderOccurrence.__table__  # type: ignore[attr-defined]
+        with session_scope(self.engine) as session:
+            session.connection().execute(
+                update(table)
+                .where(table.c.id == bindparam("oid"), table.c.claimed_by == self.worker)
+                .values(
+                    status=OccurrenceStatus.SENT,
+                    sent_at=now,
+                    channel=bindparam("ch"),
+                    message_ref=bindparam("ref"),
+                    error="",
+                    lease_until=None,
+                ),
+                [{"oid": c.id, "ch": ch, "ref": ref} for rows, ch, ref in batch for c in rows],
+            )
+            for rows, _ch, ref in batch:
+                for c in rows:
+                    events.record(
+                        session,
+                        EventType.REMINDER_SENT,
+                        at=now,
+                        task_id=c.task_id,
+                        contact_id=c.contact_id,
+                        occurrence=c.id,
+                        kind=c.kind,
+                        ref=ref,
+                    )
 
     def _fall_back(self, session: Session, c: Claimed, channel_name: str, exc: ChannelError, now: datetime) -> bool:
         """Send a reminder that gave up on one channel once more on the contact's next address; whether it did.
@@ -599,62 +768,53 @@ class ReminderEngine:
         results: list[tuple[Claimed, str, str | None, ChannelError | None]],
         missing: list[Claimed],
         report: TickReport,
+        recorded: set[int] | frozenset[int] = frozenset(),
     ) -> None:
+        """The outcome of a dispatch: sends not yet recorded as they returned, then failures and releases."""
         now = self.clock.now()
-        # sqlmodel's types declare no __table__ on table models (SQLAlchemy's mapping sets it)
-        table = ReminderOccurrence.__table__  # type: ignore[attr-defined]
+        delivered = [(c, channel_name, ref) for c, channel_name, ref, exc in results if exc is None]
+        late: dict[tuple[str, str | None], list[Claimed]] = defaultdict(list)
+        for c, ch, ref in delivered:
+            metrics.reminder(ch, "sent")
+            if c.id not in recorded:
+                late[(ch, ref)].append(c)
+        if late:  # before the session below: on SQLite a second writer would wait for it
+            self._mark_sent([(rows, ch, ref) for (ch, ref), rows in late.items()])
+        report.sent += len(delivered)
         with session_scope(self.engine) as session:
-            delivered = [(c, channel_name, ref) for c, channel_name, ref, exc in results if exc is None]
-            if delivered:
-                # One executemany for the lot; only rows still claimed by this worker are marked.
-                session.connection().execute(
-                    update(table)
-                    .where(table.c.id == bindparam("oid"), table.c.claimed_by == self.worker)
-                    .values(
-                        status=OccurrenceStatus.SENT,
-                        sent_at=now,
-                        channel=bindparam("ch"),
-                        message_ref=bindparam("ref"),
-                        error="",
-                        lease_until=None,
-                    ),
-                    [{"oid": c.id, "ch": ch, "ref": ref} for c, ch, ref in delivered],
-                )
-                for c, ch, ref in delivered:
-                    metrics.reminder(ch, "sent")
-                    events.record(
-                        session,
-                        EventType.REMINDER_SENT,
-                        at=now,
-                        task_id=c.task_id,
-                        contact_id=c.contact_id,
-                        occurrence=c.id,
-                        kind=c.kind,
-                        ref=ref,
-                    )
-                report.sent += len(delivered)
+            lost_track: list[Claimed] = []  # at-most-once: sends that may have been delivered, never repeated
             for c, channel_name, _, exc in results:
                 metrics.reminder(channel_name, "due")
                 if exc is None:
                     continue
                 mine = and_(col(ReminderOccurrence.id) == c.id, col(ReminderOccurrence.claimed_by) == self.worker)
-                permanent = exc.permanent or c.attempts >= MAX_ATTEMPTS
-                if permanent and self._fall_back(session, c, channel_name, exc, now):
+                # A platform that is down fails nothing: the row is tried again until its grace window ends
+                # and it is folded into a catch-up. After some ticks a contact's other address is tried.
+                if (exc.permanent or c.attempts >= MAX_ATTEMPTS) and self._fall_back(
+                    session, c, channel_name, exc, now
+                ):
                     report.fallbacks += 1
                     continue
+                permanent = exc.permanent or (exc.maybe_delivered and self.at_most_once)
                 status = OccurrenceStatus.FAILED if permanent else OccurrenceStatus.PENDING
+                error = (UNCONFIRMED if exc.maybe_delivered else "") + str(exc)
                 session.execute(
                     update(ReminderOccurrence)
                     .where(mine)
                     .values(
                         status=status,
                         channel=channel_name,
-                        error=str(exc)[:500],
-                        # released: back off before the next try (a minute per attempt so far, or as asked)
+                        error=error[:500],
+                        # released: back off before the next try (doubling per attempt, or as asked)
                         lease_until=None if permanent else now + _backoff(c.attempts, exc),
                         claimed_by=None if not permanent else self.worker,
                     )
                 )
+                if exc.maybe_delivered:
+                    report.unconfirmed += 1
+                    metrics.reminder(channel_name, "unconfirmed")
+                    if permanent:
+                        lost_track.append(c)
                 if not permanent:
                     report.released += 1
                     metrics.reminder(channel_name, "retried")
@@ -705,6 +865,14 @@ class ReminderEngine:
                         f"Cannot deliver to {contact.name} ({exc}); please check the contact's binding.",
                         task_id=c.task_id,
                     )
+            if lost_track:  # one notice for the lot, as for claims whose process died
+                notify_office(
+                    session=session,
+                    now=now,
+                    body=f"{len(lost_track)}条提醒可能未送达（平台未应答，按“至多一次”策略不再重发）。请用 coordbot "
+                    f"reminders list --status failed 核对。 / {len(lost_track)} reminder(s) may not have been "
+                    "delivered: the platform did not answer and, delivery being at-most-once, they are not sent again.",
+                )
             for c in missing:  # contact gone, or the task was done or archived after the row was made
                 session.execute(
                     update(ReminderOccurrence)

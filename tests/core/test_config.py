@@ -66,3 +66,27 @@ def test_bad_settings_say_which_and_why(tmp_path: Path, content: str, env: dict[
     cfg.write_text(content)
     with pytest.raises(ConfigError, match=expected):
         load_settings(cfg, env=env)
+
+
+def test_a_scaled_clock_for_tests_and_demos(tmp_path: Path) -> None:
+    import time
+    from datetime import datetime
+
+    from coordbot.core.clock import ScaledClock, SystemClock, configured_clock
+
+    base = {"COORDBOT_CONFIG": str(tmp_path / "none.yaml")}
+    s = load_settings(env={**base, "COORDBOT_CLOCK_START": "2026-03-02T09:25:00+08:00", "COORDBOT_CLOCK_SPEED": "60"})
+    clock = configured_clock(s.clock_start, s.clock_speed)
+    assert isinstance(clock, ScaledClock)
+    first = clock.now()  # it starts when first read, however long the process took to get there
+    assert first == datetime.fromisoformat("2026-03-02T09:25:00+08:00")
+    time.sleep(0.05)
+    assert 2.5 <= (clock.now() - first).total_seconds() <= 30  # 60 times the wall clock
+    assert isinstance(configured_clock("", 1.0), SystemClock)
+    for env, expected in (
+        ({"COORDBOT_CLOCK_START": "Monday"}, "'clock_start' expects an ISO time with its offset"),
+        ({"COORDBOT_CLOCK_START": "2026-03-02T09:25:00"}, "'clock_start' expects an ISO time with its offset"),
+        ({"COORDBOT_CLOCK_SPEED": "0"}, "'clock_speed' expects a number > 0"),
+    ):
+        with pytest.raises(ConfigError, match=expected):
+            load_settings(env={**base, **env})

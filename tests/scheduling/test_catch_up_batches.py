@@ -42,3 +42,33 @@ async def test_three_weeks_down_gives_each_contact_one_catch_up(
     assert len(folded) == len(missed) and {o.status for o in folded} == {"cancelled"}
     catch_up_rows = rows(engine, ReminderOccurrence, ReminderOccurrence.kind == "catch_up")
     assert len(catch_up_rows) == CONTACTS and {o.status for o in catch_up_rows} == {"sent"}
+
+
+async def test_a_catch_up_being_sent_keeps_its_contacts_stale_rows_until_it_is_decided(
+    engine, bind, make_engine, clock, channel
+) -> None:
+    """Rows going stale while the contact's catch-up is in flight are not split off into a second catch-up:
+    they wait, and join it if its send is released (a platform down), or follow it once it is sent."""
+    from datetime import timedelta
+
+    from coordbot.core.db import session_scope
+    from coordbot.scheduling.engine import claim_due
+
+    contact = bind("amr", address="2001")
+    eng = make_engine()
+    eng.sync()  # Monday 09:00
+    clock.set(at(2026, 3, 23, 10, 0))  # three weeks on: everything older than the grace
+    grace = timedelta(hours=24)
+    [catch_up] = claim_due(engine=engine, worker="w1", now=clock.now(), lease=timedelta(minutes=5), grace=grace)
+    assert catch_up.kind == "catch_up" and catch_up.folded
+    with session_scope(engine) as s:  # meanwhile one more reminder of the contact went stale
+        late = ReminderOccurrence(
+            plan_id=None, task_id=None, contact_id=contact, kind="periodic", fire_at=at(2026, 3, 20, 9, 30)
+        )
+        s.add(late)
+        s.flush()
+        late_id = late.id
+    assert claim_due(engine=engine, worker="w2", now=clock.now(), lease=timedelta(minutes=5), grace=grace) == []
+    assert len(rows(engine, ReminderOccurrence, ReminderOccurrence.kind == "catch_up")) == 1
+    [late_row] = rows(engine, ReminderOccurrence, ReminderOccurrence.id == late_id)
+    assert late_row.status == "pending" and late_row.folded_into_id is None

@@ -175,3 +175,22 @@ def test_a_leader_gets_one_message_with_one_line_per_department_and_reason(
     assert len(silent) == 1 and "共2项" in silent[0] and "任务2.1" in silent[0] and "任务2.2" in silent[0]
     assert any("任务1.1" in line and "已逾期" in line for line in lines)  # 1.1 is overdue: its own line
     assert body.startswith("【督办】3项任务需要关注")
+
+
+def test_one_morning_to_a_whole_department_is_one_reminder(
+    engine: Engine, bind: Callable[..., int], calendar: WorkCalendar
+) -> None:
+    """Issue 17, item 9: a morning's dispatch to 150 chats of one department said "已连续150次". Counted per contact
+    and reminder moment: the 150 sends of 09:30-09:35 are one reminder, the next Monday's the second."""
+    contacts = [bind("amr", address=f"c-amr-{i}") for i in range(150)]
+    leader = bind("amr", role="leader", address="l-amr")
+    for i, contact in enumerate(contacts):  # at Telegram's 30/s and more: spread over the morning's minutes
+        _remind(engine, contact, "2.1", at(2026, 3, 2, 9, 30 + i // 30))
+    _review(engine, calendar, at(2026, 3, 2, 10))
+    assert _state(engine, "2.1")[2] == 0
+    for contact in contacts:
+        _remind(engine, contact, "2.1", at(2026, 3, 9, 9, 30))
+    _review(engine, calendar, at(2026, 3, 9, 10))
+    assert _state(engine, "2.1")[2] == 1
+    bodies = [b for b in _escalation_bodies(engine, leader) if "任务2.1" in b]
+    assert bodies and all("已连续2次提醒未报送进展" in b for b in bodies), bodies

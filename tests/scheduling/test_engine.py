@@ -207,24 +207,37 @@ async def test_transient_errors_retry_and_permanent_ones_do_not(engine, bind, ma
     ]
 
 
-async def test_transient_failures_are_released_then_failed_after_max_attempts(engine, bind, make_engine, clock) -> None:
+async def test_transient_failures_back_off_never_fail_and_are_folded_after_the_grace(
+    engine, bind, make_engine, clock
+) -> None:
+    """A platform that is down (issue 17, item 2): retried with a back-off doubling from a minute, never failed;
+    once past the grace window the reminders become the contact's one catch-up, sent when the platform is back."""
     bind("amr", address="flaky")
     channel = ScriptedChannel({"flaky": [TransientChannelError("502 Bad Gateway") for _ in range(100)]})
     eng = make_engine(channels={"telegram": channel}, send_tries=1)
     eng.sync()
-    clock.set(at(2026, 3, 2, 9, 31))
-    first = await eng.tick()
-    assert (first.sent, first.released, first.failed) == (0, 2, 0)
-    assert _statuses(engine).get("pending", 0) >= 2
-    clock.set(at(2026, 3, 2, 9, 31, 30))
-    assert (await eng.tick()).claimed == 0  # backing off
-    clock.set(at(2026, 3, 2, 9, 33))
-    await eng.tick()
-    clock.set(at(2026, 3, 2, 9, 40))
-    third = await eng.tick()
-    assert third.failed == 2
-    failed = rows(engine, ReminderOccurrence, ReminderOccurrence.status == "failed")
-    assert len(failed) == 2 and all(o.attempts == 3 and "502" in o.error for o in failed)
+    tries = []
+    # due 09:30; tried at 09:31, then 1, 2, 4, 8 and 10 (not 16: the back-off caps at ten) minutes later
+    for when in ("09:31", "09:31:30", "09:32", "09:33", "09:34", "09:37", "09:38", "09:45", "09:46", "09:55", "09:56"):
+        hh, mm, *ss = (int(x) for x in when.split(":"))
+        clock.set(at(2026, 3, 2, hh, mm, *(ss or [0])))
+        report = await eng.tick()
+        assert report.failed == 0 and report.sent == 0
+        tries.append(report.claimed)
+    assert tries == [2, 0, 2, 0, 2, 0, 2, 0, 2, 0, 2]
+    pending = [o for o in rows(engine, ReminderOccurrence) if o.fire_at <= clock.now()]
+    assert {o.status for o in pending} == {"pending"} and all("502" in o.error for o in pending)
+
+    clock.set(at(2026, 3, 3, 10, 0))  # a day on: past the 24 h grace, and the platform still down
+    down = await eng.tick()
+    assert (down.folded, down.failed, down.sent) == (2, 0, 0)
+    channel.script.clear()  # back
+    clock.advance(timedelta(minutes=2))
+    back = await eng.tick()
+    assert (back.sent, back.failed) == (1, 0)
+    [catch_up] = channel.sent
+    assert "机器人离线期间" in catch_up.text and "2条提醒" in catch_up.text
+    assert _statuses(engine).get("failed", 0) == 0
 
 
 async def test_silence_escalates_to_leader_then_office_and_red_escalates(
@@ -350,3 +363,77 @@ async def test_a_contacts_weekly_requests_go_out_as_one_message(
 def _task_code(engine: Engine, task_id: int) -> str:
     with Session(engine) as s:
         return s.get(Task, task_id).code
+
+
+@pytest.mark.parametrize("at_most_once", [False, True])
+async def test_a_send_that_may_have_been_delivered_is_not_retried_at_once(
+    engine, bind, make_engine, clock, at_most_once
+) -> None:
+    """No answer after the request went out (a read timeout): sent again at once it would arrive twice. Released
+    to back off (at-least-once: its retry is the one possible copy) or failed with the office told (at-most-once)."""
+    bind("amr", address="slow")
+    bind("finance", role="office", address="office")
+    maybe = TransientChannelError("Telegram: no answer in time", maybe_delivered=True)
+    channel = ScriptedChannel({"slow": [maybe, maybe]})
+    eng = make_engine(channels={"telegram": channel}, send_tries=4, at_most_once=at_most_once)
+    eng.sync()
+    clock.set(at(2026, 3, 2, 9, 31))
+    report = await eng.tick()
+    assert report.unconfirmed == 2 and channel.calls == 2 + len(channel.sent)  # each tried once, not four times
+    rows_ = [
+        o
+        for o in rows(engine, ReminderOccurrence)
+        if o.contact_id and o.fire_at <= clock.now() and o.kind == "periodic"
+    ]
+    assert all(o.error.startswith("unconfirmed: ") for o in rows_)
+    if at_most_once:
+        assert {o.status for o in rows_} == {"failed"} and report.failed == 2
+        [notice] = [m for m in channel.sent if m.address == "office"]
+        assert "2条提醒可能未送达" in notice.text
+    else:
+        assert {o.status for o in rows_} == {"pending"} and report.released == 2
+        clock.advance(timedelta(minutes=2))
+        assert (await eng.tick()).sent == 2
+        assert [m.address for m in channel.sent] == ["slow", "slow"]
+
+
+async def test_each_send_is_recorded_as_it_returns_not_at_the_end_of_the_batch(
+    engine, bind, make_engine, clock
+) -> None:
+    """Issue 17, item 4: a process killed mid-batch doubles, after its lease, what it sent and had not recorded.
+    While one send still hangs, the others of the same claim batch are already recorded sent."""
+    import asyncio
+
+    release = asyncio.Event()
+
+    class OneHangs(MemoryChannel):
+        async def send(self, message: Outbound) -> Delivery:
+            if message.address == "hangs":
+                await release.wait()
+            return await super().send(message)
+
+    for address in ("hangs", "a", "b", "c"):
+        bind("amr", address=address)
+    eng = make_engine(channels={"telegram": OneHangs("telegram")})
+    eng.sync()
+    clock.set(at(2026, 3, 2, 9, 31))
+    tick = asyncio.create_task(eng.tick())
+    with Session(engine) as s:
+        hangs = s.exec(select(Contact.id).where(Contact.address == "hangs")).one()
+
+    def statuses() -> dict[str, set[str]]:
+        due = [o for o in rows(engine, ReminderOccurrence) if o.fire_at <= clock.now()]
+        return {
+            "others": {o.status for o in due if o.contact_id != hangs},
+            "hanging": {o.status for o in due if o.contact_id == hangs},
+        }
+
+    for _ in range(200):
+        if statuses()["others"] == {"sent"}:
+            break
+        await asyncio.sleep(0.02)
+    assert statuses() == {"others": {"sent"}, "hanging": {"claimed"}}  # recorded while the batch is in flight
+    release.set()
+    report = await tick
+    assert report.sent == 8 and statuses() == {"others": {"sent"}, "hanging": {"sent"}}
+    assert len(rows(engine, Event, Event.type == "reminder.sent")) == 8  # one event each, not two

@@ -70,6 +70,11 @@ Failure injection
     chat_id=None)``: the next matching calls ("*" = any method) get that error (429: retry_after default 1,
     "Too Many Requests: retry after N"). ``delay_next(method, seconds, *, times=1)``: hold the call, then
     handle it normally (a client that timed out still had its message sent, as on Telegram).
+    ``stall_next(method, seconds, *, times=1, chat_id=None)``: handle the call (the message is sent), then
+    hold the answer: a read timeout after Telegram accepted. ``await go_down("refused" | "502")`` /
+    ``await come_up()``: the whole API unreachable (the port closed and open connections cut, or every
+    request answered 502 Bad Gateway by an nginx-like proxy; no webhook deliveries) and back on the same
+    port; ``down`` says which.
     ``block(chat_id, *, description=None)`` / ``unblock``: 403 "Forbidden: bot was blocked by the user"
     (groups: "bot was kicked from the ... chat") for every send; the user writing again unblocks.
 

@@ -50,6 +50,10 @@ _WEBHOOK_CONFLICT = (
 )
 _POLL_CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 _QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+_BAD_GATEWAY = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>"
+    "\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 class ApiError(Exception):
@@ -282,6 +286,9 @@ class FakeBotAPI:
         self._ids = itertools.count(1)
         self._rules: list[_Rule] = []
         self._delays: list[_Rule] = []
+        self._stalls: list[_Rule] = []
+        self._site: web.TCPSite | None = None
+        self._down: str | None = None  # None (up), "refused" or "502"
 
         self._updates: deque[JSON] = deque()
         self._next_update_id = 700_000_001
@@ -315,8 +322,8 @@ class FakeBotAPI:
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._port)
-        await site.start()
+        self._site = web.TCPSite(self._runner, self.host, self._port)
+        await self._site.start()
         self._port = int(self._runner.addresses[0][1])
         self._session = aiohttp.ClientSession()
         self._webhook_task = asyncio.create_task(self._webhook_loop(), name="fake-telegram-webhook")
@@ -560,6 +567,48 @@ class FakeBotAPI:
         err = ApiError(status, description or _default_description(status), params or None)
         self._rules.append(_Rule(method.lower(), times, chat_id, error=err))
 
+    def stall_next(self, method: str, seconds: float, *, times: int = 1, chat_id: int | str | None = None) -> None:
+        """Handle the next ``times`` calls of ``method`` (it takes effect: the message is sent), then hold the
+        answer for ``seconds``: a client whose read timeout is shorter sees a timeout after Telegram accepted."""
+        self._stalls.append(_Rule(method.lower(), times, chat_id, seconds=seconds))
+
+    @property
+    def down(self) -> str | None:
+        """None while up, else how it is down ("refused" or "502")."""
+        return self._down
+
+    async def go_down(self, mode: str = "refused") -> None:
+        """The Bot API becomes unreachable until :meth:`come_up`.
+
+        ``"refused"``: the port stops listening and every open connection (long polls, keep-alive ones) is
+        cut, so new requests get "connection refused" and those in flight a dropped connection; ``"502"``:
+        every request is answered ``502 Bad Gateway`` with an HTML body, as Telegram's front proxy does when
+        the Bot API behind it is down. Nothing reaching the server meanwhile takes effect.
+        """
+        if mode not in ("refused", "502"):
+            raise ValueError("mode must be 'refused' or '502'")
+        assert self._runner is not None, "server not started"
+        self._down = mode
+        if mode == "refused" and self._site is not None:
+            await self._site.stop()
+            self._site = None
+            server = self._runner.server
+            for handler in list(server.connections if server is not None else ()):
+                transport = handler.transport
+                if transport is not None:
+                    transport.abort()
+
+    async def come_up(self) -> None:
+        """Reachable again, on the same port."""
+        assert self._runner is not None, "server not started"
+        if self._site is None:
+            self._site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True)
+            await self._site.start()
+        self._down = None
+        if self._wake_webhook is not None:
+            self._wake_webhook.set()  # updates queued meanwhile go out now
+        self._notify()
+
     def delay_next(self, method: str, seconds: float, *, times: int = 1) -> None:
         """Hold the next ``times`` calls of ``method`` for ``seconds`` before handling them normally.
 
@@ -655,6 +704,10 @@ class FakeBotAPI:
 
     async def _handle(self, request: web.Request) -> web.Response:
         method_name = request.match_info["method"]
+        if self._down is not None:  # "refused" too: a request that slipped in as the port closed
+            self.calls.append(ApiCall(time.monotonic(), method_name, {}, 502))
+            self._notify()
+            return web.Response(status=502, text=_BAD_GATEWAY, content_type="text/html")
         if request.match_info["token"] != self.token:
             return self._error(method_name, {}, ApiError(401, "Unauthorized"))
         spec = _METHODS.get(method_name.lower())
@@ -688,6 +741,10 @@ class FakeBotAPI:
             result = await spec.handler(self, params)
         except ApiError as err:
             return self._error(spec.name, params, err)
+        stall = self._take_rule(self._stalls, spec.name, params.get("chat_id"))
+        if stall is not None:
+            self._notify()  # the call took effect: waiters may look now
+            await self._sleep(stall.seconds)
         return self._respond(spec.name, params, 200, {"ok": True, "result": result})
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
@@ -1000,7 +1057,7 @@ class FakeBotAPI:
         while not self._closing.is_set():
             self._wake_webhook.clear()
             url = self._webhook.get("url")
-            if not url or not self._updates:
+            if not url or not self._updates or self._down:  # Telegram delivers nothing while it is down
                 await self._wake_webhook.wait()
                 continue
             update = self._updates[0]
