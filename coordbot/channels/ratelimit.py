@@ -1,9 +1,17 @@
 """Telegram's delivery limits, enforced on our side so the server never has to refuse us.
 
 At most 30 messages per second overall, one per second to a chat, 20 per minute to a group. PTB's
-AIORateLimiter has the overall and group limits but not the per-chat one, and its buckets allow bursts
-that a sliding window counts against us; here every limit is a strict spacing (a leaky bucket of size one),
-so any window of the stated length holds at most the stated number.
+AIORateLimiter has the overall and group limits but not the per-chat one. Here each limit is a pool of
+tokens: "``capacity`` sends in any ``window`` seconds" is ``capacity`` tokens, a send takes one of each pool
+it falls under (its chat's, its group's, the overall one) before its request goes out and gives them back
+when the answer has come, free again ``window`` seconds later. A token is held across the moment Telegram
+receives the request, so any window on Telegram's side holds at most ``capacity`` of them however long a
+request waited or travelled (a gap counted from the request going out, not from its arrival, drew a 429
+whenever one request travelled slower than the next). Bursts up to a limit are allowed, as Telegram allows
+them: 20 groups each get a message within the same second, and a group its first 20 messages a second apart.
+
+One process keeps its pools in memory. Several processes on one PostgreSQL database share them through the
+``rate_token`` table (:mod:`coordbot.core.rate_tokens`), so their sends together keep every limit.
 """
 
 from __future__ import annotations
@@ -12,14 +20,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aiolimiter import AsyncLimiter
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
 from coordbot.core import metrics
+from coordbot.core.rate_tokens import SharedTokens
 
 log = logging.getLogger("coordbot.channels.telegram")
 
@@ -44,13 +53,95 @@ SENDING = frozenset(
 )
 
 
-class _ChatSlot:
-    __slots__ = ("interval", "lock", "next_at")
+UNLIMITED = 1000  # a pool of more tokens a second than this is no limit (tests and benchmarks open the limits)
+POLL = 0.02  # seconds between looks at a shared pool whose every token is in flight
 
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
+
+class _Pool:
+    """``capacity`` tokens in this process; a token given back is free again ``window`` seconds later."""
+
+    def __init__(self, capacity: float, window: float) -> None:
+        self.capacity = capacity
+        self.window = window
+        self.in_flight = 0
+        self.returns: deque[float] = deque()  # when the tokens given back are free again, oldest first
+        self.paused_until = 0.0
+        self.lock = asyncio.Lock()  # waiters take their turn in the order they came
+        self.changed = asyncio.Event()
+
+    def _wait(self, now: float) -> float | None:
+        """Seconds until a token is free (0: now), or None while every token is in flight."""
+        while self.returns and self.returns[0] <= now:
+            self.returns.popleft()
+        if now < self.paused_until:
+            return self.paused_until - now
+        if self.in_flight + len(self.returns) < self.capacity:
+            return 0.0
+        return self.returns[0] - now if self.returns else None
+
+    def idle(self, now: float) -> bool:
+        return not self.lock.locked() and self.in_flight == 0 and self._wait(now) == 0.0 and not self.returns
+
+    async def take(self) -> None:
+        async with self.lock:
+            while (wait := self._wait(time.monotonic())) != 0.0:
+                if wait is None:
+                    self.changed.clear()
+                    await self.changed.wait()
+                else:
+                    await asyncio.sleep(wait)
+            self.in_flight += 1
+
+    async def give(self, _slot: int | None) -> None:
+        self.in_flight -= 1
+        self.returns.append(time.monotonic() + self.window)
+        self.changed.set()
+
+    async def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+
+class _SharedPool:
+    """The same pool kept in the database, for every process on it; this process's own waiters queue here
+    first, so one of them at a time asks the database."""
+
+    def __init__(self, tokens: SharedTokens, key: str, capacity: float, window: float) -> None:
+        self.tokens = tokens
+        self.key = key
+        self.capacity = int(capacity)
+        self.window = window
         self.lock = asyncio.Lock()
-        self.next_at = 0.0
+        self.changed = asyncio.Event()
+        self.in_flight = 0
+
+    def idle(self, now: float) -> bool:
+        return not self.lock.locked() and self.in_flight == 0
+
+    async def take(self) -> int:
+        async with self.lock:
+            while True:
+                slot, wait = await asyncio.to_thread(self.tokens.take, self.key, self.capacity)
+                if slot is not None:
+                    self.in_flight += 1
+                    return slot
+                if wait is None or wait <= 0:  # in flight (here or elsewhere), or taken meanwhile: look again
+                    self.changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.changed.wait(), POLL)
+                else:
+                    await asyncio.sleep(wait)
+
+    async def give(self, slot: int | None) -> None:
+        assert slot is not None
+        self.in_flight -= 1
+        await asyncio.to_thread(self.tokens.give, self.key, slot, self.window)
+        self.changed.set()
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.to_thread(self.tokens.pause, self.key, seconds)
+
+
+Pool = _Pool | _SharedPool
 
 
 class TelegramRateLimiter(BaseRateLimiter[int]):
@@ -61,48 +152,76 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         chat_interval: float = 1.0,
         group_per_minute: float = 20,
         max_retries: int = 2,
+        shared: Callable[[], SharedTokens] | None = None,
+        key: str = "telegram",
     ) -> None:
-        self._overall = AsyncLimiter(1, 1 / overall_per_second)
+        self._overall_per_second = overall_per_second
         self._chat_interval = chat_interval
-        self._group_interval = 60 / group_per_minute
+        self._group_per_minute = group_per_minute
         self._max_retries = max_retries
-        # Per chat: a lock (one sender waits for the chat at a time) and when the chat may be written next,
-        # counted from the moment a request really goes out, not from when it began waiting for the
-        # overall slot (a send that waited long for that slot would otherwise leave the chat's next
-        # message too little room, and Telegram answers 429).
-        self._chats: dict[int | str, _ChatSlot] = {}
+        self._shared_factory = shared  # built on initialize: a database engine of its own
+        self._shared: SharedTokens | None = None
+        self._key = key
+        self._overall: Pool | None = None
+        self._chats: dict[int | str, tuple[Pool, Pool | None]] = {}
         self._retry_gate = asyncio.Event()
         self._retry_gate.set()
 
     async def initialize(self) -> None:
-        """Nothing to set up."""
+        """Open the shared pools' database when the limits are shared across processes."""
+        if self._shared_factory is not None and self._shared is None:
+            self._shared = self._shared_factory()
 
     async def shutdown(self) -> None:
-        """Nothing to release."""
+        """Close the shared pools' database."""
+        shared, self._shared = self._shared, None
+        self._overall = None
+        self._chats.clear()
+        if shared is not None:
+            await asyncio.to_thread(shared.engine.dispose)
 
-    def _chat_slot(self, chat_id: int | str) -> _ChatSlot:
-        now = time.monotonic()
-        slot = self._chats.get(chat_id)
-        if slot is None:
-            group = isinstance(chat_id, str) or (isinstance(chat_id, int) and chat_id < 0)
-            slot = _ChatSlot(self._group_interval if group else self._chat_interval)
-            if len(self._chats) > 10_000:  # forget chats idle for a while (nobody waiting, next send long free)
-                idle = [k for k, v in self._chats.items() if not v.lock.locked() and now - v.next_at > 120]
-                for k in idle:
+    def _pool(self, key: str, capacity: float, window: float) -> Pool | None:
+        if capacity / window > UNLIMITED:
+            return None
+        if self._shared is not None:
+            return _SharedPool(self._shared, f"{self._key}:{key}", capacity, window)
+        return _Pool(capacity, window)
+
+    def _pools(self, chat_id: int | str) -> list[Pool]:
+        """The pools a send to ``chat_id`` takes a token of: the chat's, a group's, the overall one, in this
+        order (a send never holds an overall token while it waits for its chat)."""
+        if self._overall is None:
+            self._overall = self._pool("all", self._overall_per_second, 1.0)
+        pools = self._chats.get(chat_id)
+        if pools is None:
+            group = isinstance(chat_id, str) or chat_id < 0
+            chat = self._pool(f"chat:{chat_id}", 1, self._chat_interval) or _Pool(1, 0.0)
+            pools = (chat, self._pool(f"group:{chat_id}", self._group_per_minute, 60.0) if group else None)
+            if len(self._chats) > 10_000:  # forget chats with nothing in flight or waiting
+                now = time.monotonic()
+                for k in [k for k, (c, g) in self._chats.items() if c.idle(now) and (g is None or g.idle(now))]:
                     del self._chats[k]
-            self._chats[chat_id] = slot
-        return slot
+            self._chats[chat_id] = pools
+        return [p for p in (*pools, self._overall) if p is not None]
 
-    async def _acquire(self, chat_id: int | str) -> None:
-        """Wait until both the chat and the overall limit allow a send now, and book it."""
-        slot = self._chat_slot(chat_id)
-        async with slot.lock:
-            delay = slot.next_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            async with self._overall:
-                pass
-            slot.next_at = time.monotonic() + slot.interval
+    async def _acquire(self, chat_id: int | str) -> list[tuple[Pool, int | None]]:
+        """Take a token of each pool the send falls under, waiting as long as that takes."""
+        held: list[tuple[Pool, int | None]] = []
+        try:
+            for pool in self._pools(chat_id):
+                held.append((pool, await pool.take()))
+        except BaseException:
+            await self._release(held)
+            raise
+        return held
+
+    async def _release(self, held: list[tuple[Pool, int | None]]) -> None:
+        for pool, slot in reversed(held):
+            await pool.give(slot)
+
+    async def _pause_all(self, seconds: float) -> None:
+        if self._overall is not None:
+            await self._overall.pause(seconds)
 
     async def process_request(
         self,
@@ -113,7 +232,7 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         data: dict[str, Any],
         rate_limit_args: int | None,
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        """Wait for the chat's and the overall slot, then call; a 429 waits retry_after and tries again."""
+        """Take the send's tokens, call, give them back once answered; a 429 waits retry_after and tries again."""
         max_retries = self._max_retries if rate_limit_args is None else rate_limit_args
         chat_id = data.get("chat_id")
         with contextlib.suppress(TypeError, ValueError):
@@ -121,19 +240,26 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         limited = endpoint in SENDING and chat_id is not None
         for attempt in range(max_retries + 1):
             await self._retry_gate.wait()
-            if limited:
-                await self._acquire(chat_id)  # type: ignore[arg-type]
+            held = await self._acquire(chat_id) if limited else []  # type: ignore[arg-type]
             try:
-                return await callback(*args, **kwargs)
+                result = await callback(*args, **kwargs)
             except RetryAfter as exc:
+                await self._release(held)
                 if attempt == max_retries:
                     raise  # counted where the error arrives (coordbot.core.metrics.timed_send)
                 metrics.RATE_LIMITED.labels("telegram").inc()
                 pause = exc._retry_after.total_seconds() + 0.1
                 log.info("Telegram asked to retry after %.1fs", pause)
+                await self._pause_all(pause)  # other processes sharing the pools wait too
                 self._retry_gate.clear()  # hold every other request too: the limit is per bot
                 try:
                     await asyncio.sleep(pause)
                 finally:
                     self._retry_gate.set()
+                continue
+            except BaseException:
+                await self._release(held)
+                raise
+            await self._release(held)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover

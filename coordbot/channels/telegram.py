@@ -64,6 +64,7 @@ from coordbot.channels.base import (
 )
 from coordbot.channels.ratelimit import TelegramRateLimiter
 from coordbot.core.config import Settings
+from coordbot.core.rate_tokens import open_shared_tokens, shares_tokens
 from coordbot.core.text import render
 
 log = logging.getLogger("coordbot.channels.telegram")
@@ -447,11 +448,21 @@ async def on_raw_update(update: RawUpdate, context: ContextTypes.DEFAULT_TYPE) -
     await frontend.process(update.inbound, update.update_id, update.callback_query_id)
 
 
+def rate_limiter(settings: Settings) -> TelegramRateLimiter:
+    """Telegram's limits for this bot: kept in this process, or on PostgreSQL in the database, shared by every
+    process on it (several ``coordbot run`` keep the limits together, not each its own)."""
+    bot_id = settings.telegram_token.get().partition(":")[0]
+    url = settings.database_url
+    return TelegramRateLimiter(
+        overall_per_second=settings.telegram_rate_per_second,
+        shared=(lambda: open_shared_tokens(url)) if shares_tokens(url) else None,
+        key=f"telegram:{bot_id}",
+    )
+
+
 def _bot(settings: Settings) -> ExtBot[int]:
     return ExtBot(
-        settings.telegram_token.get(),
-        base_url=settings.telegram_base_url,
-        rate_limiter=TelegramRateLimiter(overall_per_second=settings.telegram_rate_per_second),
+        settings.telegram_token.get(), base_url=settings.telegram_base_url, rate_limiter=rate_limiter(settings)
     )
 
 
@@ -496,7 +507,7 @@ class TelegramFrontend:
             .token(settings.telegram_token.get())
             .base_url(settings.telegram_base_url)
             .base_file_url(settings.telegram_base_url.replace("/bot", "/file/bot"))
-            .rate_limiter(TelegramRateLimiter(overall_per_second=settings.telegram_rate_per_second))
+            .rate_limiter(rate_limiter(settings))
             .concurrent_updates(CONCURRENT_UPDATES)
         )
         if self.mode == "webhook":

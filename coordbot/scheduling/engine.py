@@ -485,6 +485,14 @@ class ReminderEngine:
         self._grace = grace
         self.reply_link = reply_link
         self._lock = asyncio.Lock()
+        self._fresh_budgets()
+
+    def _fresh_budgets(self) -> None:
+        # Shared by the dispatches of a tick, which overlap: one budget of concurrent sends per channel, and
+        # the messages claimed and not yet sent (the next claim waits until they are few).
+        self._budgets: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.concurrency))
+        self._unsent = 0
+        self._progress = asyncio.Event()
 
     def grace(self) -> timedelta:
         if self._grace is not None:
@@ -498,27 +506,47 @@ class ReminderEngine:
             return sync_reminders(session=session, calendar=self.calendar, now=now or self.clock.now())
 
     async def tick(self) -> TickReport:
-        """One clock tick: claim what is due and send it, until nothing due is left."""
+        """One clock tick: claim what is due and send it, until nothing due is left.
+
+        Claims overlap: the next batch is claimed once the one before is mostly sent, not when its slowest
+        chat is done (a chat takes a message a second, a group a burst of 20 a minute), so a few busy chats
+        never hold up the rest; each chat's messages still go out in the order they were claimed."""
         report = TickReport()
         async with self._lock:  # APScheduler may fire again while a long tick still runs
             grace = await asyncio.to_thread(self.grace)
-            while True:
-                now = self.clock.now()
-                claimed = await asyncio.to_thread(
-                    claim_due,
-                    engine=self.engine,
-                    worker=self.worker,
-                    now=now,
-                    lease=self.lease,
-                    grace=grace,
-                    limit=self.batch_size,
-                    at_most_once=self.at_most_once,
-                )
-                if not claimed:
-                    return report
-                report.claimed += len(claimed)
-                report.folded += sum(len(c.folded) for c in claimed)
-                await self.dispatch(claimed, report)
+            self._fresh_budgets()  # asyncio primitives belong to one event loop: this tick's
+            running: set[asyncio.Task[None]] = set()
+            try:
+                while True:
+                    now = self.clock.now()
+                    claimed = await asyncio.to_thread(
+                        claim_due,
+                        engine=self.engine,
+                        worker=self.worker,
+                        now=now,
+                        lease=self.lease,
+                        grace=grace,
+                        limit=self.batch_size,
+                        at_most_once=self.at_most_once,
+                    )
+                    if not claimed:
+                        break
+                    report.claimed += len(claimed)
+                    report.folded += sum(len(c.folded) for c in claimed)
+                    self._unsent += len(claimed)  # counted down by dispatch as each row's message goes out
+                    task = asyncio.create_task(self.dispatch(claimed, report))
+                    running.add(task)
+                    task.add_done_callback(lambda _t: self._progress.set())
+                    while self._unsent > self.batch_size // 2 and not all(t.done() for t in running):
+                        self._progress.clear()
+                        await self._progress.wait()
+                    for t in [t for t in running if t.done()]:
+                        running.discard(t)
+                        t.result()  # a dispatch that failed ends the tick as before
+            finally:
+                if running:
+                    await asyncio.gather(*running)
+        return report
 
     async def dispatch(self, claimed: Sequence[Claimed], report: TickReport) -> None:
         from coordbot.scheduling.messages import build_messages
@@ -534,8 +562,9 @@ class ReminderEngine:
         )
         # One budget of concurrent sends per channel: a platform that is down or slow holds its own sends
         # (retrying them) without holding the others'.
-        semaphores: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.concurrency))
+        semaphores = self._budgets
         results: list[tuple[Claimed, str, str | None, ChannelError | None]] = []
+        unsent = len(claimed)  # of what tick counted up in self._unsent
         # Rows folded into one message (a contact's weekly requests) share an Outbound: send it once.
         batches: dict[int, Batch] = {}
         for c in claimed:
@@ -556,8 +585,17 @@ class ReminderEngine:
                     except ChannelError as exc:
                         error = exc
                 results.extend((c, channel_name, ref, error) for c in rows)
+            nonlocal unsent
+            unsent -= len(rows)
+            self._unsent -= len(rows)
+            self._progress.set()
 
-        await asyncio.gather(*(one(*batch) for batch in _round_robin(batches.values())))
+        ordered = _round_robin(batches.values())
+        try:
+            await asyncio.gather(*(one(*batch) for batch in ordered))
+        finally:
+            self._unsent -= unsent  # rows with no message, and those a failure or a cancellation left unsent
+            self._progress.set()
         missing = [c for c in claimed if c.id not in messages]
         await asyncio.to_thread(self._record, results, missing, report)
 
