@@ -21,14 +21,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
 from coordbot.core import metrics
-from coordbot.core.rate_tokens import SharedTokens
+from coordbot.core.rate_tokens import Limit, SharedTokens
 
 log = logging.getLogger("coordbot.channels.telegram")
 
@@ -53,8 +53,12 @@ SENDING = frozenset(
 )
 
 
-UNLIMITED = 1000  # a pool of more tokens a second than this is no limit (tests and benchmarks open the limits)
+UNLIMITED = 1000  # a limit of this many sends a second or more is no limit (tests and benchmarks open the limits)
 POLL = 0.02  # seconds between looks at a shared pool whose every token is in flight
+
+
+def _limited(capacity: float, window: float) -> bool:
+    return window > 0 and capacity / window < UNLIMITED
 
 
 class _Pool:
@@ -92,56 +96,74 @@ class _Pool:
                     await asyncio.sleep(wait)
             self.in_flight += 1
 
-    async def give(self, _slot: int | None) -> None:
+    def give(self) -> None:
         self.in_flight -= 1
         self.returns.append(time.monotonic() + self.window)
         self.changed.set()
 
-    async def pause(self, seconds: float) -> None:
+    def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
 
-class _SharedPool:
-    """The same pool kept in the database, for every process on it; this process's own waiters queue here
-    first, so one of them at a time asks the database."""
+class _SharedLimits:
+    """The pools kept in the database for every process on it: one statement takes all of a send's tokens (or
+    none), one gives them back. In this process a chat's sends queue on a lock of their own, and takes go
+    one at a time: the first waiting for the overall limit keeps its turn, one waiting for its chat does not."""
 
-    def __init__(self, tokens: SharedTokens, key: str, capacity: float, window: float) -> None:
+    def __init__(self, tokens: SharedTokens) -> None:
         self.tokens = tokens
-        self.key = key
-        self.capacity = int(capacity)
-        self.window = window
-        self.lock = asyncio.Lock()
+        self.gate = asyncio.Lock()
         self.changed = asyncio.Event()
-        self.in_flight = 0
+        self.chats: dict[str, asyncio.Lock] = {}
 
-    def idle(self, now: float) -> bool:
-        return not self.lock.locked() and self.in_flight == 0
+    def _chat_lock(self, key: str) -> asyncio.Lock:
+        lock = self.chats.get(key)
+        if lock is None:
+            if len(self.chats) > 10_000:
+                for k in [k for k, v in self.chats.items() if not v.locked()]:
+                    del self.chats[k]
+            lock = self.chats[key] = asyncio.Lock()
+        return lock
 
-    async def take(self) -> int:
-        async with self.lock:
-            while True:
-                slot, wait = await asyncio.to_thread(self.tokens.take, self.key, self.capacity)
-                if slot is not None:
-                    self.in_flight += 1
-                    return slot
-                if wait is None or wait <= 0:  # in flight (here or elsewhere), or taken meanwhile: look again
-                    self.changed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.changed.wait(), POLL)
-                else:
-                    await asyncio.sleep(wait)
+    async def _pause(self, wait: float | None) -> None:
+        if wait is None or wait <= 0:  # in flight (here or elsewhere), or just taken by another: look again soon
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), POLL)
+        else:
+            await asyncio.sleep(wait)
 
-    async def give(self, slot: int | None) -> None:
-        assert slot is not None
-        self.in_flight -= 1
-        await asyncio.to_thread(self.tokens.give, self.key, slot, self.window)
-        self.changed.set()
+    async def _take(self, limits: list[Limit], overall: str | None) -> dict[str, int]:
+        while overall is None:  # the chat's own limit only (its lock is held): no turn to keep
+            taken = await asyncio.to_thread(self.tokens.take, limits)
+            if taken.slots:
+                return taken.slots
+            waits = list(taken.short.values())
+            await self._pause(None if None in waits else max(w for w in waits if w is not None))
+        while True:
+            async with self.gate:
+                while True:
+                    taken = await asyncio.to_thread(self.tokens.take, limits)
+                    if taken.slots:
+                        return taken.slots
+                    if set(taken.short) - {overall}:
+                        break  # the chat or its group is not free: wait without holding up other chats
+                    await self._pause(taken.short[overall or ""])
+            waits = [w for k, w in taken.short.items() if k != overall]
+            await self._pause(None if None in waits else max(w for w in waits if w is not None))
 
-    async def pause(self, seconds: float) -> None:
-        await asyncio.to_thread(self.tokens.pause, self.key, seconds)
+    @contextlib.asynccontextmanager
+    async def hold(self, chat: str, limits: list[Limit], overall: str | None) -> AsyncIterator[None]:
+        async with self._chat_lock(chat):
+            slots = await self._take(limits, overall) if limits else {}
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(self.tokens.give, limits, slots)
+                self.changed.set()
 
-
-Pool = _Pool | _SharedPool
+    async def pause(self, key: str, seconds: float) -> None:
+        await asyncio.to_thread(self.tokens.pause, key, seconds)
 
 
 class TelegramRateLimiter(BaseRateLimiter[int]):
@@ -159,69 +181,79 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         self._chat_interval = chat_interval
         self._group_per_minute = group_per_minute
         self._max_retries = max_retries
-        self._shared_factory = shared  # built on initialize: a database engine of its own
-        self._shared: SharedTokens | None = None
+        self._shared_factory = shared  # opened on initialize: a database engine of its own
+        self._shared: _SharedLimits | None = None
         self._key = key
-        self._overall: Pool | None = None
-        self._chats: dict[int | str, tuple[Pool, Pool | None]] = {}
+        self._overall: _Pool | None = None
+        self._chats: dict[int | str, tuple[_Pool, _Pool | None]] = {}
         self._retry_gate = asyncio.Event()
         self._retry_gate.set()
 
     async def initialize(self) -> None:
         """Open the shared pools' database when the limits are shared across processes."""
         if self._shared_factory is not None and self._shared is None:
-            self._shared = self._shared_factory()
+            self._shared = _SharedLimits(self._shared_factory())
 
     async def shutdown(self) -> None:
         """Close the shared pools' database."""
         shared, self._shared = self._shared, None
-        self._overall = None
-        self._chats.clear()
         if shared is not None:
-            await asyncio.to_thread(shared.engine.dispose)
+            await asyncio.to_thread(shared.tokens.engine.dispose)
 
-    def _pool(self, key: str, capacity: float, window: float) -> Pool | None:
-        if capacity / window > UNLIMITED:
-            return None
-        if self._shared is not None:
-            return _SharedPool(self._shared, f"{self._key}:{key}", capacity, window)
-        return _Pool(capacity, window)
+    def _limits(self, chat_id: int | str) -> list[tuple[str, float, float]]:
+        """(name, capacity, window) of each limit a send to ``chat_id`` falls under: its chat's, a group's,
+        the overall one, in this order (a send never holds an overall token while it waits for its chat);
+        a limit opened up beyond ``UNLIMITED`` a second is left out."""
+        group = isinstance(chat_id, str) or chat_id < 0
+        limits = [(f"chat:{chat_id}", 1.0, self._chat_interval)]
+        if group:
+            limits.append((f"group:{chat_id}", self._group_per_minute, 60.0))
+        limits.append(("all", self._overall_per_second, 1.0))
+        return [lim for lim in limits if _limited(lim[1], lim[2])]
 
-    def _pools(self, chat_id: int | str) -> list[Pool]:
-        """The pools a send to ``chat_id`` takes a token of: the chat's, a group's, the overall one, in this
-        order (a send never holds an overall token while it waits for its chat)."""
+    def _pools(self, chat_id: int | str) -> list[_Pool]:
         if self._overall is None:
-            self._overall = self._pool("all", self._overall_per_second, 1.0)
+            self._overall = _Pool(self._overall_per_second, 1.0)
         pools = self._chats.get(chat_id)
         if pools is None:
             group = isinstance(chat_id, str) or chat_id < 0
-            chat = self._pool(f"chat:{chat_id}", 1, self._chat_interval) or _Pool(1, 0.0)
-            pools = (chat, self._pool(f"group:{chat_id}", self._group_per_minute, 60.0) if group else None)
+            # A chat's sends take their turn even with its limit opened up (a window of 0): in order.
+            chat = _Pool(1, self._chat_interval if _limited(1, self._chat_interval) else 0.0)
+            pools = (chat, _Pool(self._group_per_minute, 60.0) if group else None)
             if len(self._chats) > 10_000:  # forget chats with nothing in flight or waiting
                 now = time.monotonic()
                 for k in [k for k, (c, g) in self._chats.items() if c.idle(now) and (g is None or g.idle(now))]:
                     del self._chats[k]
             self._chats[chat_id] = pools
-        return [p for p in (*pools, self._overall) if p is not None]
+        chat_pool, group_pool = pools
+        rest = (p for p in (group_pool, self._overall) if p is not None and _limited(p.capacity, p.window))
+        return [chat_pool, *rest]
 
-    async def _acquire(self, chat_id: int | str) -> list[tuple[Pool, int | None]]:
-        """Take a token of each pool the send falls under, waiting as long as that takes."""
-        held: list[tuple[Pool, int | None]] = []
+    @contextlib.asynccontextmanager
+    async def _hold(self, chat_id: int | str) -> AsyncIterator[None]:
+        """Hold a token of each limit the send falls under, from before its request goes out until its answer
+        has come; waiting as long as that takes."""
+        if self._shared is not None:
+            limits = [Limit(f"{self._key}:{name}", int(cap), window) for name, cap, window in self._limits(chat_id)]
+            overall = next((lim.key for lim in limits if lim.key.endswith(":all")), None)
+            async with self._shared.hold(f"chat:{chat_id}", limits, overall):
+                yield
+            return
+        held: list[_Pool] = []
         try:
             for pool in self._pools(chat_id):
-                held.append((pool, await pool.take()))
-        except BaseException:
-            await self._release(held)
-            raise
-        return held
-
-    async def _release(self, held: list[tuple[Pool, int | None]]) -> None:
-        for pool, slot in reversed(held):
-            await pool.give(slot)
+                await pool.take()
+                held.append(pool)
+            yield
+        finally:
+            for pool in reversed(held):
+                pool.give()
 
     async def _pause_all(self, seconds: float) -> None:
-        if self._overall is not None:
-            await self._overall.pause(seconds)
+        if self._shared is not None:
+            await self._shared.pause(f"{self._key}:all", seconds)
+        elif self._overall is not None:
+            self._overall.pause(seconds)
 
     async def process_request(
         self,
@@ -232,7 +264,7 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         data: dict[str, Any],
         rate_limit_args: int | None,
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        """Take the send's tokens, call, give them back once answered; a 429 waits retry_after and tries again."""
+        """Hold the send's tokens while calling; a 429 waits retry_after and tries again."""
         max_retries = self._max_retries if rate_limit_args is None else rate_limit_args
         chat_id = data.get("chat_id")
         with contextlib.suppress(TypeError, ValueError):
@@ -240,11 +272,12 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         limited = endpoint in SENDING and chat_id is not None
         for attempt in range(max_retries + 1):
             await self._retry_gate.wait()
-            held = await self._acquire(chat_id) if limited else []  # type: ignore[arg-type]
             try:
-                result = await callback(*args, **kwargs)
+                if not limited:
+                    return await callback(*args, **kwargs)
+                async with self._hold(chat_id):  # type: ignore[arg-type]
+                    return await callback(*args, **kwargs)
             except RetryAfter as exc:
-                await self._release(held)
                 if attempt == max_retries:
                     raise  # counted where the error arrives (coordbot.core.metrics.timed_send)
                 metrics.RATE_LIMITED.labels("telegram").inc()
@@ -256,10 +289,4 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
                     await asyncio.sleep(pause)
                 finally:
                     self._retry_gate.set()
-                continue
-            except BaseException:
-                await self._release(held)
-                raise
-            await self._release(held)
-            return result
         raise AssertionError("unreachable")  # pragma: no cover

@@ -21,7 +21,7 @@ import os
 import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -233,11 +233,13 @@ def claim_due(
     grace: timedelta,
     limit: int = 200,
     at_most_once: bool = False,
+    sending: Collection[int] = (),
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due occurrences for ``worker`` in one transaction."""
+    """Claim up to ``limit`` due occurrences for ``worker`` in one transaction; ``sending``: rows this worker is
+    sending right now (its claims overlap), never taken again here even when their lease has run out."""
     with session_scope(engine) as session:
         if at_most_once:
-            _fail_expired_claims(session, now)
+            _fail_expired_claims(session, now, sending)
         due = or_(
             and_(
                 col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
@@ -255,6 +257,8 @@ def claim_due(
             .where(due, ~stale)
             .order_by(col(ReminderOccurrence.fire_at), col(ReminderOccurrence.id))
         )
+        if sending:
+            query = query.where(col(ReminderOccurrence.id).not_in(list(sending)))
         query = query.limit(limit)
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
@@ -361,10 +365,12 @@ def _fold_stale(session: Session, engine: Engine, stale_due: Any, *, now: dateti
     session.flush()
 
 
-def _fail_expired_claims(session: Session, now: datetime) -> None:
+def _fail_expired_claims(session: Session, now: datetime, sending: Collection[int] = ()) -> None:
     expired = session.exec(
         select(ReminderOccurrence).where(
-            ReminderOccurrence.status == OccurrenceStatus.CLAIMED, col(ReminderOccurrence.lease_until) < now
+            ReminderOccurrence.status == OccurrenceStatus.CLAIMED,
+            col(ReminderOccurrence.lease_until) < now,
+            col(ReminderOccurrence.id).not_in(list(sending)),
         )
     ).all()
     for occ in expired:
@@ -515,7 +521,7 @@ class ReminderEngine:
         async with self._lock:  # APScheduler may fire again while a long tick still runs
             grace = await asyncio.to_thread(self.grace)
             self._fresh_budgets()  # asyncio primitives belong to one event loop: this tick's
-            running: set[asyncio.Task[None]] = set()
+            running: dict[asyncio.Task[None], Sequence[Claimed]] = {}
             try:
                 while True:
                     now = self.clock.now()
@@ -528,20 +534,28 @@ class ReminderEngine:
                         grace=grace,
                         limit=self.batch_size,
                         at_most_once=self.at_most_once,
+                        sending=[c.id for rows in running.values() for c in rows],
                     )
                     if not claimed:
-                        break
+                        if not running:
+                            break
+                        # What a dispatch records may queue more (a notice to the office): claim again after it.
+                        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                        for t in done:
+                            del running[t]
+                            t.result()
+                        continue
                     report.claimed += len(claimed)
                     report.folded += sum(len(c.folded) for c in claimed)
                     self._unsent += len(claimed)  # counted down by dispatch as each row's message goes out
                     task = asyncio.create_task(self.dispatch(claimed, report))
-                    running.add(task)
+                    running[task] = claimed
                     task.add_done_callback(lambda _t: self._progress.set())
                     while self._unsent > self.batch_size // 2 and not all(t.done() for t in running):
                         self._progress.clear()
                         await self._progress.wait()
                     for t in [t for t in running if t.done()]:
-                        running.discard(t)
+                        del running[t]
                         t.result()  # a dispatch that failed ends the tick as before
             finally:
                 if running:
