@@ -1,6 +1,7 @@
 """Every table, imported in one place so that SQLModel.metadata (and alembic) sees them all."""
 
 from coordbot.core.events import Event
+from coordbot.core.rate_tokens import RateToken
 from coordbot.plan.models import (
     Contact,
     ContactAddress,
@@ -38,6 +39,7 @@ __all__ = [
     "Observation",
     "Plan",
     "ProgressReport",
+    "RateToken",
     "ReminderOccurrence",
     "Target",
     "Task",

@@ -57,6 +57,7 @@ from coordbot.channels.base import (
 from coordbot.channels.ratelimit import TelegramRateLimiter
 from coordbot.channels.spool import FairQueue, Incoming, Spool, Spooled, spool_dir, spool_name
 from coordbot.core.config import Settings
+from coordbot.core.rate_tokens import open_shared_tokens, shares_tokens
 from coordbot.core.text import render
 
 log = logging.getLogger("coordbot.channels.telegram")
@@ -455,11 +456,21 @@ class FloodGate:
                 del self._chats[chat]
 
 
+def rate_limiter(settings: Settings) -> TelegramRateLimiter:
+    """Telegram's limits for this bot: kept in this process, or on PostgreSQL in the database, shared by every
+    process on it (several ``coordbot run`` keep the limits together, not each its own)."""
+    bot_id = settings.telegram_token.get().partition(":")[0]
+    url = settings.database_url
+    return TelegramRateLimiter(
+        overall_per_second=settings.telegram_rate_per_second,
+        shared=(lambda: open_shared_tokens(url)) if shares_tokens(url) else None,
+        key=f"telegram:{bot_id}",
+    )
+
+
 def _bot(settings: Settings) -> ExtBot[int]:
     return ExtBot(
-        settings.telegram_token.get(),
-        base_url=settings.telegram_base_url,
-        rate_limiter=TelegramRateLimiter(overall_per_second=settings.telegram_rate_per_second),
+        settings.telegram_token.get(), base_url=settings.telegram_base_url, rate_limiter=rate_limiter(settings)
     )
 
 
@@ -511,7 +522,7 @@ class TelegramFrontend:
             .token(settings.telegram_token.get())
             .base_url(settings.telegram_base_url)
             .base_file_url(settings.telegram_base_url.replace("/bot", "/file/bot"))
-            .rate_limiter(TelegramRateLimiter(overall_per_second=settings.telegram_rate_per_second))
+            .rate_limiter(rate_limiter(settings))
             .updater(None)  # coordbot polls itself: the offset moves on only once a batch is spooled
         )
         self.app: Application = builder.build()

@@ -36,7 +36,7 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -259,11 +259,13 @@ def claim_due(
     grace: timedelta,
     limit: int = 200,
     at_most_once: bool = False,
+    sending: Collection[int] = (),
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due occurrences for ``worker`` in one transaction."""
+    """Claim up to ``limit`` due occurrences for ``worker`` in one transaction; ``sending``: rows this worker is
+    sending right now (its claims overlap), never taken again here even when their lease has run out."""
     with session_scope(engine) as session:
         if at_most_once:
-            _fail_expired_claims(session, now)
+            _fail_expired_claims(session, now, sending)
         due = or_(
             and_(
                 col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
@@ -286,6 +288,8 @@ def claim_due(
             .where(due, ~stale)
             .order_by(col(ReminderOccurrence.fire_at), col(ReminderOccurrence.id))
         )
+        if sending:
+            query = query.where(col(ReminderOccurrence.id).not_in(list(sending)))
         query = query.limit(limit)
         if is_postgres(engine):
             query = query.with_for_update(skip_locked=True)
@@ -405,10 +409,12 @@ def _fold_stale(session: Session, engine: Engine, stale_due: Any, *, now: dateti
     session.flush()
 
 
-def _fail_expired_claims(session: Session, now: datetime) -> None:
+def _fail_expired_claims(session: Session, now: datetime, sending: Collection[int] = ()) -> None:
     expired = session.exec(
         select(ReminderOccurrence).where(
-            ReminderOccurrence.status == OccurrenceStatus.CLAIMED, col(ReminderOccurrence.lease_until) < now
+            ReminderOccurrence.status == OccurrenceStatus.CLAIMED,
+            col(ReminderOccurrence.lease_until) < now,
+            col(ReminderOccurrence.id).not_in(list(sending)),
         )
     ).all()
     for occ in expired:
@@ -597,6 +603,14 @@ class ReminderEngine:
         self._lock = asyncio.Lock()
         self._addresses = _KeyedLocks()
         self._down: dict[str, tuple[str, float]] = {}  # channel -> (its last error, time.monotonic()) while down
+        self._fresh_budgets()
+
+    def _fresh_budgets(self) -> None:
+        # Shared by the dispatches of a tick, which overlap: one budget of concurrent sends per channel, and
+        # the messages claimed and not yet sent (the next claim waits until they are few).
+        self._budgets: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.concurrency))
+        self._unsent = 0
+        self._progress = asyncio.Event()
 
     def grace(self) -> timedelta:
         if self._grace is not None:
@@ -610,28 +624,56 @@ class ReminderEngine:
             return sync_reminders(session=session, calendar=self.calendar, now=now or self.clock.now())
 
     async def tick(self) -> TickReport:
-        """One clock tick: claim what is due and send it, until nothing due is left."""
+        """One clock tick: claim what is due and send it, until nothing due is left.
+
+        Claims overlap: the next batch is claimed once the one before is mostly sent, not when its slowest
+        chat is done (a chat takes a message a second, a group a burst of 20 a minute), so a few busy chats
+        never hold up the rest; each chat's messages still go out in the order they were claimed."""
         report = TickReport()
         async with self._lock:  # APScheduler may fire again while a long tick still runs
             grace = await asyncio.to_thread(self.grace)
-            while True:
-                now = self.clock.now()
-                claimed = await asyncio.to_thread(
-                    claim_due,
-                    engine=self.engine,
-                    worker=self.worker,
-                    now=now,
-                    lease=self.lease,
-                    grace=grace,
-                    limit=self.batch_size,
-                    at_most_once=self.at_most_once,
-                )
-                if not claimed:
-                    return report
-                report.claimed += len(claimed)
-                report.folded += sum(len(c.folded) for c in claimed)
-                self._down.clear()  # each claim batch tries every platform again
-                await self.dispatch(claimed, report)
+            self._fresh_budgets()  # asyncio primitives belong to one event loop: this tick's
+            running: dict[asyncio.Task[None], Sequence[Claimed]] = {}
+            try:
+                while True:
+                    now = self.clock.now()
+                    claimed = await asyncio.to_thread(
+                        claim_due,
+                        engine=self.engine,
+                        worker=self.worker,
+                        now=now,
+                        lease=self.lease,
+                        grace=grace,
+                        limit=self.batch_size,
+                        at_most_once=self.at_most_once,
+                        sending=[c.id for rows in running.values() for c in rows],
+                    )
+                    if not claimed:
+                        if not running:
+                            break
+                        # What a dispatch records may queue more (a notice to the office): claim again after it.
+                        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                        for t in done:
+                            del running[t]
+                            t.result()
+                        continue
+                    report.claimed += len(claimed)
+                    report.folded += sum(len(c.folded) for c in claimed)
+                    self._unsent += len(claimed)  # counted down by dispatch as each row's message goes out
+                    self._down.clear()  # each claim batch tries every platform again
+                    task = asyncio.create_task(self.dispatch(claimed, report))
+                    running[task] = claimed
+                    task.add_done_callback(lambda _t: self._progress.set())
+                    while self._unsent > self.batch_size // 2 and not all(t.done() for t in running):
+                        self._progress.clear()
+                        await self._progress.wait()
+                    for t in [t for t in running if t.done()]:
+                        del running[t]
+                        t.result()  # a dispatch that failed ends the tick as before
+            finally:
+                if running:
+                    await asyncio.gather(*running)
+        return report
 
     async def dispatch(self, claimed: Sequence[Claimed], report: TickReport) -> None:
         from coordbot.scheduling.messages import build_messages
@@ -647,8 +689,9 @@ class ReminderEngine:
         )
         # One budget of concurrent sends per channel: a platform that is down or slow holds its own sends
         # (retrying them) without holding the others'.
-        semaphores: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.concurrency))
+        semaphores = self._budgets
         results: list[tuple[Claimed, str, str | None, ChannelError | None]] = []
+        unsent = len(claimed)  # of what tick counted up in self._unsent
         # Rows folded into one message (a contact's weekly requests) share an Outbound: send it once.
         batches: dict[int, Batch] = {}
         recorder = _SentRecorder(self)
@@ -672,9 +715,18 @@ class ReminderEngine:
                     else:
                         recorder.add(rows, channel_name, ref)
                 results.extend((c, channel_name, ref, error) for c in rows)
+            nonlocal unsent
+            unsent -= len(rows)
+            self._unsent -= len(rows)
+            self._progress.set()
 
-        await asyncio.gather(*(one(*batch) for batch in _round_robin(batches.values())))
-        await recorder.drain()
+        ordered = _round_robin(batches.values())
+        try:
+            await asyncio.gather(*(one(*batch) for batch in ordered))
+            await recorder.drain()
+        finally:
+            self._unsent -= unsent  # rows with no message, and those a failure or a cancellation left unsent
+            self._progress.set()
         missing = [c for c in claimed if c.id not in messages]
         await asyncio.to_thread(self._record, results, missing, report, recorder.recorded)
 
