@@ -222,7 +222,10 @@ def _load_plan_rows(session: Session, plan: Plan) -> _PlanRows:
         plan=plan,
         tasks={t.code: t for t in session.exec(select(Task).where(Task.plan_id == plan.id))},
         groups={g.code: g for g in session.exec(select(TaskGroup).where(TaskGroup.plan_id == plan.id))},
-        depts={d.code: d for d in session.exec(select(Department))},
+        depts={
+            d.code: d
+            for d in session.exec(select(Department).where(Department.organisation_id == plan.organisation_id))
+        },
         metrics=frozenset(session.exec(select(Target.metric).where(Target.plan_id == plan.id))),
     )
 

@@ -76,9 +76,20 @@ class Period(StrEnum):
     AT_DATE = "at-date"  # 到2026年末达到
 
 
+class Organisation(SQLModel, table=True):
+    """Whose departments, contacts and aliases these are: one per plan by default, or shared by the plans that
+    name it (``organisation:`` in the plan file). Plans never share departments otherwise."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=100)
+    name: str = ""
+    created_at: datetime = _ts()
+
+
 class Plan(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, max_length=100)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
     title: str
     issuer: str = ""
     document_no: str = ""
@@ -96,8 +107,11 @@ class Plan(SQLModel, table=True):
 
 
 class Department(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("organisation_id", "code", name="uq_department_organisation_code"),)
+
     id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(unique=True, max_length=64)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    code: str = Field(max_length=64)  # unique within its organisation only
     name: str
     short_name: str = ""
     kind: str = "government"

@@ -197,6 +197,10 @@ class PlanMeta(_Strict):
     source: str = ""
     office: DepartmentCode | None = None  # department acting as 联席会议办公室
     reminders: dict[str, Any] = {}
+    # Whose departments these are: plans naming the same organisation share departments, contacts and
+    # aliases; left out, the plan has its own (a new plan: an organisation coded like the plan).
+    organisation: Annotated[Code, Field(max_length=column_length(models.Organisation, "code"))] | None = None
+    organisation_name: str = ""
 
     @model_validator(mode="after")
     def _period(self) -> PlanMeta:
