@@ -369,7 +369,8 @@ class TaskPublic(SQLModel):
     kind: str
     lead: str
     co: list[str]
-    assignment: str
+    assignment: str  # the lead's
+    co_assignments: dict[str, str] = {}  # each co-department's, by code
     due_date: date | None
     events: list[dict[str, str]] = []
     status: str

@@ -117,6 +117,9 @@ class TaskIn(_Strict):
     lead: DepartmentCode
     co: list[DepartmentCode] = []
     assignment: Literal["stated", "proposed", "confirmed"] = "stated"
+    # Per department, where they differ from ``assignment``: a lead the file proposes beside co-departments
+    # the text names (``assignments: {amr: proposed}``).
+    assignments: dict[DepartmentCode, Literal["stated", "proposed", "confirmed"]] = {}
     kind: Literal["one-off", "recurring", "metric"] = "one-off"
     start: date | None = None
     due: date | None = None
@@ -135,6 +138,10 @@ class TaskIn(_Strict):
         if self.kind == "metric" and not any(t.comparator != "qualitative" for t in self.targets):
             raise ValueError("a metric task needs at least one numeric target")
         return self
+
+    def assignment_of(self, department: str) -> str:
+        """How the file assigns this lead or co-department: its own entry under ``assignments``, else the task's."""
+        return self.assignments.get(department, self.assignment)
 
 
 class GroupIn(_Strict):
@@ -273,6 +280,15 @@ class PlanFile(_Strict):
                 known((*base, "lead"), t.lead)
                 for ci, c in enumerate(t.co):
                     known((*base, "co", ci), c)
+                for code in t.assignments:
+                    if code != t.lead and code not in t.co:
+                        errors.append(
+                            CrossRefError(
+                                (*base, "assignments", code),
+                                f"'{code}' is neither the lead nor a co-department of task {t.code}: "
+                                "'assignments' says how the task's own departments are assigned",
+                            )
+                        )
                 in_period((*base, "start"), t.start)
                 in_period((*base, "due"), t.due)
                 for xi, target in enumerate(t.targets):

@@ -127,7 +127,7 @@ def _task_values(t: TaskIn, *, plan: Plan, group_id: int, lead_id: int, position
         "description": t.description,
         "source_text": t.source,
         "lead_department_id": lead_id,
-        "assignment": t.assignment,
+        "assignment": t.assignment_of(t.lead),
         "kind": t.kind,
         "start_date": t.start or plan.start_date,
         "dated_events": [e.model_dump() for e in t.events],
@@ -459,7 +459,7 @@ def _sync_co_departments(
     """Add and remove co-departments only when the file is the one to say (see ``_upsert_task``), so a
     meeting's reassignment survives; the assignment kind of a kept co-department always follows the file."""
     task_id = row_id(task)
-    wanted = {row_id(depts[c]): t.assignment for c in t.co}
+    wanted = {row_id(depts[c]): t.assignment_of(c) for c in t.co}
     current = {
         row.department_id: row
         for row in run.session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task_id)).all()
@@ -672,8 +672,10 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
         select(Target).where(Target.plan_id == plan.id, col(Target.archived_at).is_(None)).order_by(col(Target.id))
     ).all()
     co: dict[int, list[str]] = {}
+    co_assignments: dict[int, dict[str, str]] = {}
     for row in co_rows:
         co.setdefault(row.task_id, []).append(depts[row.department_id].code)
+        co_assignments.setdefault(row.task_id, {})[depts[row.department_id].code] = row.assignment
     by_task: dict[int | None, list[TargetPublic]] = {}
     for target in targets:
         by_task.setdefault(target.task_id, []).append(TargetPublic.model_validate(target, from_attributes=True))
@@ -688,6 +690,7 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
             lead=depts[t.lead_department_id].code,
             co=sorted(co.get(row_id(t), [])),
             assignment=t.assignment,
+            co_assignments=co_assignments.get(row_id(t), {}),
             due_date=t.due_date,
             events=list(t.dated_events),
             status=t.status,

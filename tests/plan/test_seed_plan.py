@@ -323,9 +323,18 @@ def test_office_is_the_ip_bureau_named_by_the_text(plan: PlanFile, text: str) ->
 def test_assignments_are_stated_only_where_the_text_names_them(plan: PlanFile) -> None:
     depts = {d.code: d for d in plan.departments}
     for _, t in plan.tasks():
-        assert t.assignment in ("stated", "proposed"), t.code  # the office has confirmed nothing yet
-        if t.assignment == "stated":
-            for code in (t.lead, *t.co):
+        for code in (t.lead, *t.co):
+            assignment = t.assignment_of(code)
+            assert assignment in ("stated", "proposed"), t.code  # the office has confirmed nothing yet
+            if assignment == "stated":
                 assert any(n in t.source for n in names(depts[code])), f"{t.code}: {code} is not named in the text"
     stated = sorted(t.code for _, t in plan.tasks() if t.assignment == "stated")
     assert stated == ["2.2", "S.1"]
+
+
+def test_task_2_2_names_its_departments_but_not_which_leads(plan: PlanFile, text: str) -> None:
+    """发挥公安经侦、市场监管、文化执法等多部门联动: the departments are stated, the lead among them is a choice."""
+    task = next(t for _, t in plan.tasks() if t.code == "2.2")
+    assert "公安经侦、市场监管、文化执法" in task.source and "牵头" not in task.source
+    assert task.assignment_of(task.lead) == "proposed"
+    assert [task.assignment_of(c) for c in task.co] == ["stated", "stated"]

@@ -1,0 +1,85 @@
+"""What real plans say, written down (issue 15, items 2 and 6): each format feature loaded, refused with file,
+line and field when wrong, imported, and used where it matters (reminders, the plan as shown)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from coordbot.core.db import session_scope
+from coordbot.core.text import render
+from coordbot.plan import service
+from coordbot.plan.loader import LoadedPlan, PlanFileError, load_plan_file, parse_plan_text
+from coordbot.plan.models import Department, Plan, Task, TaskDepartment
+
+ROOT = Path(__file__).resolve().parents[2]
+SONGJIANG = ROOT / "config" / "plans" / "songjiang-ip-2024-2026.yaml"
+MINIMAL = ROOT / "tests" / "data" / "plans" / "minimal.yaml"
+
+
+def _import(engine: Engine, loaded: LoadedPlan) -> service.ImportReport:
+    with session_scope(engine) as s:
+        return service.import_plan(session=s, loaded=loaded)
+
+
+def _problems(text: str) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(PlanFileError) as err:
+        parse_plan_text(text, "bad.yaml")
+    return [(p.line, p.path, p.message) for p in err.value.problems]
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+# ---- assignment per department ---------------------------------------------------------------------
+
+
+def test_a_proposed_lead_beside_stated_co_departments(engine: Engine) -> None:
+    _import(engine, load_plan_file(SONGJIANG))
+    with Session(engine) as s:
+        task = s.exec(select(Task).where(Task.code == "2.2")).one()
+        assert task.assignment == "proposed"  # the lead's: the text names no lead
+        co = s.exec(
+            select(Department.code, TaskDepartment.assignment)
+            .join(Department, col(Department.id) == TaskDepartment.department_id)
+            .where(TaskDepartment.task_id == task.id)
+        ).all()
+        assert sorted(co) == [("culture_enforce", "stated"), ("police_econ", "stated")]
+        plan = s.exec(select(Plan)).one()
+        view = service.plan_view(session=s, plan=plan)
+    shown = render(
+        "plan_show.txt.j2",
+        locale="zh",
+        plan=view.plan,
+        groups=view.groups,
+        goals=view.goals,
+        departments=view.departments,
+        archived=[],
+        task_count=0,
+        target_count=0,
+    )
+    lines = shown.splitlines()
+    line = lines[next(i for i, ln in enumerate(lines) if ln.startswith("  2.2 ")) + 1]
+    assert line.strip() == (
+        "牵头：区市场监管局（区知识产权局）（建议，待办公室确认）　配合：区文化执法大队、公安松江分局经侦支队"
+    )
+    # Tasks assigned alike keep one mark at the end, as before.
+    assert "配合：区经委、区财政局、区科委（建议，待办公室确认）" in shown
+
+
+def test_an_assignment_for_a_department_the_task_does_not_have_is_refused() -> None:
+    text = SONGJIANG.read_text(encoding="utf-8").replace(
+        "assignments: {amr: proposed}", "assignments: {amr: proposed, finance: stated}"
+    )
+    [(line, path, message)] = _problems(text)
+    assert path == "groups[1].tasks[1].assignments.finance"
+    assert line == _line_of(text, "assignments: {amr: proposed, finance")
+    assert "neither the lead nor a co-department of task 2.2" in message
+    bad = SONGJIANG.read_text(encoding="utf-8").replace("assignments: {amr: proposed}", "assignments: {amr: maybe}")
+    [(line, path, message)] = _problems(bad)
+    assert (path, line) == ("groups[1].tasks[1].assignments.amr", _line_of(bad, "assignments: {amr: maybe}"))
+    assert "'stated', 'proposed' or 'confirmed'" in message
