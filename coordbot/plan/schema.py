@@ -67,16 +67,30 @@ class DepartmentIn(_Strict):
 
 class DatedEventIn(_Strict):
     name: Text
-    day: str = Field(description="MM-DD, every year")
+    day: str = Field(description="MM-DD, every year (the first day of a multi-day event)")
+    until: str | None = Field(default=None, description="MM-DD, the last day of a multi-day event (宣传周)")
 
-    @field_validator("day")
+    @field_validator("day", "until")
     @classmethod
-    def _month_day(cls, v: str) -> str:
+    def _month_day(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not MONTH_DAY.match(v):
             raise ValueError("expected a month and day as MM-DD, e.g. 04-26")
         month, day = (int(x) for x in v.split("-"))
         date(2024, month, day)  # leap year: accepts 02-29, refuses 02-30 and 04-31
         return v
+
+    @model_validator(mode="after")
+    def _span(self) -> DatedEventIn:
+        # MM-DD strings compare as dates do within a year; an event across the new year is two events.
+        if self.until is not None and self.until < self.day:
+            raise ValueError(f"until {self.until} is before day {self.day}: an event runs within one year")
+        return self
+
+    def stored(self) -> dict[str, str]:
+        """As kept on the task: ``until`` only when given, so one-day events read as they always did."""
+        return self.model_dump(exclude_none=True)
 
 
 class TargetIn(_Strict):

@@ -130,7 +130,7 @@ def _task_values(t: TaskIn, *, plan: Plan, group_id: int, lead_id: int, position
         "assignment": t.assignment_of(t.lead),
         "kind": t.kind,
         "start_date": t.start or plan.start_date,
-        "dated_events": [e.model_dump() for e in t.events],
+        "dated_events": [e.stored() for e in t.events],
         "reminder_policy": dict(t.reminders),
         "position": position,
     }

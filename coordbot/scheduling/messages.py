@@ -61,8 +61,20 @@ def reminder_text(
         ref_date=ref_date,
         quotas=quotas,
         days_to_event=days,
+        event_until=_event_until(task, kind, detail, ref_date),
         reply_url=reply_url,
     )
+
+
+def _event_until(task: Task, kind: str, detail: str, ref_date: date | None) -> date | None:
+    """The last day of the multi-day event (宣传周) an ``event_ahead`` reminder is about, in its year."""
+    if kind != "event_ahead" or ref_date is None:
+        return None
+    until = next((e.get("until") for e in task.dated_events if e.get("name") == detail), None)
+    if not until:
+        return None
+    month, day = (int(x) for x in until.split("-"))
+    return date(ref_date.year, month, day)
 
 
 def _still_wanted(task: Task) -> bool:

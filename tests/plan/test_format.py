@@ -3,7 +3,9 @@ line and field when wrong, imported, and used where it matters (reminders, the p
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -14,10 +16,13 @@ from coordbot.core.text import render
 from coordbot.plan import service
 from coordbot.plan.loader import LoadedPlan, PlanFileError, load_plan_file, parse_plan_text
 from coordbot.plan.models import Department, Plan, Task, TaskDepartment
+from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.views import preview_task
 
 ROOT = Path(__file__).resolve().parents[2]
 SONGJIANG = ROOT / "config" / "plans" / "songjiang-ip-2024-2026.yaml"
 MINIMAL = ROOT / "tests" / "data" / "plans" / "minimal.yaml"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def _import(engine: Engine, loaded: LoadedPlan) -> service.ImportReport:
@@ -83,3 +88,56 @@ def test_an_assignment_for_a_department_the_task_does_not_have_is_refused() -> N
     [(line, path, message)] = _problems(bad)
     assert (path, line) == ("groups[1].tasks[1].assignments.amr", _line_of(bad, "assignments: {amr: maybe}"))
     assert "'stated', 'proposed' or 'confirmed'" in message
+
+
+# ---- multi-day events ------------------------------------------------------------------------------
+
+
+def test_publicity_week_is_a_week_and_is_reminded_before_it_starts(engine: Engine) -> None:
+    loaded = load_plan_file(SONGJIANG)
+    _import(engine, loaded)
+    assert not _import(engine, loaded).changed  # one-day events stored as before: no change on re-import
+    with Session(engine) as s:
+        task = s.exec(select(Task).where(Task.code == "5.3")).one()
+        assert task.dated_events == [{"name": "知识产权宣传周", "day": "04-20", "until": "04-26"}]
+        four_26 = s.exec(select(Task).where(Task.code == "5.1")).one().dated_events
+        assert {"name": "世界知识产权日", "day": "04-26"} in four_26
+        preview = preview_task(
+            session=s,
+            calendar=WorkCalendar(ROOT / "config" / "holidays"),
+            now=datetime(2026, 4, 1, 8, 0, tzinfo=SHANGHAI),
+            task_code="5.3",
+            horizon=timedelta(days=30),
+        )
+        english = preview_task(
+            session=s,
+            calendar=WorkCalendar(ROOT / "config" / "holidays"),
+            now=datetime(2026, 4, 1, 8, 0, tzinfo=SHANGHAI),
+            task_code="5.3",
+            horizon=timedelta(days=30),
+            locale="en",
+        )
+    ahead = [p for p in preview if p.kind == "event_ahead"]
+    # 10 and 3 working days before Monday 4.20 (the week's first day, not 4.26).
+    assert [p.fire_at.date() for p in ahead] == [date(2026, 4, 3), date(2026, 4, 15)]
+    assert "距知识产权宣传周（04月20日至04月26日）还有3个工作日" in ahead[1].text
+    assert (
+        "知识产权宣传周 (20 Apr to 26 Apr) is 3 working days away"
+        in [p for p in english if p.kind == "event_ahead"][1].text
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ('until: "04-26"}', "expected a month and day as MM-DD"),
+        ('until: "04-10"}', "until 04-10 is before day 04-20"),
+    ],
+)
+def test_a_bad_event_span_is_refused_with_its_line(edit: str, message: str) -> None:
+    good = 'until: "04-26"}'
+    text = SONGJIANG.read_text(encoding="utf-8")
+    bad = text.replace(good, edit if edit != good else 'until: "4-26"}')
+    [(line, path, got)] = _problems(bad)
+    assert line == _line_of(bad, "name: 知识产权宣传周, day:")
+    assert path.startswith("groups[4].tasks[2].events[0]") and message in got

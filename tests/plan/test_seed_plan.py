@@ -284,15 +284,16 @@ def test_dated_days_are_events(plan: PlanFile, text: str) -> None:
     assert len(days) == 2
     for month, day, name in days:
         task = task_quoting(plan, f"“{month}.{day}{name}”")
-        assert {"name": name, "day": f"{int(month):02d}-{int(day):02d}"} in [e.model_dump() for e in task.events]
+        assert {"name": name, "day": f"{int(month):02d}-{int(day):02d}"} in [e.stored() for e in task.events]
     assert ("04", "26") in [(f"{int(m):02d}", f"{int(d):02d}") for m, d, _ in days]
 
 
 def test_publicity_week_is_an_event(plan: PlanFile) -> None:
     task = task_quoting(plan, "知识产权宣传周")
     assert [e.name for e in task.events] == ["知识产权宣传周"]
-    month, day = (int(x) for x in task.events[0].day.split("-"))
-    assert month == 4 and 20 <= day <= 26  # the national week runs up to 4.26
+    # The national week is a week, not a day: 4.20 to 4.26 (世界知识产权日), as the task's description says.
+    assert (task.events[0].day, task.events[0].until) == ("04-20", "04-26")
+    assert "4月20日至26日" in task.description
 
 
 # ---- departments and assignments -------------------------------------------------------------------
