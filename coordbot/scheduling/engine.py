@@ -92,6 +92,10 @@ def task_schedule(task: Task, plan: Plan, targets: Sequence[Target]) -> TaskSche
         due=task.due_date if task.kind == "one-off" else None,
         events=tuple((e["name"], e["day"]) for e in task.dated_events),
         has_quota=has_quota,
+        # 到…达到 / 三年新增 by a date: a recurring or metric task is reminded before it (one-off: its due).
+        target_dates=tuple(
+            sorted({t.due_date for t in targets if t.due_date is not None and t.period in ("at-date", "cumulative")})
+        ),
     )
 
 

@@ -23,6 +23,10 @@ Rules, all in the plan's timezone and China's working-day calendar (decision 6):
   working day when that day is off, dropped if the rolled day is after the task's end.
 * any task with ``has_quota``: ``checkpoint`` on the last working day of each quarter (or month),
   ``ref_date`` the period's last calendar day.
+* recurring / metric task with dated targets (``target_dates``: 到2026年末达到…, a cumulative quota's end):
+  ``before_due`` ``N`` working days before each date's working deadline for each N in ``before_workdays``,
+  and ``due_today`` on it (if ``on_due_day``); ``ref_date`` the target's date. No overdue reminders: the
+  task goes on after the date, and the periodic requests and escalation follow it.
 * any task with ``events``: ``event_ahead`` ``N`` working days before each yearly occurrence inside
   [start, end] for each N in ``event_lead_workdays``.
 
@@ -72,6 +76,7 @@ class TaskSchedule:
     due: date | None  # one-off deadline
     events: tuple[tuple[str, str], ...] = ()  # (name, "MM-DD") yearly events, e.g. ("世界知识产权日", "04-26")
     has_quota: bool = False  # annual/cumulative quota → checkpoints
+    target_dates: tuple[date, ...] = ()  # dated targets of a recurring or metric task → before_due
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -177,6 +182,10 @@ def plan_reminders(
 
     if task.kind == "one-off" and task.due is not None:
         _plan_deadline(task.due, policy, cal, add)
+    if task.kind in ("recurring", "metric"):
+        for target_day in task.target_dates:
+            if task.start <= target_day <= task.end:
+                _plan_target_date(target_day, policy, cal, add)
     if task.kind in ("recurring", "metric") and policy.periodic != "off":
         for anchor in _periodic_anchors(task.start, min(task.end, last_day), policy):
             day = cal.next_workday(anchor)
@@ -195,6 +204,17 @@ def plan_reminders(
                 for n in policy.event_lead_workdays:
                     add("event_ahead", cal.add_workdays(occurrence, -n), occurrence, name)
     return sorted(found.values(), key=PlannedReminder.sort_key)
+
+
+def _plan_target_date(
+    day: date, policy: ReminderPolicy, cal: WorkCalendar, add: Callable[[str, date, date, str], None]
+) -> None:
+    """A dated target inside a task that goes on: reminded before its date like a deadline, never overdue."""
+    working_day = cal.previous_workday(day)
+    for n in policy.before_workdays:
+        add("before_due", cal.add_workdays(working_day, -n), day, str(n))
+    if policy.on_due_day:
+        add("due_today", working_day, day, "")
 
 
 def _plan_deadline(

@@ -141,3 +141,39 @@ def test_a_bad_event_span_is_refused_with_its_line(edit: str, message: str) -> N
     [(line, path, got)] = _problems(bad)
     assert line == _line_of(bad, "name: 知识产权宣传周, day:")
     assert path.startswith("groups[4].tasks[2].events[0]") and message in got
+
+
+# ---- dated targets inside a recurring task ---------------------------------------------------------
+
+
+def test_a_dated_target_in_a_recurring_task_is_reminded_before_its_date(engine: Engine) -> None:
+    """Task 3.3 goes on every year, but its 质押融资规模 and 许可转让 aims are for 2026年末: reminded before."""
+    _import(engine, load_plan_file(SONGJIANG))
+    calendar = WorkCalendar(ROOT / "config" / "holidays")
+    with Session(engine) as s:
+        preview = preview_task(
+            session=s,
+            calendar=calendar,
+            now=datetime(2026, 12, 1, 8, 0, tzinfo=SHANGHAI),
+            task_code="3.3",
+            horizon=timedelta(days=31),
+        )
+        spring = preview_task(
+            session=s,
+            calendar=calendar,
+            now=datetime(2026, 3, 2, 8, tzinfo=SHANGHAI),
+            task_code="3.3",
+            horizon=timedelta(days=60),
+        )
+    dated = [(p.kind, p.fire_at.date()) for p in preview if p.kind in ("before_due", "due_today")]
+    # 10, 5 and 1 working days before Thursday 2026-12-31, and on it; no overdue after it.
+    assert dated == [
+        ("before_due", date(2026, 12, 17)),
+        ("before_due", date(2026, 12, 24)),
+        ("before_due", date(2026, 12, 30)),
+        ("due_today", date(2026, 12, 31)),
+    ]
+    first = next(p for p in preview if p.kind == "before_due")
+    assert "距指标完成时限还有10个工作日（2026-12-31），请报送指标完成情况" in first.text
+    assert {p.kind for p in preview} >= {"periodic"}  # the weekly requests go on
+    assert not [p for p in spring if p.kind in ("before_due", "due_today", "overdue")]
