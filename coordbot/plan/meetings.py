@@ -42,7 +42,7 @@ class NewTaskIn(_Strict):
     description: str = ""
     lead: Code
     co: list[Code] = []
-    kind: Literal["one-off", "recurring", "metric"] = "one-off"
+    kind: Literal["one-off", "recurring", "metric", "ongoing"] = "one-off"
     due: date | None = None
     targets: list[TargetIn] = []
 

@@ -35,6 +35,7 @@ class TaskKind(StrEnum):
     ONE_OFF = "one-off"
     RECURRING = "recurring"
     METRIC = "metric"
+    ONGOING = "ongoing"  # 持续推进: no deadline, reminded like a recurring task
 
 
 class TaskStatus(StrEnum):

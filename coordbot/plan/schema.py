@@ -134,7 +134,8 @@ class TaskIn(_Strict):
     # Per department, where they differ from ``assignment``: a lead the file proposes beside co-departments
     # the text names (``assignments: {amr: proposed}``).
     assignments: dict[DepartmentCode, Literal["stated", "proposed", "confirmed"]] = {}
-    kind: Literal["one-off", "recurring", "metric"] = "one-off"
+    # ongoing: 持续推进, no deadline and not tied to the year; reminded like a recurring task
+    kind: Literal["one-off", "recurring", "metric", "ongoing"] = "one-off"
     start: date | None = None
     due: date | None = None
     events: list[DatedEventIn] = []
@@ -145,6 +146,8 @@ class TaskIn(_Strict):
     def _consistent(self) -> TaskIn:
         if self.start and self.due and self.due < self.start:
             raise ValueError(f"due {self.due} is before start {self.start}")
+        if self.kind == "ongoing" and self.due is not None:
+            raise ValueError("an ongoing task (持续推进) has no deadline: remove 'due', or make it kind one-off")
         if self.lead in self.co:
             raise ValueError(f"department '{self.lead}' is both lead and co-department")
         if len(set(self.co)) != len(self.co):

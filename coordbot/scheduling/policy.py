@@ -55,7 +55,9 @@ __all__ = [
     "plan_reminders",
 ]
 
-TASK_KINDS = ("one-off", "recurring", "metric")
+TASK_KINDS = ("one-off", "recurring", "metric", "ongoing")
+# Tasks that go on (no deadline of their own): periodic requests, and reminders before dated targets.
+CONTINUING_KINDS = ("recurring", "metric", "ongoing")
 REMINDER_KINDS = ("before_due", "due_today", "overdue", "periodic", "checkpoint", "event_ahead")
 
 _MMDD_RE = re.compile(r"(\d{2})-(\d{2})\Z")
@@ -70,7 +72,7 @@ class TaskSchedule:
     """
 
     code: str
-    kind: str  # "one-off" | "recurring" | "metric"
+    kind: str  # "one-off" | "recurring" | "metric" | "ongoing"
     start: date  # task active period (plan period by default)
     end: date
     due: date | None  # one-off deadline
@@ -182,11 +184,11 @@ def plan_reminders(
 
     if task.kind == "one-off" and task.due is not None:
         _plan_deadline(task.due, policy, cal, add)
-    if task.kind in ("recurring", "metric"):
+    if task.kind in CONTINUING_KINDS:
         for target_day in task.target_dates:
             if task.start <= target_day <= task.end:
                 _plan_target_date(target_day, policy, cal, add)
-    if task.kind in ("recurring", "metric") and policy.periodic != "off":
+    if task.kind in CONTINUING_KINDS and policy.periodic != "off":
         for anchor in _periodic_anchors(task.start, min(task.end, last_day), policy):
             day = cal.next_workday(anchor)
             if day <= task.end:

@@ -177,3 +177,59 @@ def test_a_dated_target_in_a_recurring_task_is_reminded_before_its_date(engine: 
     assert "距指标完成时限还有10个工作日（2026-12-31），请报送指标完成情况" in first.text
     assert {p.kind for p in preview} >= {"periodic"}  # the weekly requests go on
     assert not [p for p in spring if p.kind in ("before_due", "due_today", "overdue")]
+
+
+# ---- ongoing (持续推进) ----------------------------------------------------------------------------
+
+DISTRICT = ROOT / "tests" / "data" / "plans" / "district-shishi-2026.yaml"
+ONGOING = DISTRICT.read_text(encoding="utf-8").replace(
+    """        lead: gov_office
+        kind: recurring
+""",
+    """        lead: gov_office
+        kind: recurring
+      - code: S.3
+        title: 实事项目长效管理
+        source: 建立实事项目建成后长效管理机制，持续推进。主要责任单位：区政府办公室。
+        lead: gov_office
+        kind: ongoing
+""",
+)
+
+
+def test_an_ongoing_task_has_no_deadline_and_is_asked_about_regularly(engine: Engine) -> None:
+    _import(engine, parse_plan_text(ONGOING, "ongoing.yaml"))
+    with Session(engine) as s:
+        task = s.exec(select(Task).where(Task.code == "S.3")).one()
+        assert (task.kind, task.due_date, task.original_due_date) == ("ongoing", None, None)
+        preview = preview_task(
+            session=s,
+            calendar=WorkCalendar(ROOT / "config" / "holidays"),
+            now=datetime(2026, 11, 2, 8, tzinfo=SHANGHAI),
+            task_code="S.3",
+            horizon=timedelta(days=80),
+        )
+        plan = s.exec(select(Plan)).one()
+        view = service.plan_view(session=s, plan=plan)
+    kinds = {p.kind for p in preview}
+    assert kinds == {"periodic"}  # weekly requests to the end of the plan, no deadline reminders
+    assert max(p.fire_at for p in preview).date() <= date(2026, 12, 31)
+    shown = render(
+        "plan_show.txt.j2",
+        locale="zh",
+        plan=view.plan,
+        groups=view.groups,
+        goals=view.goals,
+        departments=view.departments,
+        archived=[],
+        task_count=0,
+        target_count=0,
+    )
+    assert "S.3 实事项目长效管理〔持续推进〕" in shown and "期限：持续推进" in shown
+
+
+def test_an_ongoing_task_with_a_deadline_is_refused() -> None:
+    bad = ONGOING.replace("        kind: ongoing\n", "        kind: ongoing\n        due: 2026-06-30\n")
+    [(line, path, message)] = _problems(bad)
+    assert path == "groups[2].tasks[1]" and "ongoing task (持续推进) has no deadline" in message
+    assert line == _line_of(bad, "- code: S.3")
