@@ -178,6 +178,7 @@ class Task(SQLModel, table=True):
     description: str = ""
     source_text: str = ""  # the plan's own sentence, kept verbatim
     lead_department_id: int = Field(foreign_key="department.id", index=True)
+    responsible_leader: str = ""  # 责任领导 named by the plan (a person or post), shown with the task
     assignment: str = Field(default=Assignment.STATED, max_length=16)
     kind: str = Field(default=TaskKind.ONE_OFF, max_length=16)
     start_date: date | None = None
@@ -372,6 +373,7 @@ class TaskPublic(SQLModel):
     co: list[str]
     assignment: str  # the lead's
     co_assignments: dict[str, str] = {}  # each co-department's, by code
+    leader: str = ""  # 责任领导
     due_date: date | None
     events: list[dict[str, str]] = []
     status: str

@@ -130,6 +130,7 @@ class TaskIn(_Strict):
     source: str = ""
     lead: DepartmentCode
     co: list[DepartmentCode] = []
+    leader: str = ""  # 责任领导, as the plan writes it: 王明（副区长）
     assignment: Literal["stated", "proposed", "confirmed"] = "stated"
     # Per department, where they differ from ``assignment``: a lead the file proposes beside co-departments
     # the text names (``assignments: {amr: proposed}``).

@@ -1,4 +1,5 @@
-"""organisations: departments (with their contacts and aliases) belong to an organisation, not to the database
+"""organisations: departments (with their contacts and aliases) belong to an organisation, not to the database;
+and the plan format's new task and target columns (issue 15, item 2)
 
 Before this revision every plan shared departments by code. The plans of an existing database are kept
 together in one organisation, since their departments (and the contacts bound to them) were shared: its code
@@ -84,6 +85,7 @@ def upgrade() -> None:
         batch_op.create_foreign_key(
             "fk_department_organisation_id_organisation", "organisation", ["organisation_id"], ["id"]
         )
+    _plan_format_columns()
     if sqlite:
         broken = bind.execute(sa.text("PRAGMA foreign_key_check")).fetchall()
         if broken:
@@ -91,11 +93,25 @@ def upgrade() -> None:
         _sqlite_foreign_keys(True)
 
 
+def _plan_format_columns() -> None:
+    """What the plan format (issue 15, item 2) added to the tables; existing rows get the defaults."""
+    with op.batch_alter_table("task") as batch_op:
+        batch_op.add_column(
+            sa.Column("responsible_leader", sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default="")
+        )
+
+
+def _drop_plan_format_columns() -> None:
+    with op.batch_alter_table("task") as batch_op:
+        batch_op.drop_column("responsible_leader")
+
+
 def downgrade() -> None:
     bind = op.get_bind()
     sqlite = bind.dialect.name == "sqlite"
     if sqlite:
         _sqlite_foreign_keys(False)
+    _drop_plan_format_columns()
     with op.batch_alter_table("department", naming_convention=_NAMING) as batch_op:
         batch_op.drop_constraint("fk_department_organisation_id_organisation", type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_department_organisation_id"))

@@ -233,3 +233,32 @@ def test_an_ongoing_task_with_a_deadline_is_refused() -> None:
     [(line, path, message)] = _problems(bad)
     assert path == "groups[2].tasks[1]" and "ongoing task (持续推进) has no deadline" in message
     assert line == _line_of(bad, "- code: S.3")
+
+
+# ---- 责任领导 --------------------------------------------------------------------------------------
+
+
+def test_the_responsible_leader_is_kept_and_shown(engine: Engine) -> None:
+    loaded = load_plan_file(DISTRICT)
+    _import(engine, loaded)
+    assert not _import(engine, loaded).changed
+    with Session(engine) as s:
+        assert s.exec(select(Task.responsible_leader).where(Task.code == "1.1")).one() == "分管副区长"
+        view = service.plan_view(session=s, plan=s.exec(select(Plan)).one())
+    [task] = [t for g in view.groups for t in g.tasks if t.code == "1.1"]
+    assert task.leader == "分管副区长"
+    shown = render(
+        "plan_show.txt.j2",
+        locale="en",
+        plan=view.plan,
+        groups=view.groups,
+        goals=view.goals,
+        departments=view.departments,
+        archived=[],
+        task_count=0,
+        target_count=0,
+    )
+    assert "responsible leader: 分管副区长" in shown
+    edited = DISTRICT.read_text(encoding="utf-8").replace("leader: 分管副区长", "leader: 王副区长")
+    report = _import(engine, parse_plan_text(edited, "district.yaml"))
+    assert report.changes == ["~ task 1.1: responsible_leader: 分管副区长 → 王副区长"]
