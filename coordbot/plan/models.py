@@ -225,6 +225,7 @@ class Target(SQLModel, table=True):
     value: float | None = None
     baseline: float | None = None
     period: str = Field(default=Period.AT_DATE, max_length=16)
+    measure: str = Field(default="count", max_length=16)  # count | rate | growth (compared at the period's end)
     start_date: date | None = None
     due_date: date | None = None
     aliases: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -362,6 +363,7 @@ class TargetPublic(SQLModel):
     start_date: date | None
     due_date: date | None
     description: str
+    measure: str = "count"
 
 
 class TaskPublic(SQLModel):

@@ -101,6 +101,9 @@ class TargetIn(_Strict):
     value: Quota | None = None
     baseline: Finite | None = None
     period: Literal["annual", "cumulative", "at-date"] = "at-date"
+    # count: things counted (项, 家; reports add up); rate: a level (满意度90%, 占比); growth: a rise on the
+    # year before (增长6.5%). Rates and growth are the latest reported value, compared at the period's end.
+    measure: Literal["count", "rate", "growth"] = "count"
     start: date | None = None
     due: date | None = None
     aliases: list[str] = []
@@ -120,6 +123,10 @@ class TargetIn(_Strict):
             raise ValueError(f"a minimum ('>=', 不少于) must be above 0, got {self.value:g}: every count reaches it")
         if self.start and self.due and self.due < self.start:
             raise ValueError(f"due {self.due} is before start {self.start}")
+        if self.measure != "count" and self.period == "cumulative":
+            raise ValueError(
+                f"a {self.measure} is not added up over years: use period 'annual' (每年增长…) or 'at-date' (到…达到)"
+            )
         return self
 
 

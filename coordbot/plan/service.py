@@ -85,6 +85,7 @@ def target_values(t: TargetIn, *, plan_id: int, task_id: int | None) -> dict[str
         "value": t.value,
         "baseline": t.baseline,
         "period": t.period,
+        "measure": t.measure,
         "start_date": t.start,
         "due_date": t.due,
         "aliases": list(t.aliases),

@@ -15,7 +15,8 @@ from coordbot.core.db import session_scope
 from coordbot.core.text import render
 from coordbot.plan import service
 from coordbot.plan.loader import LoadedPlan, PlanFileError, load_plan_file, parse_plan_text
-from coordbot.plan.models import Department, Plan, Task, TaskDepartment
+from coordbot.plan.models import Department, Observation, Plan, Target, Task, TaskDepartment
+from coordbot.plan.queries import task_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.views import preview_task
 
@@ -262,3 +263,72 @@ def test_the_responsible_leader_is_kept_and_shown(engine: Engine) -> None:
     edited = DISTRICT.read_text(encoding="utf-8").replace("leader: 分管副区长", "leader: 王副区长")
     report = _import(engine, parse_plan_text(edited, "district.yaml"))
     assert report.changes == ["~ task 1.1: responsible_leader: 分管副区长 → 王副区长"]
+
+
+# ---- rates and growth ------------------------------------------------------------------------------
+
+GROWTH = DISTRICT.read_text(encoding="utf-8").replace(
+    """        lead: gov_office
+        kind: recurring
+""",
+    """        lead: gov_office
+        kind: recurring
+      - code: S.4
+        title: 区级一般公共预算收入
+        source: 区级一般公共预算收入增长6.5%。主要责任单位：区财政局。
+        lead: finance
+        kind: metric
+        targets:
+          - metric: revenue_growth
+            name: 区级一般公共预算收入增长
+            unit: "%"
+            measure: growth
+            period: annual
+            value: 6.5
+          - metric: satisfaction
+            name: 实事项目群众满意度
+            unit: "%"
+            measure: rate
+            value: 90
+            due: 2026-12-31
+""",
+)
+
+
+def test_growth_and_rates_are_the_latest_value_never_pro_rated(engine: Engine) -> None:
+    _import(engine, parse_plan_text(GROWTH, "growth.yaml"))
+    calendar = WorkCalendar(ROOT / "config" / "holidays")
+    with session_scope(engine) as s:
+        task = s.exec(select(Task).where(Task.code == "S.4")).one()
+        growth = s.exec(select(Target).where(Target.metric == "revenue_growth")).one()
+        assert growth.measure == "growth"
+        before = task_quota_progress(session=s, task=task, today=date(2026, 4, 10))
+        for day, value in ((date(2026, 3, 31), 3.0), (date(2026, 4, 8), 4.5)):
+            s.add(Observation(target_id=growth.id, value=value, mode="increment", observed_on=day))
+    with Session(engine) as s:
+        task = s.exec(select(Task).where(Task.code == "S.4")).one()
+        after = task_quota_progress(session=s, task=task, today=date(2026, 4, 10))
+        preview = preview_task(
+            session=s,
+            calendar=calendar,
+            now=datetime(2026, 4, 10, 8, tzinfo=SHANGHAI),
+            task_code="S.4",
+            horizon=timedelta(days=7),
+        )
+    assert [(q.metric, q.actual, q.expected, q.has_value) for q in before] == [
+        ("revenue_growth", 0.0, None, False),
+        ("satisfaction", 0.0, None, False),
+    ]
+    # 4.5% is the growth so far, not 3 + 4.5; and no 序时 of a rate ("0/6.5 %（序时 2）" meant nothing).
+    assert (after[0].metric, after[0].actual, after[0].expected) == ("revenue_growth", 4.5, None)
+    [text] = [p.text for p in preview if p.kind == "periodic"]
+    assert "· 区级一般公共预算收入增长：目标增长6.5%，期末考核；最新报送 4.5%" in text
+    assert "· 实事项目群众满意度：目标90%，期末考核；暂无数据" in text
+    assert "序时" not in text
+
+
+def test_a_cumulative_rate_is_refused() -> None:
+    bad = GROWTH.replace("            measure: rate\n", "            measure: rate\n            period: cumulative\n")
+    [(line, path, message)] = _problems(bad)
+    assert path == "groups[2].tasks[1].targets[1]" and "a rate is not added up over years" in message
+    assert line == _line_of(bad, "- metric: satisfaction")
