@@ -226,6 +226,8 @@ class Target(SQLModel, table=True):
     baseline: float | None = None
     period: str = Field(default=Period.AT_DATE, max_length=16)
     measure: str = Field(default="count", max_length=16)  # count | rate | growth (compared at the period's end)
+    about: bool = False  # 左右 / 约
+    tolerance: float | None = None  # ± in the target's unit: still reached within it
     start_date: date | None = None
     due_date: date | None = None
     aliases: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -364,6 +366,8 @@ class TargetPublic(SQLModel):
     due_date: date | None
     description: str
     measure: str = "count"
+    about: bool = False
+    tolerance: float | None = None
 
 
 class TaskPublic(SQLModel):

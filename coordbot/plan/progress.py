@@ -53,14 +53,20 @@ class QuotaProgress:
     period_end: date | None
     measure: str = "count"  # rate / growth: ``actual`` is the latest reported value, never pro-rated
     has_value: bool = True  # rate / growth: whether any value was reported in the period
+    about: bool = False  # 左右: the goal is approximate (wording)
+    tolerance: float = 0.0  # ± the plan allows: reached within it
 
     @property
     def behind(self) -> bool:
-        return self.expected is not None and self.expected > 0 and self.actual < self.expected * BEHIND_TOLERANCE
+        return (
+            self.expected is not None
+            and self.expected > 0
+            and self.actual + self.tolerance < self.expected * BEHIND_TOLERANCE
+        )
 
     @property
     def reached(self) -> bool:
-        return self.goal is not None and self.actual >= self.goal
+        return self.goal is not None and self.actual + self.tolerance >= self.goal
 
 
 def period_bounds(target: Target, on: date, plan_start: date, plan_end: date) -> tuple[date, date]:
@@ -128,6 +134,8 @@ def quota_progress(
             period_end=end,
             measure=target.measure,
             has_value=latest is not None,
+            about=target.about,
+            tolerance=target.tolerance or 0.0,
         )
     if actual is None:
         actual = actual_value(observations, start, stop, baseline)
@@ -151,6 +159,8 @@ def quota_progress(
         expected=expected,
         period_start=start,
         period_end=end,
+        about=target.about,
+        tolerance=target.tolerance or 0.0,
     )
 
 

@@ -104,6 +104,10 @@ class TargetIn(_Strict):
     # count: things counted (项, 家; reports add up); rate: a level (满意度90%, 占比); growth: a rise on the
     # year before (增长6.5%). Rates and growth are the latest reported value, compared at the period's end.
     measure: Literal["count", "rate", "growth"] = "count"
+    # 左右 / 约: the value is approximate; ``tolerance`` (±, in the target's unit) is how far off still counts
+    # as reached. ``about`` alone changes the wording only: coordbot does not invent a margin.
+    about: bool = False
+    tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     start: date | None = None
     due: date | None = None
     aliases: list[str] = []
@@ -123,6 +127,10 @@ class TargetIn(_Strict):
             raise ValueError(f"a minimum ('>=', 不少于) must be above 0, got {self.value:g}: every count reaches it")
         if self.start and self.due and self.due < self.start:
             raise ValueError(f"due {self.due} is before start {self.start}")
+        if self.comparator == "qualitative" and (self.about or self.tolerance is not None):
+            raise ValueError("a qualitative target has no value to be 'about' or within a 'tolerance' of")
+        if self.tolerance is not None and self.value is not None and self.tolerance >= self.value > 0:
+            raise ValueError(f"tolerance {self.tolerance:g} is not below the value {self.value:g}: any result would do")
         if self.measure != "count" and self.period == "cumulative":
             raise ValueError(
                 f"a {self.measure} is not added up over years: use period 'annual' (每年增长…) or 'at-date' (到…达到)"

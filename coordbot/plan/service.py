@@ -86,6 +86,8 @@ def target_values(t: TargetIn, *, plan_id: int, task_id: int | None) -> dict[str
         "baseline": t.baseline,
         "period": t.period,
         "measure": t.measure,
+        "about": t.about,
+        "tolerance": t.tolerance,
         "start_date": t.start,
         "due_date": t.due,
         "aliases": list(t.aliases),

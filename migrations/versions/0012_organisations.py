@@ -103,10 +103,14 @@ def _plan_format_columns() -> None:
         batch_op.add_column(
             sa.Column("measure", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False, server_default="count")
         )
+        batch_op.add_column(sa.Column("about", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.add_column(sa.Column("tolerance", sa.Float(), nullable=True))
 
 
 def _drop_plan_format_columns() -> None:
     with op.batch_alter_table("target") as batch_op:
+        batch_op.drop_column("tolerance")
+        batch_op.drop_column("about")
         batch_op.drop_column("measure")
     with op.batch_alter_table("task") as batch_op:
         batch_op.drop_column("responsible_leader")

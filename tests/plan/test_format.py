@@ -3,6 +3,7 @@ line and field when wrong, imported, and used where it matters (reminders, the p
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -332,3 +333,60 @@ def test_a_cumulative_rate_is_refused() -> None:
     [(line, path, message)] = _problems(bad)
     assert path == "groups[2].tasks[1].targets[1]" and "a rate is not added up over years" in message
     assert line == _line_of(bad, "- metric: satisfaction")
+
+
+# ---- tolerance (左右, ±) ---------------------------------------------------------------------------
+
+ABOUT = GROWTH.replace(
+    "            measure: growth\n            period: annual\n            value: 6.5\n",
+    "            measure: growth\n            period: annual\n            value: 6.5\n            about: true\n"
+    "            tolerance: 0.5\n",
+)
+
+
+def test_about_a_value_counts_within_its_tolerance(engine: Engine) -> None:
+    _import(engine, parse_plan_text(ABOUT, "about.yaml"))
+    with session_scope(engine) as s:
+        growth = s.exec(select(Target).where(Target.metric == "revenue_growth")).one()
+        assert (growth.about, growth.tolerance) == (True, 0.5)
+        s.add(Observation(target_id=growth.id, value=6.1, mode="total", observed_on=date(2026, 11, 30)))
+    with Session(engine) as s:
+        task = s.exec(select(Task).where(Task.code == "S.4")).one()
+        [q, _] = task_quota_progress(session=s, task=task, today=date(2026, 12, 31))
+        assert (q.actual, q.reached, q.about, q.tolerance) == (6.1, True, True, 0.5)  # 6.1 is 6.5 ± 0.5
+        view = service.plan_view(session=s, plan=s.exec(select(Plan)).one())
+        preview = preview_task(
+            session=s,
+            calendar=WorkCalendar(ROOT / "config" / "holidays"),
+            now=datetime(2026, 12, 1, 8, tzinfo=SHANGHAI),
+            task_code="S.4",
+            horizon=timedelta(days=7),
+        )
+    assert not dataclasses.replace(q, actual=5.9).reached
+    shown = render(
+        "plan_show.txt.j2",
+        locale="zh",
+        plan=view.plan,
+        groups=view.groups,
+        goals=view.goals,
+        departments=view.departments,
+        archived=[],
+        task_count=0,
+        target_count=0,
+    )
+    assert "区级一般公共预算收入增长：每年增长6.5%左右（±0.5%）（期末考核）" in shown
+    assert "目标增长6.5%左右（±0.5），期末考核；最新报送 6.1%" in preview[0].text
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("            tolerance: 7\n", "is not below the value 6.5"),
+        ("            tolerance: -1\n", "greater than or equal to 0"),
+    ],
+)
+def test_a_tolerance_that_allows_anything_is_refused(edit: str, message: str) -> None:
+    bad = ABOUT.replace("            tolerance: 0.5\n", edit)
+    [(line, path, got)] = _problems(bad)
+    assert message in got and path.startswith("groups[2].tasks[1].targets[0]")
+    assert line == _line_of(bad, "tolerance:" if "-1" in edit else "- metric: revenue_growth")
