@@ -184,6 +184,7 @@ class Task(SQLModel, table=True):
     start_date: date | None = None
     due_date: date | None = None
     original_due_date: date | None = None  # the deadline before any approved extension
+    deadline_every: str = Field(default="", max_length=16)  # quarterly | half-yearly: due at each period's end
     status: str = Field(default=TaskStatus.ASSIGNED, max_length=24)
     progress: int = 0  # percent
     colour: str = Field(default=Colour.GREEN, max_length=8)
@@ -381,6 +382,7 @@ class TaskPublic(SQLModel):
     co_assignments: dict[str, str] = {}  # each co-department's, by code
     leader: str = ""  # 责任领导
     due_date: date | None
+    every: str = ""  # quarterly | half-yearly deadlines
     events: list[dict[str, str]] = []
     status: str
     progress: int

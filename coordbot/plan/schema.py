@@ -154,6 +154,8 @@ class TaskIn(_Strict):
     kind: Literal["one-off", "recurring", "metric", "ongoing"] = "one-off"
     start: date | None = None
     due: date | None = None
+    # 每季度 / 每半年: a deadline at each quarter's (half-year's) end, for a task that goes on
+    every: Literal["quarterly", "half-yearly"] | None = None
     events: list[DatedEventIn] = []
     targets: list[TargetIn] = []
     reminders: dict[str, Any] = {}
@@ -162,6 +164,11 @@ class TaskIn(_Strict):
     def _consistent(self) -> TaskIn:
         if self.start and self.due and self.due < self.start:
             raise ValueError(f"due {self.due} is before start {self.start}")
+        if self.every and self.kind == "one-off":
+            raise ValueError(
+                f"'every: {self.every}' is a deadline that comes round: for a recurring, metric or ongoing task, "
+                "not a one-off one (it has its own 'due')"
+            )
         if self.kind == "ongoing" and self.due is not None:
             raise ValueError("an ongoing task (持续推进) has no deadline: remove 'due', or make it kind one-off")
         if self.lead in self.co:

@@ -135,6 +135,7 @@ def _task_values(t: TaskIn, *, plan: Plan, group_id: int, lead_id: int, position
         "kind": t.kind,
         "start_date": t.start or plan.start_date,
         "dated_events": [e.stored() for e in t.events],
+        "deadline_every": t.every or "",
         "reminder_policy": dict(t.reminders),
         "position": position,
     }
@@ -697,6 +698,7 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
             co_assignments=co_assignments.get(row_id(t), {}),
             leader=t.responsible_leader,
             due_date=t.due_date,
+            every=t.deadline_every,
             events=list(t.dated_events),
             status=t.status,
             progress=t.progress,

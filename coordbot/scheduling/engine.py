@@ -93,6 +93,7 @@ def task_schedule(task: Task, plan: Plan, targets: Sequence[Target]) -> TaskSche
         events=tuple((e["name"], e["day"]) for e in task.dated_events),
         has_quota=has_quota,
         # 到…达到 / 三年新增 by a date: a recurring or metric task is reminded before it (one-off: its due).
+        every=task.deadline_every,
         target_dates=tuple(
             sorted({t.due_date for t in targets if t.due_date is not None and t.period in ("at-date", "cumulative")})
         ),

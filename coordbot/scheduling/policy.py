@@ -27,6 +27,8 @@ Rules, all in the plan's timezone and China's working-day calendar (decision 6):
   ``before_due`` ``N`` working days before each date's working deadline for each N in ``before_workdays``,
   and ``due_today`` on it (if ``on_due_day``); ``ref_date`` the target's date. No overdue reminders: the
   task goes on after the date, and the periodic requests and escalation follow it.
+* recurring / metric / ongoing task with ``every`` (quarterly, half-yearly): the same before each
+  quarter's (half-year's) last day, a deadline that comes round (每季度报送).
 * any task with ``events``: ``event_ahead`` ``N`` working days before each yearly occurrence inside
   [start, end] for each N in ``event_lead_workdays``.
 
@@ -79,6 +81,7 @@ class TaskSchedule:
     events: tuple[tuple[str, str], ...] = ()  # (name, "MM-DD") yearly events, e.g. ("世界知识产权日", "04-26")
     has_quota: bool = False  # annual/cumulative quota → checkpoints
     target_dates: tuple[date, ...] = ()  # dated targets of a recurring or metric task → before_due
+    every: str = ""  # "quarterly" | "half-yearly": a deadline at each period's end (每季度, 每半年) → before_due
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -185,7 +188,10 @@ def plan_reminders(
     if task.kind == "one-off" and task.due is not None:
         _plan_deadline(task.due, policy, cal, add)
     if task.kind in CONTINUING_KINDS:
-        for target_day in task.target_dates:
+        days = set(task.target_dates)
+        if task.every:
+            days.update(day for day, _ in _period_ends(task.start, task.end, task.every))
+        for target_day in sorted(days):
             if task.start <= target_day <= task.end:
                 _plan_target_date(target_day, policy, cal, add)
     if task.kind in CONTINUING_KINDS and policy.periodic != "off":
@@ -261,6 +267,9 @@ def _period_ends(start: date, end: date, cadence: str) -> Iterator[tuple[date, s
         if start <= last <= end:
             if cadence == "monthly":
                 yield last, f"M{month:02d}"
+            elif cadence == "half-yearly":
+                if month % 6 == 0:
+                    yield last, f"H{month // 6}"
             elif month % 3 == 0:
                 yield last, f"Q{month // 3}"
         year, month = next_first.year, next_first.month

@@ -99,6 +99,9 @@ def _plan_format_columns() -> None:
         batch_op.add_column(
             sa.Column("responsible_leader", sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default="")
         )
+        batch_op.add_column(
+            sa.Column("deadline_every", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False, server_default="")
+        )
     with op.batch_alter_table("target") as batch_op:
         batch_op.add_column(
             sa.Column("measure", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False, server_default="count")
@@ -113,6 +116,7 @@ def _drop_plan_format_columns() -> None:
         batch_op.drop_column("about")
         batch_op.drop_column("measure")
     with op.batch_alter_table("task") as batch_op:
+        batch_op.drop_column("deadline_every")
         batch_op.drop_column("responsible_leader")
 
 

@@ -390,3 +390,63 @@ def test_a_tolerance_that_allows_anything_is_refused(edit: str, message: str) ->
     [(line, path, got)] = _problems(bad)
     assert message in got and path.startswith("groups[2].tasks[1].targets[0]")
     assert line == _line_of(bad, "tolerance:" if "-1" in edit else "- metric: revenue_growth")
+
+
+# ---- quarterly and half-yearly deadlines ----------------------------------------------------------
+
+
+def test_a_quarterly_deadline_is_reminded_before_each_quarters_end(engine: Engine) -> None:
+    quarterly = DISTRICT.read_text(encoding="utf-8").replace(
+        "        lead: gov_office\n        kind: recurring\n",
+        "        lead: gov_office\n        kind: recurring\n        every: quarterly\n",
+    )
+    _import(engine, parse_plan_text(quarterly, "quarterly.yaml"))
+    with Session(engine) as s:
+        assert s.exec(select(Task.deadline_every).where(Task.code == "S.2")).one() == "quarterly"
+        preview = preview_task(
+            session=s,
+            calendar=WorkCalendar(ROOT / "config" / "holidays"),
+            now=datetime(2026, 3, 1, 8, tzinfo=SHANGHAI),
+            task_code="S.2",
+            horizon=timedelta(days=122),
+        )
+        view = service.plan_view(session=s, plan=s.exec(select(Plan)).one())
+    dated = [(p.kind, p.fire_at.date()) for p in preview if p.kind in ("before_due", "due_today", "overdue")]
+    # Q1 ends Tue 03-31, Q2 ends Tue 06-30: 10, 5, 1 working days before and on the day (before 06-30:
+    # 06-19 is the Dragon Boat holiday, so ten working days reach back to 06-15).
+    assert dated == [
+        ("before_due", date(2026, 3, 17)),
+        ("before_due", date(2026, 3, 24)),
+        ("before_due", date(2026, 3, 30)),
+        ("due_today", date(2026, 3, 31)),
+        ("before_due", date(2026, 6, 15)),
+        ("before_due", date(2026, 6, 23)),
+        ("before_due", date(2026, 6, 29)),
+        ("due_today", date(2026, 6, 30)),
+    ]
+    first = next(p for p in preview if p.kind == "before_due")
+    assert "距本季度报送期限还有10个工作日（2026-03-31）" in first.text
+    shown = render(
+        "plan_show.txt.j2",
+        locale="zh",
+        plan=view.plan,
+        groups=view.groups,
+        goals=view.goals,
+        departments=view.departments,
+        archived=[],
+        task_count=0,
+        target_count=0,
+    )
+    assert "期限：每年常态推进，每季度末报送" in shown
+
+
+def test_half_yearly_ends_and_a_one_off_cannot_come_round() -> None:
+    from coordbot.scheduling.policy import _period_ends
+
+    assert [label for _, label in _period_ends(date(2026, 1, 1), date(2026, 12, 31), "half-yearly")] == ["H1", "H2"]
+    bad = DISTRICT.read_text(encoding="utf-8").replace(
+        "        due: 2026-09-30\n", "        due: 2026-09-30\n        every: half-yearly\n"
+    )
+    [(line, path, message)] = _problems(bad)
+    assert path == "groups[1].tasks[0]" and "not a one-off one" in message
+    assert line == _line_of(bad, '- code: "2.1"')
