@@ -329,7 +329,12 @@ def _raw_reference_problems(raw: Mapping[str, Any], lines: dict[YamlPath, int]) 
         for ti, t in items(field(g, "tasks")):
             base: YamlPath = ("groups", gi, "tasks", ti)
             unique((*base, "code"), text(field(t, "code")), tasks, "task")
-            known((*base, "lead"), field(t, "lead"))
+            lead = field(t, "lead")
+            if isinstance(lead, list):  # several leads
+                for li, one in items(lead):
+                    known((*base, "lead", li), one)
+            else:
+                known((*base, "lead"), lead)
             for ci, c in items(field(t, "co")):
                 known((*base, "co", ci), c)
     for i, c in items(raw.get("contacts")):

@@ -426,7 +426,9 @@ def _reassign(run: _Applying, reassignments: list[ReassignIn]) -> list[dict[str,
             changes["lead"] = [by_id[task.lead_department_id], ra.lead]
             task.lead_department_id = row_id(depts[ra.lead])
         if ra.co is not None:
-            rows = session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task.id)).all()
+            rows = session.exec(
+                select(TaskDepartment).where(TaskDepartment.task_id == task.id, TaskDepartment.role == "co")
+            ).all()
             before = sorted(by_id[r.department_id] for r in rows)
             for r in rows:
                 session.delete(r)

@@ -179,6 +179,7 @@ class Task(SQLModel, table=True):
     source_text: str = ""  # the plan's own sentence, kept verbatim
     lead_department_id: int = Field(foreign_key="department.id", index=True)
     responsible_leader: str = ""  # 责任领导 named by the plan (a person or post), shown with the task
+    lead_primary: bool = False  # the plan marks the lead 主责 among several (the others: task_department, role lead)
     assignment: str = Field(default=Assignment.STATED, max_length=16)
     kind: str = Field(default=TaskKind.ONE_OFF, max_length=16)
     start_date: date | None = None
@@ -202,13 +203,15 @@ class Task(SQLModel, table=True):
 
 
 class TaskDepartment(SQLModel, table=True):
-    """A co-department (配合单位) of a task."""
+    """A co-department (配合单位) of a task, or (``role`` lead) one of several lead departments beside the
+    task row's: reminded like the lead, and reporting like any department of the task."""
 
     __tablename__ = "task_department"
 
     task_id: int = Field(foreign_key="task.id", primary_key=True)
     department_id: int = Field(foreign_key="department.id", primary_key=True, index=True)
     assignment: str = Field(default=Assignment.STATED, max_length=16)
+    role: str = Field(default="co", max_length=8)  # co | lead
 
 
 class Target(SQLModel, table=True):
@@ -381,6 +384,8 @@ class TaskPublic(SQLModel):
     assignment: str  # the lead's
     co_assignments: dict[str, str] = {}  # each co-department's, by code
     leader: str = ""  # 责任领导
+    joint_leads: list[str] = []  # further lead departments, by code (``lead`` is the primary or first)
+    lead_primary: bool = False  # the lead is marked 主责
     due_date: date | None
     every: str = ""  # quarterly | half-yearly deadlines
     events: list[dict[str, str]] = []

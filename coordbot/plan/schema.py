@@ -143,7 +143,9 @@ class TaskIn(_Strict):
     title: Text
     description: str = ""
     source: str = ""
-    lead: DepartmentCode
+    # One lead, or several (牵头单位 "区政府办公室、区司法局、区行政审批服务局"): all reminded, all report.
+    lead: DepartmentCode | list[DepartmentCode]
+    primary: DepartmentCode | None = None  # 主责 among several leads, where the text says so
     co: list[DepartmentCode] = []
     leader: str = ""  # 责任领导, as the plan writes it: 王明（副区长）
     assignment: Literal["stated", "proposed", "confirmed"] = "stated"
@@ -171,13 +173,40 @@ class TaskIn(_Strict):
             )
         if self.kind == "ongoing" and self.due is not None:
             raise ValueError("an ongoing task (持续推进) has no deadline: remove 'due', or make it kind one-off")
-        if self.lead in self.co:
-            raise ValueError(f"department '{self.lead}' is both lead and co-department")
+        leads = self.leads
+        if not leads:
+            raise ValueError("a task needs a lead department")
+        if len(set(leads)) != len(leads):
+            raise ValueError("a lead department is listed twice")
+        if self.primary is not None and self.primary not in leads:
+            raise ValueError(f"primary (主责) '{self.primary}' is not one of the task's leads: {', '.join(leads)}")
+        for lead in leads:
+            if lead in self.co:
+                raise ValueError(f"department '{lead}' is both lead and co-department")
         if len(set(self.co)) != len(self.co):
             raise ValueError("a co-department is listed twice")
         if self.kind == "metric" and not any(t.comparator != "qualitative" for t in self.targets):
             raise ValueError("a metric task needs at least one numeric target")
         return self
+
+    @property
+    def leads(self) -> list[str]:
+        """Every lead department, the primary (主责, else the first) first."""
+        leads = [self.lead] if isinstance(self.lead, str) else list(self.lead)
+        if self.primary in leads:
+            leads.remove(self.primary)
+            leads.insert(0, self.primary)
+        return leads
+
+    @property
+    def primary_lead(self) -> str:
+        """The lead on the task row: 主责 where the text says so, else the first named."""
+        return self.leads[0]
+
+    @property
+    def joint_leads(self) -> list[str]:
+        """The other lead departments (lead jointly: reminded and report like the primary)."""
+        return self.leads[1:]
 
     def assignment_of(self, department: str) -> str:
         """How the file assigns this lead or co-department: its own entry under ``assignments``, else the task's."""
@@ -317,11 +346,15 @@ class PlanFile(_Strict):
                 if t.code in task_codes:
                     errors.append(CrossRefError((*base, "code"), f"duplicate task code '{t.code}'"))
                 task_codes.add(t.code)
-                known((*base, "lead"), t.lead)
+                if isinstance(t.lead, str):
+                    known((*base, "lead"), t.lead)
+                else:
+                    for li, lead in enumerate(t.lead):
+                        known((*base, "lead", li), lead)
                 for ci, c in enumerate(t.co):
                     known((*base, "co", ci), c)
                 for code in t.assignments:
-                    if code != t.lead and code not in t.co:
+                    if code not in t.leads and code not in t.co:
                         errors.append(
                             CrossRefError(
                                 (*base, "assignments", code),

@@ -131,7 +131,8 @@ def _task_values(t: TaskIn, *, plan: Plan, group_id: int, lead_id: int, position
         "source_text": t.source,
         "lead_department_id": lead_id,
         "responsible_leader": t.leader,
-        "assignment": t.assignment_of(t.lead),
+        "lead_primary": t.primary is not None and len(t.leads) > 1,
+        "assignment": t.assignment_of(t.primary_lead),
         "kind": t.kind,
         "start_date": t.start or plan.start_date,
         "dated_events": [e.stored() for e in t.events],
@@ -193,9 +194,7 @@ class _ImportRun:
         self.report.changes.append(change)
 
 
-def _upsert_plan(
-    session: Session, meta: PlanMeta, report: ImportReport, *, rename: str | None, new_plan: bool
-) -> Plan:
+def _upsert_plan(session: Session, meta: PlanMeta, report: ImportReport, *, rename: str | None, new_plan: bool) -> Plan:
     plan = session.exec(select(Plan).where(Plan.code == meta.code)).first()
     if rename is not None and rename != meta.code:
         if plan is not None:
@@ -309,9 +308,7 @@ def _upsert_departments(
     of the organisation use is renamed only when asked (``update_organisation``), and its aliases are only
     added to, so one plan's file never silently changes what another plan's contacts and replies rely on."""
     org_id = run.plan.organisation_id
-    depts = {
-        d.code: d for d in run.session.exec(select(Department).where(Department.organisation_id == org_id)).all()
-    }
+    depts = {d.code: d for d in run.session.exec(select(Department).where(Department.organisation_id == org_id)).all()}
     others = [c for c in _plan_codes(run.session, org_id) if c != run.plan.code]
     conflicts: list[str] = []
     for d in departments:
@@ -325,9 +322,7 @@ def _upsert_departments(
         if others and not update_organisation:
             values["aliases"] = stored.aliases + [a for a in d.aliases if a not in stored.aliases]
             differ = {
-                k: (getattr(stored, k), v)
-                for k, v in values.items()
-                if k != "aliases" and getattr(stored, k) != v
+                k: (getattr(stored, k), v) for k, v in values.items() if k != "aliases" and getattr(stored, k) != v
             }
             if differ:
                 conflicts.append(f"department {d.code}: {_fmt(differ)}")
@@ -373,7 +368,7 @@ def _upsert_tasks(
     seen: set[str] = set()
     for pos, (g, t) in enumerate(data.tasks()):
         seen.add(t.code)
-        lead = depts[t.lead]
+        lead = depts[t.primary_lead]
         values = _task_values(t, plan=run.plan, group_id=row_id(groups[g.code]), lead_id=row_id(lead), position=pos)
         existing = tasks.get(t.code)
         task, co_from_file = _upsert_task(run, t, values, existing=existing, lead=lead)
@@ -386,6 +381,11 @@ def _upsert_tasks(
     return seen
 
 
+def _joint_leads(t: TaskIn) -> dict[str, Any]:
+    """The event's word on several leads, only when there are (events of one-lead tasks read as before)."""
+    return {"joint_leads": t.joint_leads} if t.joint_leads else {}
+
+
 def _upsert_task(
     run: _ImportRun, t: TaskIn, values: dict[str, Any], *, existing: Task | None, lead: Department
 ) -> tuple[Task, bool]:
@@ -395,7 +395,8 @@ def _upsert_task(
     # What the file says now, kept on the task: the next import changes only what the file changed since,
     # so decisions taken after an import (a meeting's new lead, an approved extension) survive re-imports
     # of an unchanged file, while an edit to the file wins.
-    file_now = events._jsonable({**values, "due": file_due, "co": sorted(t.co)})
+    # Joint leads ride with the co-departments (the same rows, role lead): a file without them reads as before.
+    file_now = events._jsonable({**values, "due": file_due, "co": sorted(t.co) + [f"lead:{c}" for c in t.joint_leads]})
     if existing is None:
         task = Task(
             plan_id=run.plan_id,
@@ -417,8 +418,9 @@ def _upsert_task(
             department_id=lead.id,
             actor=run.actor,
             code=t.code,
-            lead=t.lead,
+            lead=t.primary_lead,
             co=list(t.co),
+            **_joint_leads(t),
             assignment=t.assignment,
             due=file_due,
         )
@@ -465,6 +467,8 @@ def _sync_co_departments(
     meeting's reassignment survives; the assignment kind of a kept co-department always follows the file."""
     task_id = row_id(task)
     wanted = {row_id(depts[c]): t.assignment_of(c) for c in t.co}
+    roles = {row_id(depts[c]): "lead" for c in t.joint_leads}
+    wanted.update({dept_id: t.assignment_of(dept_codes[dept_id]) for dept_id in roles})
     current = {
         row.department_id: row
         for row in run.session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task_id)).all()
@@ -474,12 +478,18 @@ def _sync_co_departments(
             run.session.delete(row)
             run.say(f"~ task {t.code}: co-department {dept_codes.get(dept_id)} removed")
     for dept_id, assignment in wanted.items():
+        role = roles.get(dept_id, "co")
+        what = "lead department" if role == "lead" else "co-department"
         if dept_id not in current and co_from_file:
-            run.session.add(TaskDepartment(task_id=task_id, department_id=dept_id, assignment=assignment))
+            run.session.add(TaskDepartment(task_id=task_id, department_id=dept_id, assignment=assignment, role=role))
             if not is_new:
-                run.say(f"~ task {t.code}: co-department {dept_codes[dept_id]} added")
-        elif dept_id in current and current[dept_id].assignment != assignment:
-            current[dept_id].assignment = assignment
+                run.say(f"~ task {t.code}: {what} {dept_codes[dept_id]} added")
+        elif dept_id in current:
+            if current[dept_id].assignment != assignment:
+                current[dept_id].assignment = assignment
+            if current[dept_id].role != role and co_from_file:
+                current[dept_id].role = role
+                run.say(f"~ task {t.code}: {dept_codes[dept_id]} is now a {what}")
 
 
 class _TargetSync:
@@ -678,7 +688,11 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
     ).all()
     co: dict[int, list[str]] = {}
     co_assignments: dict[int, dict[str, str]] = {}
+    joint: dict[int, list[str]] = {}
     for row in co_rows:
+        if row.role == "lead":
+            joint.setdefault(row.task_id, []).append(depts[row.department_id].code)
+            continue
         co.setdefault(row.task_id, []).append(depts[row.department_id].code)
         co_assignments.setdefault(row.task_id, {})[depts[row.department_id].code] = row.assignment
     by_task: dict[int | None, list[TargetPublic]] = {}
@@ -697,6 +711,8 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
             assignment=t.assignment,
             co_assignments=co_assignments.get(row_id(t), {}),
             leader=t.responsible_leader,
+            joint_leads=sorted(joint.get(row_id(t), [])),
+            lead_primary=t.lead_primary,
             due_date=t.due_date,
             every=t.deadline_every,
             events=list(t.dated_events),

@@ -584,7 +584,9 @@ def _load_rows(session: Session, *, plan: Plan, period: Period, span: _Span) -> 
     groups = session.exec(select(TaskGroup).where(TaskGroup.plan_id == pid).order_by(col(TaskGroup.position))).all()
     tasks = _task_rows(conn, pid)
     co_rows = conn.execute(
-        select(TaskDepartment.task_id, TaskDepartment.department_id).where(col(TaskDepartment.task_id).in_(plan_tasks))
+        select(TaskDepartment.task_id, TaskDepartment.department_id).where(
+            col(TaskDepartment.task_id).in_(plan_tasks), TaskDepartment.role == "co"
+        )
     ).all()
     # plan.queries' rule of a counted target (it reads value and comparator, which _TargetRow has)
     numeric_targets = cast("list[_TargetRow]", counted_targets(cast("list[Target]", _target_rows(conn, pid))))

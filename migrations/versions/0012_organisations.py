@@ -102,6 +102,11 @@ def _plan_format_columns() -> None:
         batch_op.add_column(
             sa.Column("deadline_every", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False, server_default="")
         )
+        batch_op.add_column(sa.Column("lead_primary", sa.Boolean(), nullable=False, server_default=sa.false()))
+    with op.batch_alter_table("task_department") as batch_op:
+        batch_op.add_column(
+            sa.Column("role", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False, server_default="co")
+        )
     with op.batch_alter_table("target") as batch_op:
         batch_op.add_column(
             sa.Column("measure", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False, server_default="count")
@@ -115,7 +120,10 @@ def _drop_plan_format_columns() -> None:
         batch_op.drop_column("tolerance")
         batch_op.drop_column("about")
         batch_op.drop_column("measure")
+    with op.batch_alter_table("task_department") as batch_op:
+        batch_op.drop_column("role")
     with op.batch_alter_table("task") as batch_op:
+        batch_op.drop_column("lead_primary")
         batch_op.drop_column("deadline_every")
         batch_op.drop_column("responsible_leader")
 

@@ -12,13 +12,16 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from coordbot.core.clock import FakeClock
 from coordbot.core.db import session_scope
 from coordbot.core.text import render
 from coordbot.plan import service
 from coordbot.plan.loader import LoadedPlan, PlanFileError, load_plan_file, parse_plan_text
-from coordbot.plan.models import Department, Observation, Plan, Target, Task, TaskDepartment
+from coordbot.plan.models import Contact, Department, Observation, Plan, Target, Task, TaskDepartment
 from coordbot.plan.queries import task_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
+from coordbot.scheduling.engine import ReminderEngine
+from coordbot.scheduling.models import ReminderOccurrence
 from coordbot.scheduling.views import preview_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -450,3 +453,78 @@ def test_half_yearly_ends_and_a_one_off_cannot_come_round() -> None:
     [(line, path, message)] = _problems(bad)
     assert path == "groups[1].tasks[0]" and "not a one-off one" in message
     assert line == _line_of(bad, '- code: "2.1"')
+
+
+# ---- several leads ---------------------------------------------------------------------------------
+
+# 主要责任单位：区教育局（主责）、区民政局、虹桥镇 — several leads, one marked primary.
+SEVERAL = DISTRICT.read_text(encoding="utf-8").replace(
+    "        lead: edu\n        co: [finance]\n        due: 2026-09-30\n",
+    "        lead: [civil, edu, hongqiao_town]\n        primary: edu\n        co: [finance]\n        due: 2026-09-30\n",
+)
+
+
+async def test_several_leads_are_all_reminded_and_the_primary_is_marked(engine: Engine) -> None:
+    loaded = parse_plan_text(SEVERAL, "several.yaml")
+    _import(engine, loaded)
+    assert not _import(engine, loaded).changed
+    with session_scope(engine) as s:
+        task = s.exec(select(Task).where(Task.code == "2.1")).one()
+        lead = s.get(Department, task.lead_department_id)
+        assert (lead.code, task.lead_primary) == ("edu", True)
+        rows = s.exec(
+            select(Department.code, TaskDepartment.role)
+            .join(Department, col(Department.id) == TaskDepartment.department_id)
+            .where(TaskDepartment.task_id == task.id)
+        ).all()
+        assert sorted(rows) == [("civil", "lead"), ("finance", "co"), ("hongqiao_town", "lead")]
+        view = service.plan_view(session=s, plan=s.exec(select(Plan)).one())
+        contacts = {}
+        for code in ("edu", "civil", "hongqiao_town", "finance"):
+            dept = s.exec(select(Department).where(Department.code == code)).one()
+            contact = Contact(department_id=dept.id, name=f"{code}联络员", address=f"addr-{code}")
+            s.add(contact)
+            s.flush()
+            contacts[code] = contact.id
+    [shown] = [t for g in view.groups for t in g.tasks if t.code == "2.1"]
+    assert (shown.lead, shown.joint_leads, shown.co) == ("edu", ["civil", "hongqiao_town"], ["finance"])
+    text = render(
+        "plan_show.txt.j2",
+        locale="zh",
+        plan=view.plan,
+        groups=view.groups,
+        goals=view.goals,
+        departments=view.departments,
+        archived=[],
+        task_count=0,
+        target_count=0,
+    )
+    assert "牵头：闵行区教育局（主责）、闵行区民政局、虹桥镇　配合：闵行区财政局" in text
+    clock = FakeClock(datetime(2026, 9, 10, 8, tzinfo=SHANGHAI))
+    eng = ReminderEngine(engine=engine, calendar=WorkCalendar(ROOT / "config" / "holidays"), clock=clock, channels={})
+    eng.sync()
+    with Session(engine) as s:
+        task_id = s.exec(select(Task.id).where(Task.code == "2.1")).one()
+        reminded = set(s.exec(select(ReminderOccurrence.contact_id).where(ReminderOccurrence.task_id == task_id)))
+    # Every lead's contact is reminded of the deadline; the co-department is not (as before).
+    assert reminded == {contacts["edu"], contacts["civil"], contacts["hongqiao_town"]}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "message"),
+    [
+        (
+            "        primary: edu\n",
+            "        primary: housing\n",
+            "groups[1].tasks[0]",
+            "is not one of the task's leads",
+        ),
+        ("[civil, edu, hongqiao_town]", "[civil, edu, nobody]", "groups[1].tasks[0].lead[2]", "unknown department"),
+        ("[civil, edu, hongqiao_town]", "[civil, edu, finance]", "groups[1].tasks[0]", "both lead and co-department"),
+    ],
+)
+def test_bad_leads_are_refused_with_their_line(old: str, new: str, path: str, message: str) -> None:
+    bad = SEVERAL.replace(old, new)
+    [(line, got_path, got)] = _problems(bad)
+    assert got_path == path and message in got
+    assert line == _line_of(bad, new.strip() if "lead[" in path else '- code: "2.1"')
