@@ -315,9 +315,11 @@ def _raw_reference_problems(raw: Mapping[str, Any], lines: dict[YamlPath, int]) 
     for i, d in items(raw.get("departments")):
         unique(("departments", i, "code"), text(field(d, "code")), departments, "department")
 
-    def known(path: YamlPath, value: Any) -> None:
+    collectives = {text(field(c, "code")) for _, c in items(raw.get("collectives"))}
+
+    def known(path: YamlPath, value: Any, *, collective: bool = False) -> None:
         code = text(value)
-        if code is not None and code not in departments:
+        if code is not None and code not in departments and not (collective and code in collectives):
             message = f"unknown department '{code}' (expected one of the codes under 'departments')"
             problems.append(Problem(line_for(lines, path), dotted(path), message))
 
@@ -336,7 +338,7 @@ def _raw_reference_problems(raw: Mapping[str, Any], lines: dict[YamlPath, int]) 
             else:
                 known((*base, "lead"), lead)
             for ci, c in items(field(t, "co")):
-                known((*base, "co", ci), c)
+                known((*base, "co", ci), c, collective=True)
     for i, c in items(raw.get("contacts")):
         known(("contacts", i, "department"), field(c, "department"))
     return problems

@@ -57,12 +57,31 @@ class CrossRefError(ValueError):
         self.message = message
 
 
+DepartmentKind = Literal["government", "party", "police", "judicial", "park", "association", "town", "other"]
+
+
 class DepartmentIn(_Strict):
     code: DepartmentCode
     name: Text
     short_name: str = ""
-    kind: Literal["government", "party", "police", "judicial", "park", "association", "town", "other"] = "government"
+    kind: DepartmentKind = "government"
     aliases: list[str] = []
+
+
+class CollectiveIn(_Strict):
+    """A collective assignee (各乡镇、街道; 区政府各部门), named in a task's ``co`` like a department and
+    expanded at import to the organisation's members: its departments of these ``kinds``, and ``members``."""
+
+    code: DepartmentCode
+    name: Text
+    kinds: list[DepartmentKind] = []
+    members: list[DepartmentCode] = []
+
+    @model_validator(mode="after")
+    def _has_members(self) -> CollectiveIn:
+        if not self.kinds and not self.members:
+            raise ValueError("a collective needs 'kinds' (e.g. [town]) or 'members' (department codes)")
+        return self
 
 
 class DatedEventIn(_Strict):
@@ -294,6 +313,7 @@ class PlanMeta(_Strict):
 class PlanFile(_Strict):
     plan: PlanMeta
     departments: list[DepartmentIn] = Field(min_length=1)
+    collectives: list[CollectiveIn] = []
     goals: list[TargetIn] = []
     groups: list[GroupIn] = Field(min_length=1)
     contacts: list[ContactIn] = []
@@ -316,6 +336,14 @@ class PlanFile(_Strict):
                     CrossRefError(path, f"unknown department '{code}' (expected one of the codes under 'departments')")
                 )
 
+        collectives: set[str] = set()
+        for i, collective in enumerate(self.collectives):
+            if collective.code in dept_codes or collective.code in collectives:
+                message = f"'{collective.code}' is already a department or collective code"
+                errors.append(CrossRefError(("collectives", i, "code"), message))
+            collectives.add(collective.code)
+            for mi, member in enumerate(collective.members):
+                known(("collectives", i, "members", mi), member)
         if self.plan.office:
             known(("plan", "office"), self.plan.office)
         p0, p1 = self.plan.start, self.plan.end
@@ -351,8 +379,9 @@ class PlanFile(_Strict):
                 else:
                     for li, lead in enumerate(t.lead):
                         known((*base, "lead", li), lead)
-                for ci, c in enumerate(t.co):
-                    known((*base, "co", ci), c)
+                for ci, co_code in enumerate(t.co):
+                    if co_code not in collectives:
+                        known((*base, "co", ci), co_code)
                 for code in t.assignments:
                     if code not in t.leads and code not in t.co:
                         errors.append(

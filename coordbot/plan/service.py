@@ -31,7 +31,16 @@ from coordbot.plan.models import (
     TaskGroup,
     TaskPublic,
 )
-from coordbot.plan.schema import ContactIn, DepartmentIn, GroupIn, PlanFile, PlanMeta, TargetIn, TaskIn
+from coordbot.plan.schema import (
+    CollectiveIn,
+    ContactIn,
+    DepartmentIn,
+    GroupIn,
+    PlanFile,
+    PlanMeta,
+    TargetIn,
+    TaskIn,
+)
 
 
 class ImportRefused(ValueError):
@@ -366,8 +375,10 @@ def _upsert_tasks(
     ``tasks`` (the plan's task rows by code) gains the new ones."""
     dept_codes = {d.id: d.code for d in depts.values()}
     seen: set[str] = set()
+    collectives = {c.code: c for c in data.collectives}
     for pos, (g, t) in enumerate(data.tasks()):
         seen.add(t.code)
+        t = _expand_collectives(t, collectives, depts)
         lead = depts[t.primary_lead]
         values = _task_values(t, plan=run.plan, group_id=row_id(groups[g.code]), lead_id=row_id(lead), position=pos)
         existing = tasks.get(t.code)
@@ -379,6 +390,32 @@ def _upsert_tasks(
         for target in t.targets:
             targets.upsert(target, task_id=task.id, label=f"task {t.code}")
     return seen
+
+
+def _expand_collectives(t: TaskIn, collectives: dict[str, CollectiveIn], depts: dict[str, Department]) -> TaskIn:
+    """The task with each collective in ``co`` (各乡镇、街道) replaced by its members: the organisation's
+    departments of its kinds (those other plans of the organisation brought too) and the ones it lists.
+    A member keeps the collective's assignment unless the file assigns it itself; a lead is not its own
+    co-department."""
+    if not any(c in collectives for c in t.co):
+        return t
+    co: list[str] = []
+    assignments: dict[str, str] = dict(t.assignments)
+    for code in t.co:
+        if code not in collectives:
+            co.append(code)
+            continue
+        c = collectives[code]
+        by_kind = sorted(d.code for d in depts.values() if d.kind in c.kinds)
+        members = list(dict.fromkeys([*c.members, *by_kind]))
+        if not members:
+            raise ImportRefused(f"task {t.code}: collective {code!r} ({c.name}) has no members in the organisation")
+        for member in members:
+            if member not in t.leads and member not in co:
+                co.append(member)
+                assignments.setdefault(member, t.assignment_of(code))
+    own = {k: v for k, v in assignments.items() if k not in collectives}
+    return t.model_copy(update={"co": co, "assignments": own})
 
 
 def _joint_leads(t: TaskIn) -> dict[str, Any]:

@@ -528,3 +528,76 @@ def test_bad_leads_are_refused_with_their_line(old: str, new: str, path: str, me
     [(line, got_path, got)] = _problems(bad)
     assert got_path == path and message in got
     assert line == _line_of(bad, new.strip() if "lead[" in path else '- code: "2.1"')
+
+
+# ---- collective assignees (各乡镇、街道) -------------------------------------------------------------
+
+COLLECTIVE = (
+    DISTRICT.read_text(encoding="utf-8")
+    .replace("  office: gov_office\n", "  office: gov_office\n  organisation: minhang\n")
+    .replace(
+        "\ngroups:\n",
+        "\ncollectives:\n  - {code: all_towns, name: 各镇、街道, kinds: [town]}\n"
+        "  - {code: all_bureaus, name: 区政府各部门, members: [finance, civil, edu, housing, amr]}\n\ngroups:\n",
+    )
+    .replace(
+        "        lead: gov_office\n        kind: recurring\n",
+        "        lead: gov_office\n        co: [all_towns]\n        kind: recurring\n",
+    )
+)
+
+
+def test_a_collective_expands_to_the_organisations_members(engine: Engine) -> None:
+    _import(engine, parse_plan_text(COLLECTIVE, "a.yaml"))
+    # A second plan of the organisation brings another town: the collective reaches it too.
+    second = (
+        COLLECTIVE.replace("minhang-shishi-2026", "minhang-2027")
+        .replace("2026年闵行区政府实事项目任务分解表", "2027年闵行区实事")
+        .replace("闵府办〔2026〕3号", "闵府办〔2027〕1号")
+        .replace(
+            "    kind: town\n    aliases: [虹桥镇政府]\n",
+            "    kind: town\n    aliases: [虹桥镇政府]\n"
+            "  - code: xinzhuang_town\n    name: 上海市闵行区莘庄镇人民政府\n    short_name: 莘庄镇\n    kind: town\n",
+        )
+        .replace("co: [all_towns]", "co: [all_towns, all_bureaus]\n        assignments: {all_bureaus: proposed}")
+    )
+    _import(engine, parse_plan_text(second, "b.yaml"))
+    with Session(engine) as s:
+        plan = s.exec(select(Plan).where(Plan.code == "minhang-2027")).one()
+        task = s.exec(select(Task).where(Task.plan_id == plan.id, Task.code == "S.2")).one()
+        rows = s.exec(
+            select(Department.code, TaskDepartment.assignment)
+            .join(Department, col(Department.id) == TaskDepartment.department_id)
+            .where(TaskDepartment.task_id == task.id)
+        ).all()
+    assert sorted(rows) == [
+        ("amr", "proposed"),
+        ("civil", "proposed"),
+        ("edu", "proposed"),
+        ("finance", "proposed"),
+        ("hongqiao_town", "stated"),
+        ("housing", "proposed"),
+        ("xinzhuang_town", "stated"),
+    ]
+    # Re-importing the first plan now finds the second town as well: it is the organisation's member.
+    report = _import(engine, parse_plan_text(COLLECTIVE, "a.yaml"))
+    assert report.changes == ["~ task S.2: co-department xinzhuang_town added"]
+
+
+def test_a_collective_is_checked_like_a_department() -> None:
+    clash = COLLECTIVE.replace("code: all_towns, name", "code: finance, name").replace(
+        "co: [all_towns]", "co: [finance]"
+    )
+    problems = _problems(clash)
+    assert ("collectives[0].code" in [p for _, p, _ in problems]) and any(
+        "already a department" in m for *_, m in problems
+    )
+    unknown = COLLECTIVE.replace("members: [finance, civil", "members: [nobody, civil")
+    [(line, path, message)] = _problems(unknown)
+    assert path == "collectives[1].members[0]" and "unknown department 'nobody'" in message
+    assert line == _line_of(unknown, "code: all_bureaus")
+    empty = COLLECTIVE.replace(
+        "{code: all_towns, name: 各镇、街道, kinds: [town]}", "{code: all_towns, name: 各镇、街道}"
+    )
+    [(_, path, message)] = _problems(empty)
+    assert path == "collectives[0]" and "needs 'kinds'" in message
