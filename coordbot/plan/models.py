@@ -191,6 +191,8 @@ class Task(SQLModel, table=True):
     colour: str = Field(default=Colour.GREEN, max_length=8)
     colour_reason: str = ""
     dated_events: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # 节点: [{name, due (ISO date), source}]; their targets are the task's, dated by them
+    milestones: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     position: int = 0
     origin: str = Field(default="plan", max_length=48)  # "plan" (the plan file) or "meeting:<date>"
@@ -388,6 +390,7 @@ class TaskPublic(SQLModel):
     lead_primary: bool = False  # the lead is marked 主责
     due_date: date | None
     every: str = ""  # quarterly | half-yearly deadlines
+    milestones: list[dict[str, str]] = []  # 节点 {name, due, source}
     events: list[dict[str, str]] = []
     status: str
     progress: int

@@ -157,6 +157,22 @@ class TargetIn(_Strict):
         return self
 
 
+class MilestoneIn(_Strict):
+    """A step inside a task with its own date (节点: 6月底前完成选址) and, optionally, its own targets."""
+
+    name: Text
+    due: date
+    source: str = ""
+    targets: list[TargetIn] = []
+
+    def stored(self) -> dict[str, str]:
+        """As kept on the task (its targets are the task's, dated by the milestone)."""
+        out = {"name": self.name, "due": self.due.isoformat()}
+        if self.source:
+            out["source"] = self.source
+        return out
+
+
 class TaskIn(_Strict):
     code: Annotated[Code, Field(max_length=column_length(models.Task, "code"))]
     title: Text
@@ -179,6 +195,7 @@ class TaskIn(_Strict):
     every: Literal["quarterly", "half-yearly"] | None = None
     events: list[DatedEventIn] = []
     targets: list[TargetIn] = []
+    milestones: list[MilestoneIn] = []
     reminders: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -204,9 +221,21 @@ class TaskIn(_Strict):
                 raise ValueError(f"department '{lead}' is both lead and co-department")
         if len(set(self.co)) != len(self.co):
             raise ValueError("a co-department is listed twice")
-        if self.kind == "metric" and not any(t.comparator != "qualitative" for t in self.targets):
+        if len({m.name for m in self.milestones}) != len(self.milestones):
+            raise ValueError("two milestones have the same name")
+        for m in self.milestones:
+            if self.due is not None and m.due > self.due:
+                raise ValueError(f"milestone {m.name!r} is due {m.due}, after the task's deadline {self.due}")
+            if self.start is not None and m.due < self.start:
+                raise ValueError(f"milestone {m.name!r} is due {m.due}, before the task starts ({self.start})")
+        if self.kind == "metric" and not any(t.comparator != "qualitative" for t in self.all_targets()):
             raise ValueError("a metric task needs at least one numeric target")
         return self
+
+    def all_targets(self) -> list[TargetIn]:
+        """The task's targets and its milestones' (dated by their milestone unless they give a due)."""
+        dated = [t if t.due else t.model_copy(update={"due": m.due}) for m in self.milestones for t in m.targets]
+        return [*self.targets, *dated]
 
     @property
     def leads(self) -> list[str]:
@@ -395,6 +424,10 @@ class PlanFile(_Strict):
                 in_period((*base, "due"), t.due)
                 for xi, target in enumerate(t.targets):
                     target_checks((*base, "targets", xi), target)
+                for mi, milestone in enumerate(t.milestones):
+                    in_period((*base, "milestones", mi, "due"), milestone.due)
+                    for xi, target in enumerate(milestone.targets):
+                        target_checks((*base, "milestones", mi, "targets", xi), target)
         for i, contact in enumerate(self.contacts):
             known(("contacts", i, "department"), contact.department)
         return errors

@@ -146,6 +146,7 @@ def _task_values(t: TaskIn, *, plan: Plan, group_id: int, lead_id: int, position
         "start_date": t.start or plan.start_date,
         "dated_events": [e.stored() for e in t.events],
         "deadline_every": t.every or "",
+        "milestones": [m.stored() for m in t.milestones],
         "reminder_policy": dict(t.reminders),
         "position": position,
     }
@@ -387,7 +388,7 @@ def _upsert_tasks(
         _sync_co_departments(
             run, t, task, depts=depts, dept_codes=dept_codes, co_from_file=co_from_file, is_new=existing is None
         )
-        for target in t.targets:
+        for target in t.all_targets():
             targets.upsert(target, task_id=task.id, label=f"task {t.code}")
     return seen
 
@@ -752,6 +753,7 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
             lead_primary=t.lead_primary,
             due_date=t.due_date,
             every=t.deadline_every,
+            milestones=list(t.milestones),
             events=list(t.dated_events),
             status=t.status,
             progress=t.progress,

@@ -23,7 +23,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, or_, update
@@ -94,6 +94,7 @@ def task_schedule(task: Task, plan: Plan, targets: Sequence[Target]) -> TaskSche
         has_quota=has_quota,
         # 到…达到 / 三年新增 by a date: a recurring or metric task is reminded before it (one-off: its due).
         every=task.deadline_every,
+        milestones=tuple(date.fromisoformat(m["due"]) for m in task.milestones),
         target_dates=tuple(
             sorted({t.due_date for t in targets if t.due_date is not None and t.period in ("at-date", "cumulative")})
         ),

@@ -63,8 +63,17 @@ def reminder_text(
         days_to_event=days,
         event_until=_event_until(task, kind, detail, ref_date),
         period_deadline=_period_deadline(task, kind, ref_date),
+        milestone=_milestone(task, kind, ref_date),
         reply_url=reply_url,
     )
+
+
+def _milestone(task: Task, kind: str, ref_date: date | None) -> str:
+    """The milestone (节点) a deadline reminder is about, by its date; "" for the task's own deadline."""
+    if kind not in ("before_due", "due_today") or ref_date is None:
+        return ""
+    names = [m["name"] for m in task.milestones if m.get("due") == ref_date.isoformat()]
+    return "、".join(names)
 
 
 def _period_deadline(task: Task, kind: str, ref_date: date | None) -> str:

@@ -29,6 +29,8 @@ Rules, all in the plan's timezone and China's working-day calendar (decision 6):
   task goes on after the date, and the periodic requests and escalation follow it.
 * recurring / metric / ongoing task with ``every`` (quarterly, half-yearly): the same before each
   quarter's (half-year's) last day, a deadline that comes round (每季度报送).
+* any task with ``milestones`` (节点): ``before_due`` and ``due_today`` for each milestone's date, like a
+  dated target (no overdue: the task's own deadline has those).
 * any task with ``events``: ``event_ahead`` ``N`` working days before each yearly occurrence inside
   [start, end] for each N in ``event_lead_workdays``.
 
@@ -82,6 +84,7 @@ class TaskSchedule:
     has_quota: bool = False  # annual/cumulative quota → checkpoints
     target_dates: tuple[date, ...] = ()  # dated targets of a recurring or metric task → before_due
     every: str = ""  # "quarterly" | "half-yearly": a deadline at each period's end (每季度, 每半年) → before_due
+    milestones: tuple[date, ...] = ()  # 节点 inside the task, of any kind → before_due and due_today
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -187,6 +190,9 @@ def plan_reminders(
 
     if task.kind == "one-off" and task.due is not None:
         _plan_deadline(task.due, policy, cal, add)
+    for milestone in sorted(set(task.milestones)):
+        if task.start <= milestone <= task.end and (task.due is None or milestone < task.due):
+            _plan_target_date(milestone, policy, cal, add)
     if task.kind in CONTINUING_KINDS:
         days = set(task.target_dates)
         if task.every:

@@ -103,6 +103,7 @@ def _plan_format_columns() -> None:
             sa.Column("deadline_every", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False, server_default="")
         )
         batch_op.add_column(sa.Column("lead_primary", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.add_column(sa.Column("milestones", sa.JSON(), nullable=False, server_default="[]"))
     with op.batch_alter_table("task_department") as batch_op:
         batch_op.add_column(
             sa.Column("role", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False, server_default="co")
@@ -123,6 +124,7 @@ def _drop_plan_format_columns() -> None:
     with op.batch_alter_table("task_department") as batch_op:
         batch_op.drop_column("role")
     with op.batch_alter_table("task") as batch_op:
+        batch_op.drop_column("milestones")
         batch_op.drop_column("lead_primary")
         batch_op.drop_column("deadline_every")
         batch_op.drop_column("responsible_leader")

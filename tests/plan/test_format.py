@@ -601,3 +601,78 @@ def test_a_collective_is_checked_like_a_department() -> None:
     )
     [(_, path, message)] = _problems(empty)
     assert path == "collectives[0]" and "needs 'kinds'" in message
+
+
+# ---- milestones ------------------------------------------------------------------------------------
+
+MILESTONES = DISTRICT.read_text(encoding="utf-8").replace(
+    "        lead: edu\n        co: [finance]\n        due: 2026-09-30\n",
+    """        lead: edu
+        co: [finance]
+        due: 2026-09-30
+        milestones:
+          - name: 完成试点学校遴选
+            due: 2026-03-31
+            source: 3月底前完成试点学校遴选。
+          - name: 春季学期试点覆盖
+            due: 2026-06-30
+            targets:
+              - {metric: pilot_schools, name: 课后服务试点学校, unit: 所, value: 40, source: 6月底前试点学校达到40所。}
+""",
+)
+
+
+def test_milestones_have_their_dates_reminders_and_targets(engine: Engine) -> None:
+    loaded = parse_plan_text(MILESTONES, "milestones.yaml")
+    _import(engine, loaded)
+    assert not _import(engine, loaded).changed
+    calendar = WorkCalendar(ROOT / "config" / "holidays")
+    with Session(engine) as s:
+        task = s.exec(select(Task).where(Task.code == "2.1")).one()
+        assert [m["name"] for m in task.milestones] == ["完成试点学校遴选", "春季学期试点覆盖"]
+        target = s.exec(select(Target).where(Target.metric == "pilot_schools")).one()
+        assert (target.task_id, target.due_date, target.value) == (task.id, date(2026, 6, 30), 40.0)
+        preview = preview_task(
+            session=s,
+            calendar=calendar,
+            now=datetime(2026, 3, 1, 8, tzinfo=SHANGHAI),
+            task_code="2.1",
+            horizon=timedelta(days=31),
+        )
+        view = service.plan_view(session=s, plan=s.exec(select(Plan)).one())
+    dated = [(p.kind, p.fire_at.date()) for p in preview]
+    assert dated == [
+        ("before_due", date(2026, 3, 17)),
+        ("before_due", date(2026, 3, 24)),
+        ("before_due", date(2026, 3, 30)),
+        ("due_today", date(2026, 3, 31)),
+    ]
+    assert "距节点“完成试点学校遴选”（2026-03-31）还有10个工作日" in preview[0].text
+    assert "今天是节点“完成试点学校遴选”的期限（2026-03-31）" in preview[-1].text
+    shown = render(
+        "plan_show.txt.j2",
+        locale="zh",
+        plan=view.plan,
+        groups=view.groups,
+        goals=view.goals,
+        departments=view.departments,
+        archived=[],
+        task_count=0,
+        target_count=0,
+    )
+    assert "节点：2026-06-30 春季学期试点覆盖" in shown
+    assert "课后服务试点学校：到2026-06-30达到40所" in shown
+
+
+def test_a_milestone_after_its_tasks_deadline_is_refused() -> None:
+    bad = MILESTONES.replace(
+        "            due: 2026-06-30\n            targets:", "            due: 2026-10-31\n            targets:"
+    )
+    [(line, path, message)] = _problems(bad)
+    assert path == "groups[1].tasks[0]" and "after the task's deadline 2026-09-30" in message
+    assert line == _line_of(bad, '- code: "2.1"')
+    outside = MILESTONES.replace("            due: 2026-03-31\n", "            due: 2025-12-31\n")
+    problems = _problems(outside)
+    assert ("groups[1].tasks[0].milestones[0].due" in [p for _, p, _ in problems]) and any(
+        "outside the plan period" in m for *_, m in problems
+    )
