@@ -282,11 +282,13 @@ def departments() -> None:
 
 
 @departments.command("list")
+@click.option("--plan", "plan_code", help="Only the departments of this plan's organisation.")
 @pass_ctx
-def departments_list(ctx: Ctx) -> None:
+def departments_list(ctx: Ctx, plan_code: str | None) -> None:
     """List every department with its code."""
     with session_scope(ctx.engine()) as session:
-        rows = service.list_departments(session=session)
+        owner = _plan_or_fail(session, plan_code) if plan_code else None
+        rows = service.list_departments(session=session, plan=owner)
     if not rows:
         click.echo("no departments yet: run 'coordbot plan import FILE'")
     width = max((len(d.code) for d in rows), default=4)
@@ -838,8 +840,9 @@ def web() -> None:
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Read the password from this file (its first line) instead of asking twice.",
 )
+@click.option("--plan", "plan_code", help="A plan of the department's organisation (when several have DEPARTMENT).")
 @pass_ctx
-def web_password(ctx: Ctx, department: str, name: str, password_file: Path | None) -> None:
+def web_password(ctx: Ctx, department: str, name: str, password_file: Path | None, plan_code: str | None) -> None:
     """Set (or replace) an office contact's password for signing in to the web desk."""
     from coordbot.core.clock import SystemClock
     from coordbot.web.signin import set_password
@@ -850,7 +853,7 @@ def web_password(ctx: Ctx, department: str, name: str, password_file: Path | Non
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with session_scope(ctx.engine()) as session:
-        contact = _find_contact(session, department, name, "office")
+        contact = _find_contact(session, department, name, "office", plan_code)
         try:
             set_password(session=session, contact=contact, password=password, now=SystemClock().now())
         except ValueError as exc:

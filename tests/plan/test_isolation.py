@@ -176,6 +176,8 @@ def test_the_cli_asks_for_the_plan(db_url: str, tmp_path: Path, monkeypatch: pyt
     out = cli("contacts", "invite", "housing", "--name", "房管联络员", "--bot", "b")  # one plan has it
     assert "invite for 房管联络员" in out
     cli("contacts", "invite", "finance", "--name", "某人", "--bot", "b", "--plan", "minhang-shishi-2026")
+    listed = cli("departments", "list", "--plan", "minhang-shishi-2026")
+    assert "housing" in listed and "lingang_sj" not in listed
 
 
 def _say(conv: Conversation, uid: str, text: str, sender: str) -> str:
