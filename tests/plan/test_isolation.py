@@ -292,3 +292,21 @@ def test_a_plan_moves_organisation_only_when_nothing_else_uses_it(engine: Engine
     )
     with pytest.raises(service.ImportRefused, match="organisation 'minhang' exists already"):
         _import(engine, parse_plan_text(clash, "clash.yaml"))
+
+
+def test_a_plans_weekly_digest_goes_to_its_own_office_and_leaders(engine: Engine, two_plans) -> None:
+    from coordbot.reports.digest import queue_weekly_digest
+
+    sj_office = _bind(engine, "songjiang-ip-2024-2026", "amr", "8001", "松江办公室")
+    mh_office = _bind(engine, "minhang-shishi-2026", "gov_office", "8002", "闵行区府办")
+    with session_scope(engine) as s:
+        for contact_id in (sj_office, mh_office):
+            s.get(Contact, contact_id).role = "office"  # type: ignore[union-attr]
+    with session_scope(engine) as s:
+        plan = s.exec(select(Plan).where(Plan.code == "minhang-shishi-2026")).one()
+        sent = queue_weekly_digest(
+            session=s, plan=plan, now=datetime(2026, 3, 6, 16, tzinfo=SHANGHAI), calendar=WorkCalendar(HOLIDAYS)
+        )
+    with Session(engine) as s:
+        recipients = set(s.exec(select(ReminderOccurrence.contact_id).where(ReminderOccurrence.kind == "notice")))
+    assert (sent, recipients) == (1, {mh_office})
