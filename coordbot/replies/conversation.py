@@ -455,7 +455,9 @@ class Conversation:
             return self._error(who, "no_task", code)
         contact = who.contact
         assert contact is not None  # the CONTACTS guard
-        if not self._may_report(s, contact, task) or task.lead_department_id != contact.department_id:
+        joint = s.get(TaskDepartment, (task.id, contact.department_id))  # one of several leads asks too
+        is_lead = task.lead_department_id == contact.department_id or (joint is not None and joint.role == "lead")
+        if not self._may_report(s, contact, task) or not is_lead:
             return self._error(who, "not_yours", code)
         try:
             new_due = date.fromisoformat(when)

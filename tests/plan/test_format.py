@@ -17,7 +17,7 @@ from coordbot.core.db import session_scope
 from coordbot.core.text import render
 from coordbot.plan import service
 from coordbot.plan.loader import LoadedPlan, PlanFileError, load_plan_file, parse_plan_text
-from coordbot.plan.models import Contact, Department, Observation, Plan, Target, Task, TaskDepartment
+from coordbot.plan.models import Contact, Department, Extension, Observation, Plan, Target, Task, TaskDepartment
 from coordbot.plan.queries import task_quota_progress
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import ReminderEngine
@@ -676,3 +676,41 @@ def test_a_milestone_after_its_tasks_deadline_is_refused() -> None:
     assert ("groups[1].tasks[0].milestones[0].due" in [p for _, p, _ in problems]) and any(
         "outside the plan period" in m for *_, m in problems
     )
+
+
+def test_a_joint_lead_reports_and_asks_for_an_extension(engine: Engine) -> None:
+    from coordbot.channels.base import Inbound
+    from coordbot.replies.conversation import Conversation
+
+    _import(engine, parse_plan_text(SEVERAL, "several.yaml"))
+    with session_scope(engine) as s:
+        for code, address in (("civil", "9001"), ("finance", "9002")):
+            dept = s.exec(select(Department).where(Department.code == code)).one()
+            s.add(Contact(department_id=dept.id, name=f"{code}联络员", address=address))
+    conv = Conversation(
+        engine=engine,
+        calendar=WorkCalendar(ROOT / "config" / "holidays"),
+        clock=FakeClock(datetime(2026, 9, 1, 10, tzinfo=SHANGHAI)),
+    )
+
+    def say(uid: str, sender: str, command: str, args: str) -> str:
+        reply = conv.handle(
+            Inbound(
+                channel="telegram",
+                external_id=uid,
+                chat_id=sender,
+                sender_id=sender,
+                text=f"/{command} {args}",
+                kind="command",
+                command=command,
+                args=args,
+                message_ref=uid,
+            )
+        )
+        assert reply is not None
+        return reply.text
+
+    assert "不属于" not in say("e1", "9001", "extend", "2.1 2026-10-30 场地改造推迟")  # civil leads jointly
+    assert "不属于您的单位" in say("e2", "9002", "extend", "2.1 2026-10-30 场地改造推迟")  # finance only helps
+    with Session(engine) as s:
+        assert len(s.exec(select(Extension)).all()) == 1
