@@ -79,6 +79,7 @@ def test_a_populated_0011_database_upgrades_into_one_shared_organisation(at_0011
         task = _insert(
             conn, "task", plan_id=plans[0], group_id=group, code="1.1", title="任务", lead_department_id=finance
         )
+        _insert(conn, "target", plan_id=plans[0], task_id=task, metric="m", name="指标", value=3.0)
         conn.execute(
             text("INSERT INTO task_department (task_id, department_id, assignment) VALUES (:t, :d, 'stated')"),
             {"t": task, "d": amr},
@@ -95,8 +96,16 @@ def test_a_populated_0011_database_upgrades_into_one_shared_organisation(at_0011
         assert [(r[0], r[1], r[2]) for r in rows] == [(finance, "finance", org), (amr, "amr", org)]
         assert conn.execute(text("SELECT department_id, address FROM contact")).one() == (finance, "42")
         assert conn.execute(text("SELECT lead_department_id FROM task WHERE id = :t"), {"t": task}).scalar() == finance
-        assert conn.execute(text("SELECT department_id FROM task_department")).scalar() == amr
+        assert conn.execute(text("SELECT department_id, role FROM task_department")).one() == (amr, "co")
+        # The plan format's new columns, at their defaults on the rows already there.
+        leader, every, primary, milestones = conn.execute(
+            text("SELECT responsible_leader, deadline_every, lead_primary, milestones FROM task")
+        ).one()
+        assert (leader, every, bool(primary)) == ("", "", False)
+        assert milestones in ([], "[]")
         assert contact
+        measure, about, tolerance = conn.execute(text("SELECT measure, about, tolerance FROM target")).one()
+        assert (measure, bool(about), tolerance) == ("count", False, None)
         if at_0011.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
