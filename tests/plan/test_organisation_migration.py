@@ -138,3 +138,23 @@ def test_a_single_plan_database_gets_the_plans_own_organisation(at_0011: Engine,
         report = service.import_plan(session=s, loaded=loaded)
     assert not report.created
     assert any(c.startswith("~ department amr: name: 旧名 →") for c in report.changes)
+
+
+def test_the_migration_goes_back_down_to_0011(at_0011: Engine) -> None:
+    from alembic import command
+
+    from coordbot.core.db import alembic_config, current_revision
+
+    with at_0011.begin() as conn:
+        _insert(conn, "plan", code="p", title="p", start_date=date(2026, 1, 1), end_date=date(2026, 12, 31))
+        _insert(conn, "department", code="finance", name="区财政局", aliases=[])
+    upgrade(at_0011)
+    command.downgrade(alembic_config(at_0011), "0011")
+    assert current_revision(at_0011) == "0011"
+    with at_0011.connect() as conn:
+        assert conn.execute(text("SELECT code FROM department")).scalars().all() == ["finance"]
+        assert "organisation_id" not in {c["name"] for c in sa.inspect(conn).get_columns("department")}
+    with pytest.raises(sa.exc.IntegrityError), at_0011.begin() as conn:  # one code per database again
+        _insert(conn, "department", code="finance", name="重复", aliases=[])
+    upgrade(at_0011)  # and up again
+    assert current_revision(at_0011) == "0012_organisations"
