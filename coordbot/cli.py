@@ -722,10 +722,13 @@ def contacts_list(ctx: Ctx) -> None:
 
     from coordbot.core.clock import SystemClock
     from coordbot.plan.contacts import reachable_routes
-    from coordbot.plan.models import Contact, Department, Invite
+    from coordbot.plan.models import Contact, Department, Invite, Organisation
 
     with session_scope(ctx.engine()) as session:
-        depts = {d.id: d.code for d in session.exec(select(Department))}
+        all_depts = list(session.exec(select(Department)))
+        orgs = {o.id: o.code for o in session.exec(select(Organisation))}
+        # Several organisations may use one code: then each department is named with its organisation.
+        depts = {d.id: (f"{orgs[d.organisation_id]}/{d.code}" if len(orgs) > 1 else d.code) for d in all_depts}
         rows = session.exec(
             select(Contact).order_by(col(Contact.department_id), col(Contact.role), col(Contact.name))
         ).all()

@@ -7,6 +7,7 @@ A code several plans use is refused without its plan; a plan whose code changed 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -176,6 +177,8 @@ def test_the_cli_asks_for_the_plan(db_url: str, tmp_path: Path, monkeypatch: pyt
     out = cli("contacts", "invite", "housing", "--name", "房管联络员", "--bot", "b")  # one plan has it
     assert "invite for 房管联络员" in out
     cli("contacts", "invite", "finance", "--name", "某人", "--bot", "b", "--plan", "minhang-shishi-2026")
+    invited = cli("contacts", "list")
+    assert re.search(r"^minhang-shishi-2026/finance\s+contact\s+某人", invited, flags=re.M), invited
     listed = cli("departments", "list", "--plan", "minhang-shishi-2026")
     assert "housing" in listed and "lingang_sj" not in listed
 
