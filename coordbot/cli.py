@@ -82,6 +82,7 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx)
 
 LANG_HELP = "Language of the text: zh (Chinese) or en (default: the settings' locale)."
+PLAN_HELP = "Plan code, for a task code that several plans use (refused as ambiguous without it)."
 
 
 def _existing_parent(_ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -293,12 +294,27 @@ def plan_extract(doc: Path, out: Path | None, code: str | None) -> None:
 
 @plan.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--rename", "rename", metavar="OLD", help="The plan's code before the file changed it.")
+@click.option("--new-plan", is_flag=True, help="Import as a new plan even though a stored plan looks the same.")
+@click.option(
+    "--update-organisation", is_flag=True, help="Let the file rename departments other plans of its organisation share."
+)
 @pass_ctx
-def plan_import(ctx: Ctx, file: Path) -> None:
+def plan_import(ctx: Ctx, file: Path, rename: str | None, new_plan: bool, update_organisation: bool) -> None:
     """Import or update a plan from FILE (idempotent; removed tasks are archived)."""
     loaded = _load(file)
-    with session_scope(ctx.engine()) as session:
-        report = service.import_plan(session=session, loaded=loaded, actor="cli")
+    try:
+        with session_scope(ctx.engine()) as session:
+            report = service.import_plan(
+                session=session,
+                loaded=loaded,
+                actor="cli",
+                rename=rename,
+                new_plan=new_plan,
+                update_organisation=update_organisation,
+            )
+    except service.ImportRefused as exc:
+        raise click.ClickException(f"{file}: {exc}; nothing was imported") from exc
     if not report.changed:
         click.echo(f"plan {report.plan_code}: no changes")
         return
@@ -379,11 +395,13 @@ def departments() -> None:
 
 
 @departments.command("list")
+@click.option("--plan", "plan_code", help="Only the departments of this plan's organisation.")
 @pass_ctx
-def departments_list(ctx: Ctx) -> None:
+def departments_list(ctx: Ctx, plan_code: str | None) -> None:
     """List every department with its code."""
     with session_scope(ctx.engine()) as session:
-        rows = service.list_departments(session=session)
+        owner = _plan_or_fail(session, plan_code) if plan_code else None
+        rows = service.list_departments(session=session, plan=owner)
     if not rows:
         click.echo("no departments yet: run 'coordbot plan import FILE'")
     width = max((len(d.code) for d in rows), default=4)
@@ -445,24 +463,26 @@ def reminders() -> None:
     show_default=True,
 )
 @click.option("--task", "task_code", help="Only this task code.")
+@click.option("--plan", "plan_code", help=PLAN_HELP)
 @click.option("--limit", default=50, show_default=True)
 @pass_ctx
-def reminders_list(ctx: Ctx, due_before, status: str, task_code: str | None, limit: int) -> None:  # type: ignore[no-untyped-def]
+def reminders_list(ctx: Ctx, due_before, status: str, task_code: str | None, plan_code: str | None, limit: int) -> None:  # type: ignore[no-untyped-def]
     """List reminder occurrences, soonest first (times in the plan's time zone)."""
     from sqlalchemy import func
     from sqlmodel import col, select
 
-    from coordbot.plan.models import Contact, Task
+    from coordbot.plan.models import Contact
     from coordbot.scheduling import views
 
     tz = ctx.settings.tz
     before = due_before.replace(tzinfo=tz) if due_before else None
     with session_scope(ctx.engine()) as session:
-        if task_code and session.exec(select(Task.id).where(Task.code == task_code)).first() is None:
-            raise click.ClickException(f"no task {task_code!r}; see 'coordbot plan show' for the task codes")
-        items = views.list_occurrences(
-            session=session, status=status, due_before=before, task_code=task_code, limit=limit
-        )
+        try:
+            items = views.list_occurrences(
+                session=session, status=status, due_before=before, task_code=task_code, plan_code=plan_code, limit=limit
+            )
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from exc
         bound = session.exec(
             select(func.count()).select_from(Contact).where(col(Contact.address).is_not(None), Contact.active)
         ).one()
@@ -487,10 +507,11 @@ def reminders_list(ctx: Ctx, due_before, status: str, task_code: str | None, lim
 
 @reminders.command("preview")
 @click.argument("task_code")
+@click.option("--plan", "plan_code", help=PLAN_HELP)
 @click.option("--days", default=60, show_default=True, help="How far ahead.")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None, help=LANG_HELP)
 @pass_ctx
-def reminders_preview(ctx: Ctx, task_code: str, days: int, lang: str | None) -> None:
+def reminders_preview(ctx: Ctx, task_code: str, plan_code: str | None, days: int, lang: str | None) -> None:
     """Show what will be sent for TASK_CODE, and when, from the policy (nothing is stored)."""
     from datetime import timedelta
 
@@ -507,6 +528,7 @@ def reminders_preview(ctx: Ctx, task_code: str, days: int, lang: str | None) -> 
                 task_code=task_code,
                 horizon=timedelta(days=days),
                 locale=lang or ctx.settings.locale,
+                plan_code=plan_code,
             )
         except LookupError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -755,8 +777,11 @@ def contacts() -> None:
 )
 @click.option("--days", type=click.IntRange(min=1), default=7, show_default=True, help="Days until the link expires.")
 @click.option("--bot", "bot_username", default="", help="Bot username for the link (default: asked from Telegram).")
+@click.option("--plan", "plan_code", help="A plan of the department's organisation (when several have DEPARTMENT).")
 @pass_ctx
-def contacts_invite(ctx: Ctx, department: str, name: str, role: str, lang: str, days: int, bot_username: str) -> None:
+def contacts_invite(
+    ctx: Ctx, department: str, name: str, role: str, lang: str, days: int, bot_username: str, plan_code: str | None
+) -> None:
     """Create a one-time invite link for DEPARTMENT (code); the link is shown once, only its hash is kept."""
     from datetime import timedelta
 
@@ -768,6 +793,7 @@ def contacts_invite(ctx: Ctx, department: str, name: str, role: str, lang: str, 
             new = create_invite(
                 session=session,
                 department_code=department,
+                plan_code=plan_code,
                 name=name,
                 role=role,
                 language=lang,
@@ -809,10 +835,13 @@ def contacts_list(ctx: Ctx) -> None:
 
     from coordbot.core.clock import SystemClock
     from coordbot.plan.contacts import reachable_routes
-    from coordbot.plan.models import Contact, Department, Invite
+    from coordbot.plan.models import Contact, Department, Invite, Organisation
 
     with session_scope(ctx.engine()) as session:
-        depts = {d.id: d.code for d in session.exec(select(Department))}
+        all_depts = list(session.exec(select(Department)))
+        orgs = {o.id: o.code for o in session.exec(select(Organisation))}
+        # Several organisations may use one code: then each department is named with its organisation.
+        depts = {d.id: (f"{orgs[d.organisation_id]}/{d.code}" if len(orgs) > 1 else d.code) for d in all_depts}
         rows = session.exec(
             select(Contact).order_by(col(Contact.department_id), col(Contact.role), col(Contact.name))
         ).all()
@@ -836,15 +865,23 @@ def contacts_list(ctx: Ctx) -> None:
         click.echo("no contacts yet: create invite links with 'coordbot contacts invite DEPT --name NAME'")
 
 
-def _find_contact(session: Session, department: str, name: str, role: str) -> Contact:
-    from sqlmodel import col, select
+def _find_department(session: Session, department: str, plan_code: str | None):  # type: ignore[no-untyped-def]
+    from coordbot.plan.contacts import find_department
 
-    from coordbot.plan.models import Contact, Department
+    try:
+        return find_department(session=session, code=department, plan_code=plan_code)
+    except ValueError as exc:
+        raise click.ClickException(f"{exc} (see 'coordbot departments list')") from exc
 
+
+def _find_contact(session: Session, department: str, name: str, role: str, plan_code: str | None = None) -> Contact:
+    from sqlmodel import select
+
+    from coordbot.plan.models import Contact
+
+    dept = _find_department(session, department, plan_code)
     found = session.exec(
-        select(Contact)
-        .join(Department, col(Department.id) == Contact.department_id)
-        .where(Department.code == department, Contact.name == name, Contact.role == role)
+        select(Contact).where(Contact.department_id == dept.id, Contact.name == name, Contact.role == role)
     ).first()
     if found is None:
         raise click.ClickException(
@@ -859,13 +896,16 @@ def _find_contact(session: Session, department: str, name: str, role: str) -> Co
 @click.option("--role", type=click.Choice(["contact", "leader", "office"]), default="contact", show_default=True)
 @click.option("--channel", type=click.Choice(["email", "wecom", "dingtalk", "feishu", "telegram"]), required=True)
 @click.option("--address", required=True, help="The address on that channel (e-mail address, userid, open_id).")
+@click.option("--plan", "plan_code", help="A plan of the department's organisation (when several have DEPARTMENT).")
 @pass_ctx
-def contacts_address(ctx: Ctx, department: str, name: str, role: str, channel: str, address: str) -> None:
+def contacts_address(
+    ctx: Ctx, department: str, name: str, role: str, channel: str, address: str, plan_code: str | None
+) -> None:
     """Add a further address to a contact: reminders fall back to it when the preferred channel gives up."""
     from coordbot.plan.contacts import add_address, routes
 
     with session_scope(ctx.engine()) as session:
-        contact = _find_contact(session, department, name, role)
+        contact = _find_contact(session, department, name, role, plan_code)
         try:
             add_address(session=session, contact=contact, channel=channel, address=address)
         except ValueError as exc:
@@ -879,17 +919,16 @@ def contacts_address(ctx: Ctx, department: str, name: str, role: str, channel: s
 @click.option("--robot", required=True, help="The robot's name in the robots file (COORDBOT_ROBOTS_FILE).")
 @click.option("--kind", type=click.Choice(["wecom_robot", "dingtalk_robot", "feishu_robot"]), required=True)
 @click.option("--name", default="", help="What to call the group (default: <department> group).")
+@click.option("--plan", "plan_code", help="A plan of the department's organisation (when several have DEPARTMENT).")
 @pass_ctx
-def contacts_robot(ctx: Ctx, department: str, robot: str, kind: str, name: str) -> None:
+def contacts_robot(ctx: Ctx, department: str, robot: str, kind: str, name: str, plan_code: str | None) -> None:
     """Set DEPARTMENT's group chat, reached by a send-only group robot (digests and notices)."""
     from sqlmodel import select
 
-    from coordbot.plan.models import Contact, Department, Role
+    from coordbot.plan.models import Contact, Role
 
     with session_scope(ctx.engine()) as session:
-        dept = session.exec(select(Department).where(Department.code == department)).first()
-        if dept is None:
-            raise click.ClickException(f"no department {department!r} (see 'coordbot departments list')")
+        dept = _find_department(session, department, plan_code)
         label = name or f"{dept.short_name or dept.name}工作群"
         group = session.exec(
             select(Contact).where(Contact.department_id == dept.id, Contact.role == Role.GROUP, Contact.name == label)
@@ -917,8 +956,9 @@ def web() -> None:
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Read the password from this file (its first line) instead of asking twice.",
 )
+@click.option("--plan", "plan_code", help="A plan of the department's organisation (when several have DEPARTMENT).")
 @pass_ctx
-def web_password(ctx: Ctx, department: str, name: str, password_file: Path | None) -> None:
+def web_password(ctx: Ctx, department: str, name: str, password_file: Path | None, plan_code: str | None) -> None:
     """Set (or replace) an office contact's password for signing in to the web desk."""
     from coordbot.core.clock import SystemClock
     from coordbot.web.signin import set_password
@@ -929,7 +969,7 @@ def web_password(ctx: Ctx, department: str, name: str, password_file: Path | Non
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with session_scope(ctx.engine()) as session:
-        contact = _find_contact(session, department, name, "office")
+        contact = _find_contact(session, department, name, "office", plan_code)
         try:
             set_password(session=session, contact=contact, password=password, now=SystemClock().now())
         except ValueError as exc:

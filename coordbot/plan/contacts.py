@@ -25,7 +25,7 @@ from coordbot.core import events
 from coordbot.core.clock import utcnow
 from coordbot.core.db import row_id
 from coordbot.core.events import EventType
-from coordbot.plan.models import Contact, ContactAddress, Department, Invite, Role
+from coordbot.plan.models import Contact, ContactAddress, Department, Invite, Plan, Role
 
 INVITE_TTL = timedelta(days=7)
 CODE_BYTES = 18  # 24 URL-safe characters: fits Telegram's 64-character start parameter
@@ -52,10 +52,38 @@ class NewInvite:
         return f"https://t.me/{bot_username}?start={self.code}"
 
 
+def find_department(*, session: Session, code: str, plan_code: str | None = None) -> Department:
+    """The department with this code in the plan's organisation; without a plan, the only one with the code
+    (a code two organisations use is refused with their plans, so nobody binds to another plan's department)."""
+    query = select(Department).where(Department.code == code)
+    scope = select(Department.code).order_by(col(Department.code))
+    if plan_code is not None:
+        plan = session.exec(select(Plan).where(Plan.code == plan_code)).first()
+        if plan is None:
+            known = ", ".join(session.exec(select(Plan.code).order_by(col(Plan.code))))
+            raise ValueError(f"no plan {plan_code!r} (plans: {known or 'none'})")
+        query = query.where(Department.organisation_id == plan.organisation_id)
+        scope = scope.where(Department.organisation_id == plan.organisation_id)
+    found = session.exec(query).all()
+    if len(found) > 1:
+        orgs = [d.organisation_id for d in found]
+        plans = session.exec(
+            select(Plan.code).where(col(Plan.organisation_id).in_(orgs)).order_by(col(Plan.code))
+        ).all()
+        raise ValueError(
+            f"department {code!r} is in the organisations of several plans ({', '.join(plans)}): give one with --plan"
+        )
+    if not found:
+        known = ", ".join(dict.fromkeys(session.exec(scope)))
+        raise ValueError(f"unknown department {code!r} (known: {known})")
+    return found[0]
+
+
 def create_invite(
     *,
     session: Session,
     department_code: str,
+    plan_code: str | None = None,
     name: str,
     role: str = Role.CONTACT,
     language: str = "zh",
@@ -66,10 +94,7 @@ def create_invite(
     now = now or utcnow()
     if role not in {r.value for r in Role}:
         raise ValueError(f"role must be one of contact, leader, office; got {role!r}")
-    dept = session.exec(select(Department).where(Department.code == department_code)).first()
-    if dept is None:
-        known = ", ".join(d.code for d in session.exec(select(Department).order_by(col(Department.code))))
-        raise ValueError(f"unknown department {department_code!r} (known: {known})")
+    dept = find_department(session=session, code=department_code, plan_code=plan_code)
     if not name.strip():
         raise ValueError("an invite needs the person's name")
     code = secrets.token_urlsafe(CODE_BYTES)

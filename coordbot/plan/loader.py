@@ -315,9 +315,11 @@ def _raw_reference_problems(raw: Mapping[str, Any], lines: dict[YamlPath, int]) 
     for i, d in items(raw.get("departments")):
         unique(("departments", i, "code"), text(field(d, "code")), departments, "department")
 
-    def known(path: YamlPath, value: Any) -> None:
+    collectives = {text(field(c, "code")) for _, c in items(raw.get("collectives"))}
+
+    def known(path: YamlPath, value: Any, *, collective: bool = False) -> None:
         code = text(value)
-        if code is not None and code not in departments:
+        if code is not None and code not in departments and not (collective and code in collectives):
             message = f"unknown department '{code}' (expected one of the codes under 'departments')"
             problems.append(Problem(line_for(lines, path), dotted(path), message))
 
@@ -329,9 +331,14 @@ def _raw_reference_problems(raw: Mapping[str, Any], lines: dict[YamlPath, int]) 
         for ti, t in items(field(g, "tasks")):
             base: YamlPath = ("groups", gi, "tasks", ti)
             unique((*base, "code"), text(field(t, "code")), tasks, "task")
-            known((*base, "lead"), field(t, "lead"))
+            lead = field(t, "lead")
+            if isinstance(lead, list):  # several leads
+                for li, one in items(lead):
+                    known((*base, "lead", li), one)
+            else:
+                known((*base, "lead"), lead)
             for ci, c in items(field(t, "co")):
-                known((*base, "co", ci), c)
+                known((*base, "co", ci), c, collective=True)
     for i, c in items(raw.get("contacts")):
         known(("contacts", i, "department"), field(c, "department"))
     return problems

@@ -42,7 +42,7 @@ class NewTaskIn(_Strict):
     description: str = ""
     lead: Code
     co: list[Code] = []
-    kind: Literal["one-off", "recurring", "metric"] = "one-off"
+    kind: Literal["one-off", "recurring", "metric", "ongoing"] = "one-off"
     due: date | None = None
     targets: list[TargetIn] = []
 
@@ -222,7 +222,10 @@ def _load_plan_rows(session: Session, plan: Plan) -> _PlanRows:
         plan=plan,
         tasks={t.code: t for t in session.exec(select(Task).where(Task.plan_id == plan.id))},
         groups={g.code: g for g in session.exec(select(TaskGroup).where(TaskGroup.plan_id == plan.id))},
-        depts={d.code: d for d in session.exec(select(Department))},
+        depts={
+            d.code: d
+            for d in session.exec(select(Department).where(Department.organisation_id == plan.organisation_id))
+        },
         metrics=frozenset(session.exec(select(Target.metric).where(Target.plan_id == plan.id))),
     )
 
@@ -423,7 +426,9 @@ def _reassign(run: _Applying, reassignments: list[ReassignIn]) -> list[dict[str,
             changes["lead"] = [by_id[task.lead_department_id], ra.lead]
             task.lead_department_id = row_id(depts[ra.lead])
         if ra.co is not None:
-            rows = session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task.id)).all()
+            rows = session.exec(
+                select(TaskDepartment).where(TaskDepartment.task_id == task.id, TaskDepartment.role == "co")
+            ).all()
             before = sorted(by_id[r.department_id] for r in rows)
             for r in rows:
                 session.delete(r)

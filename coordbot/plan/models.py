@@ -35,6 +35,7 @@ class TaskKind(StrEnum):
     ONE_OFF = "one-off"
     RECURRING = "recurring"
     METRIC = "metric"
+    ONGOING = "ongoing"  # 持续推进: no deadline, reminded like a recurring task
 
 
 class TaskStatus(StrEnum):
@@ -76,9 +77,20 @@ class Period(StrEnum):
     AT_DATE = "at-date"  # 到2026年末达到
 
 
+class Organisation(SQLModel, table=True):
+    """Whose departments, contacts and aliases these are: one per plan by default, or shared by the plans that
+    name it (``organisation:`` in the plan file). Plans never share departments otherwise."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=100)
+    name: str = ""
+    created_at: datetime = _ts()
+
+
 class Plan(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, max_length=100)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
     title: str
     issuer: str = ""
     document_no: str = ""
@@ -96,8 +108,11 @@ class Plan(SQLModel, table=True):
 
 
 class Department(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("organisation_id", "code", name="uq_department_organisation_code"),)
+
     id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(unique=True, max_length=64)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    code: str = Field(max_length=64)  # unique within its organisation only
     name: str
     short_name: str = ""
     kind: str = "government"
@@ -163,16 +178,21 @@ class Task(SQLModel, table=True):
     description: str = ""
     source_text: str = ""  # the plan's own sentence, kept verbatim
     lead_department_id: int = Field(foreign_key="department.id", index=True)
+    responsible_leader: str = ""  # 责任领导 named by the plan (a person or post), shown with the task
+    lead_primary: bool = False  # the plan marks the lead 主责 among several (the others: task_department, role lead)
     assignment: str = Field(default=Assignment.STATED, max_length=16)
     kind: str = Field(default=TaskKind.ONE_OFF, max_length=16)
     start_date: date | None = None
     due_date: date | None = None
     original_due_date: date | None = None  # the deadline before any approved extension
+    deadline_every: str = Field(default="", max_length=16)  # quarterly | half-yearly: due at each period's end
     status: str = Field(default=TaskStatus.ASSIGNED, max_length=24)
     progress: int = 0  # percent
     colour: str = Field(default=Colour.GREEN, max_length=8)
     colour_reason: str = ""
     dated_events: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # 节点: [{name, due (ISO date), source}]; their targets are the task's, dated by them
+    milestones: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     position: int = 0
     origin: str = Field(default="plan", max_length=48)  # "plan" (the plan file) or "meeting:<date>"
@@ -185,13 +205,15 @@ class Task(SQLModel, table=True):
 
 
 class TaskDepartment(SQLModel, table=True):
-    """A co-department (配合单位) of a task."""
+    """A co-department (配合单位) of a task, or (``role`` lead) one of several lead departments beside the
+    task row's: reminded like the lead, and reporting like any department of the task."""
 
     __tablename__ = "task_department"
 
     task_id: int = Field(foreign_key="task.id", primary_key=True)
     department_id: int = Field(foreign_key="department.id", primary_key=True, index=True)
     assignment: str = Field(default=Assignment.STATED, max_length=16)
+    role: str = Field(default="co", max_length=8)  # co | lead
 
 
 class Target(SQLModel, table=True):
@@ -209,6 +231,9 @@ class Target(SQLModel, table=True):
     value: float | None = None
     baseline: float | None = None
     period: str = Field(default=Period.AT_DATE, max_length=16)
+    measure: str = Field(default="count", max_length=16)  # count | rate | growth (compared at the period's end)
+    about: bool = False  # 左右 / 约
+    tolerance: float | None = None  # ± in the target's unit: still reached within it
     start_date: date | None = None
     due_date: date | None = None
     aliases: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -346,6 +371,9 @@ class TargetPublic(SQLModel):
     start_date: date | None
     due_date: date | None
     description: str
+    measure: str = "count"
+    about: bool = False
+    tolerance: float | None = None
 
 
 class TaskPublic(SQLModel):
@@ -355,8 +383,14 @@ class TaskPublic(SQLModel):
     kind: str
     lead: str
     co: list[str]
-    assignment: str
+    assignment: str  # the lead's
+    co_assignments: dict[str, str] = {}  # each co-department's, by code
+    leader: str = ""  # 责任领导
+    joint_leads: list[str] = []  # further lead departments, by code (``lead`` is the primary or first)
+    lead_primary: bool = False  # the lead is marked 主责
     due_date: date | None
+    every: str = ""  # quarterly | half-yearly deadlines
+    milestones: list[dict[str, str]] = []  # 节点 {name, due, source}
     events: list[dict[str, str]] = []
     status: str
     progress: int

@@ -51,14 +51,22 @@ class QuotaProgress:
     expected: float | None  # where the trajectory says it should be on the date
     period_start: date | None
     period_end: date | None
+    measure: str = "count"  # rate / growth: ``actual`` is the latest reported value, never pro-rated
+    has_value: bool = True  # rate / growth: whether any value was reported in the period
+    about: bool = False  # 左右: the goal is approximate (wording)
+    tolerance: float = 0.0  # ± the plan allows: reached within it
 
     @property
     def behind(self) -> bool:
-        return self.expected is not None and self.expected > 0 and self.actual < self.expected * BEHIND_TOLERANCE
+        return (
+            self.expected is not None
+            and self.expected > 0
+            and self.actual + self.tolerance < self.expected * BEHIND_TOLERANCE
+        )
 
     @property
     def reached(self) -> bool:
-        return self.goal is not None and self.actual >= self.goal
+        return self.goal is not None and self.actual + self.tolerance >= self.goal
 
 
 def period_bounds(target: Target, on: date, plan_start: date, plan_end: date) -> tuple[date, date]:
@@ -82,6 +90,15 @@ def actual_value(observations: Iterable[ObservationLike], start: date, end: date
     return value
 
 
+def latest_value(observations: Iterable[ObservationLike], start: date, end: date) -> float | None:
+    """A rate's value in [start, end]: the last one reported (an increment is read as the new level too)."""
+    rows = sorted(
+        (o for o in observations if not o.voided and start <= o.observed_on <= end),
+        key=lambda o: (o.observed_on, o.recorded_at, o.id or 0),
+    )
+    return rows[-1].value if rows else None
+
+
 def counting_window(target: Target, on: date, plan_start: date, plan_end: date) -> tuple[date, date, float]:
     """The observations counted on ``on`` (those in [start, stop]) and the value counting starts from."""
     start, end = period_bounds(target, on, plan_start, plan_end)
@@ -102,6 +119,24 @@ def quota_progress(
     for these observations (then ``observations`` is not read)."""
     start, end = period_bounds(target, on, plan_start, plan_end)
     _, stop, baseline = counting_window(target, on, plan_start, plan_end)
+    if target.measure != "count":
+        # A rate or a growth is a level, read at the period's end: the latest report, no trajectory (a 6.5%
+        # growth is not "2% by April").
+        return QuotaProgress(
+            metric=target.metric,
+            name=target.name,
+            unit=target.unit,
+            period=target.period,
+            actual=latest if (latest := latest_value(observations, start, stop)) is not None else baseline,
+            goal=target.value,
+            expected=None,
+            period_start=start,
+            period_end=end,
+            measure=target.measure,
+            has_value=latest is not None,
+            about=target.about,
+            tolerance=target.tolerance or 0.0,
+        )
     if actual is None:
         actual = actual_value(observations, start, stop, baseline)
     expected = None
@@ -124,6 +159,8 @@ def quota_progress(
         expected=expected,
         period_start=start,
         period_end=end,
+        about=target.about,
+        tolerance=target.tolerance or 0.0,
     )
 
 

@@ -90,7 +90,9 @@ def load_quota_progress(
     ids = [row_id(t) for t in counted]
     bounds = {tid: (plan_of(t).start_date, plan_of(t).end_date) for tid, t in zip(ids, counted, strict=True)}
     windows = {tid: counting_window(t, today, *bounds[tid]) for tid, t in zip(ids, counted, strict=True)}
-    summed = _summed(session, windows)
+    # Rates and growth are read (their latest value), never summed.
+    counts = {tid for tid, t in zip(ids, counted, strict=True) if t.measure == "count"}
+    summed = _summed(session, {tid: w for tid, w in windows.items() if tid in counts})
     rows = _observations(session, [tid for tid in ids if tid not in summed])
     return [
         quota_progress(

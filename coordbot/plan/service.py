@@ -5,7 +5,7 @@ Keyword-only functions over a session; the caller owns the transaction, so an im
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypedDict
@@ -22,6 +22,7 @@ from coordbot.plan.models import (
     Contact,
     Department,
     DepartmentPublic,
+    Organisation,
     Plan,
     Target,
     TargetPublic,
@@ -30,7 +31,22 @@ from coordbot.plan.models import (
     TaskGroup,
     TaskPublic,
 )
-from coordbot.plan.schema import ContactIn, DepartmentIn, GroupIn, PlanFile, PlanMeta, TargetIn, TaskIn
+from coordbot.plan.schema import (
+    CollectiveIn,
+    ContactIn,
+    DepartmentIn,
+    GroupIn,
+    PlanFile,
+    PlanMeta,
+    TargetIn,
+    TaskIn,
+)
+
+
+class ImportRefused(ValueError):
+    """The file is valid, but importing it would rename, merge or move what another plan owns; nothing
+    was changed. The message says which flag (``--rename``, ``--new-plan``, ``--update-organisation``) asks
+    for it explicitly."""
 
 
 @dataclass
@@ -78,6 +94,9 @@ def target_values(t: TargetIn, *, plan_id: int, task_id: int | None) -> dict[str
         "value": t.value,
         "baseline": t.baseline,
         "period": t.period,
+        "measure": t.measure,
+        "about": t.about,
+        "tolerance": t.tolerance,
         "start_date": t.start,
         "due_date": t.due,
         "aliases": list(t.aliases),
@@ -120,24 +139,41 @@ def _task_values(t: TaskIn, *, plan: Plan, group_id: int, lead_id: int, position
         "description": t.description,
         "source_text": t.source,
         "lead_department_id": lead_id,
-        "assignment": t.assignment,
+        "responsible_leader": t.leader,
+        "lead_primary": t.primary is not None and len(t.leads) > 1,
+        "assignment": t.assignment_of(t.primary_lead),
         "kind": t.kind,
         "start_date": t.start or plan.start_date,
-        "dated_events": [e.model_dump() for e in t.events],
+        "dated_events": [e.stored() for e in t.events],
+        "deadline_every": t.every or "",
+        "milestones": [m.stored() for m in t.milestones],
         "reminder_policy": dict(t.reminders),
         "position": position,
     }
 
 
 def import_plan(
-    *, session: Session, loaded: LoadedPlan, actor: str = "cli", now: datetime | None = None
+    *,
+    session: Session,
+    loaded: LoadedPlan,
+    actor: str = "cli",
+    now: datetime | None = None,
+    rename: str | None = None,
+    new_plan: bool = False,
+    update_organisation: bool = False,
 ) -> ImportReport:
-    """Create or update the plan from a validated file. Idempotent; removed tasks are archived, never deleted."""
+    """Create or update the plan from a validated file. Idempotent; removed tasks are archived, never deleted.
+
+    ``rename``: the plan's code before this file changed it (else a file whose plan looks like a stored one
+    under another code is refused, unless ``new_plan``). ``update_organisation``: the file may rename
+    departments that other plans of its organisation share, and replace their aliases (else refused, and
+    aliases are only added). Raises :class:`ImportRefused` with nothing changed.
+    """
     data = loaded.data
     report = ImportReport(plan_code=data.plan.code)
-    plan = _upsert_plan(session, data.plan, report)
+    plan = _upsert_plan(session, data.plan, report, rename=rename, new_plan=new_plan)
     run = _ImportRun(session=session, plan=plan, plan_id=row_id(plan), actor=actor, now=now or utcnow(), report=report)
-    depts = _upsert_departments(run, data.departments)
+    depts = _upsert_departments(run, data.departments, update_organisation=update_organisation)
     groups = _upsert_groups(run, data.groups)
     tasks = {t.code: t for t in session.exec(select(Task).where(Task.plan_id == plan.id)).all()}
     targets = _TargetSync(run, {t.metric: t for t in session.exec(select(Target).where(Target.plan_id == plan.id))})
@@ -168,8 +204,19 @@ class _ImportRun:
         self.report.changes.append(change)
 
 
-def _upsert_plan(session: Session, meta: PlanMeta, report: ImportReport) -> Plan:
+def _upsert_plan(session: Session, meta: PlanMeta, report: ImportReport, *, rename: str | None, new_plan: bool) -> Plan:
     plan = session.exec(select(Plan).where(Plan.code == meta.code)).first()
+    if rename is not None and rename != meta.code:
+        if plan is not None:
+            raise ImportRefused(f"cannot rename plan {rename!r} to {meta.code!r}: plan {meta.code!r} exists already")
+        plan = session.exec(select(Plan).where(Plan.code == rename)).first()
+        if plan is None:
+            raise ImportRefused(f"no plan {rename!r} to rename; plans: {', '.join(_plan_codes(session)) or 'none'}")
+        plan.code = meta.code
+        report.changes.append(f"~ plan {rename} renamed to {meta.code}")
+    elif plan is None and not new_plan:
+        _refuse_lookalike(session, meta)
+    organisation = _organisation(session, meta, plan, report)
     plan_values = _PlanValues(
         title=meta.title,
         issuer=meta.issuer,
@@ -181,27 +228,123 @@ def _upsert_plan(session: Session, meta: PlanMeta, report: ImportReport) -> Plan
         reminder_policy=dict(meta.reminders),
     )
     if plan is None:
-        plan = Plan(code=meta.code, **plan_values)
+        plan = Plan(code=meta.code, organisation_id=row_id(organisation), **plan_values)
         session.add(plan)
         session.flush()
         report.created = True
-        report.changes.append(f"+ plan {meta.code} {meta.title}")
+        report.changes.append(f"+ plan {meta.code} {meta.title} (organisation {organisation.code})")
     elif diff := _apply(plan, plan_values):
         report.changes.append(f"~ plan {meta.code}: {_fmt(diff)}")
     return plan
 
 
-def _upsert_departments(run: _ImportRun, departments: list[DepartmentIn]) -> dict[str, Department]:
-    """Every department by code. Departments are shared across plans: created and updated, never removed."""
-    depts = {d.code: d for d in run.session.exec(select(Department)).all()}
+def _plan_codes(session: Session, organisation_id: int | None = None) -> list[str]:
+    query = select(Plan.code).order_by(col(Plan.code))
+    if organisation_id is not None:
+        query = query.where(Plan.organisation_id == organisation_id)
+    return list(session.exec(query).all())
+
+
+def _refuse_lookalike(session: Session, meta: PlanMeta) -> None:
+    """A new plan code whose title, document number or source is a stored plan's: most likely the code was
+    edited, and importing would duplicate every task and reminder. Ask which was meant."""
+    for plan in session.exec(select(Plan).order_by(col(Plan.id))).all():
+        same = [
+            what
+            for what, stored, given in (
+                ("title", plan.title, meta.title),
+                ("document number", plan.document_no, meta.document_no),
+                ("source", plan.source_file, meta.source),
+            )
+            if given and stored == given
+        ]
+        if same:
+            raise ImportRefused(
+                f"plan {meta.code!r} is not in the database, but plan {plan.code!r} has the same {' and '.join(same)}: "
+                f"if the plan's code changed, import with --rename {plan.code}; to keep both plans, with --new-plan"
+            )
+
+
+def _organisation(session: Session, meta: PlanMeta, plan: Plan | None, report: ImportReport) -> Organisation:
+    """The organisation whose departments the plan uses: the stored plan's, the one the file names, or (a new
+    plan naming none) its own, coded like the plan. An organisation is shared only by plans that name it."""
+    wanted = meta.organisation
+    if plan is not None:
+        current = session.get(Organisation, plan.organisation_id)
+        assert current is not None
+        if wanted is None or wanted == current.code:
+            _name_organisation(current, meta, report)
+            return current
+        others = [c for c in _plan_codes(session, row_id(current)) if c != plan.code]
+        if others or session.exec(select(Organisation).where(Organisation.code == wanted)).first() is not None:
+            raise ImportRefused(
+                f"plan {plan.code!r} belongs to organisation {current.code!r}"
+                + (f" (with plans {', '.join(others)})" if others else "")
+                + f"; the file names organisation {wanted!r}: a plan cannot move to another organisation's "
+                "departments. Remove 'organisation' from the file, or import it as a new plan with another code"
+            )
+        report.changes.append(f"~ organisation {current.code} renamed to {wanted}")
+        current.code = wanted
+        _name_organisation(current, meta, report)
+        return current
+    code = wanted or meta.code
+    organisation = session.exec(select(Organisation).where(Organisation.code == code)).first()
+    if organisation is None:
+        organisation = Organisation(code=code, name=meta.organisation_name)
+        session.add(organisation)
+        session.flush()
+        report.changes.append(f"+ organisation {code}")
+        return organisation
+    sharing = _plan_codes(session, row_id(organisation))
+    if wanted is None and sharing:
+        raise ImportRefused(
+            f"organisation {code!r} exists already (plans {', '.join(sharing)}): to share its departments and "
+            f"contacts, say so with 'organisation: {code}' under 'plan'; else choose another plan code"
+        )
+    _name_organisation(organisation, meta, report)
+    return organisation
+
+
+def _name_organisation(organisation: Organisation, meta: PlanMeta, report: ImportReport) -> None:
+    if meta.organisation_name and organisation.name != meta.organisation_name:
+        report.changes.append(f"~ organisation {organisation.code}: name → {meta.organisation_name}")
+        organisation.name = meta.organisation_name
+
+
+def _upsert_departments(
+    run: _ImportRun, departments: list[DepartmentIn], *, update_organisation: bool
+) -> dict[str, Department]:
+    """The organisation's departments by code: created and updated, never removed. A department other plans
+    of the organisation use is renamed only when asked (``update_organisation``), and its aliases are only
+    added to, so one plan's file never silently changes what another plan's contacts and replies rely on."""
+    org_id = run.plan.organisation_id
+    depts = {d.code: d for d in run.session.exec(select(Department).where(Department.organisation_id == org_id)).all()}
+    others = [c for c in _plan_codes(run.session, org_id) if c != run.plan.code]
+    conflicts: list[str] = []
     for d in departments:
         values = _DepartmentValues(name=d.name, short_name=d.short_name, kind=d.kind, aliases=list(d.aliases))
         if d.code not in depts:
-            depts[d.code] = Department(code=d.code, **values)
+            depts[d.code] = Department(organisation_id=org_id, code=d.code, **values)
             run.session.add(depts[d.code])
             run.say(f"+ department {d.code} {d.name}")
-        elif diff := _apply(depts[d.code], values):
+            continue
+        stored = depts[d.code]
+        if others and not update_organisation:
+            values["aliases"] = stored.aliases + [a for a in d.aliases if a not in stored.aliases]
+            differ = {
+                k: (getattr(stored, k), v) for k, v in values.items() if k != "aliases" and getattr(stored, k) != v
+            }
+            if differ:
+                conflicts.append(f"department {d.code}: {_fmt(differ)}")
+                continue
+        if diff := _apply(stored, values):
             run.say(f"~ department {d.code}: {_fmt(diff)}")
+    if conflicts:
+        raise ImportRefused(
+            f"organisation's departments are shared with plans {', '.join(others)}; this file would change "
+            + "; ".join(conflicts)
+            + ". Make the files agree, or import with --update-organisation to change them for every plan"
+        )
     run.session.flush()
     return depts
 
@@ -233,9 +376,11 @@ def _upsert_tasks(
     ``tasks`` (the plan's task rows by code) gains the new ones."""
     dept_codes = {d.id: d.code for d in depts.values()}
     seen: set[str] = set()
+    collectives = {c.code: c for c in data.collectives}
     for pos, (g, t) in enumerate(data.tasks()):
         seen.add(t.code)
-        lead = depts[t.lead]
+        t = _expand_collectives(t, collectives, depts)
+        lead = depts[t.primary_lead]
         values = _task_values(t, plan=run.plan, group_id=row_id(groups[g.code]), lead_id=row_id(lead), position=pos)
         existing = tasks.get(t.code)
         task, co_from_file = _upsert_task(run, t, values, existing=existing, lead=lead)
@@ -243,9 +388,40 @@ def _upsert_tasks(
         _sync_co_departments(
             run, t, task, depts=depts, dept_codes=dept_codes, co_from_file=co_from_file, is_new=existing is None
         )
-        for target in t.targets:
+        for target in t.all_targets():
             targets.upsert(target, task_id=task.id, label=f"task {t.code}")
     return seen
+
+
+def _expand_collectives(t: TaskIn, collectives: dict[str, CollectiveIn], depts: dict[str, Department]) -> TaskIn:
+    """The task with each collective in ``co`` (各乡镇、街道) replaced by its members: the organisation's
+    departments of its kinds (those other plans of the organisation brought too) and the ones it lists.
+    A member keeps the collective's assignment unless the file assigns it itself; a lead is not its own
+    co-department."""
+    if not any(c in collectives for c in t.co):
+        return t
+    co: list[str] = []
+    assignments: dict[str, str] = dict(t.assignments)
+    for code in t.co:
+        if code not in collectives:
+            co.append(code)
+            continue
+        c = collectives[code]
+        by_kind = sorted(d.code for d in depts.values() if d.kind in c.kinds)
+        members = list(dict.fromkeys([*c.members, *by_kind]))
+        if not members:
+            raise ImportRefused(f"task {t.code}: collective {code!r} ({c.name}) has no members in the organisation")
+        for member in members:
+            if member not in t.leads and member not in co:
+                co.append(member)
+                assignments.setdefault(member, t.assignment_of(code))
+    own = {k: v for k, v in assignments.items() if k not in collectives}
+    return t.model_copy(update={"co": co, "assignments": own})
+
+
+def _joint_leads(t: TaskIn) -> dict[str, Any]:
+    """The event's word on several leads, only when there are (events of one-lead tasks read as before)."""
+    return {"joint_leads": t.joint_leads} if t.joint_leads else {}
 
 
 def _upsert_task(
@@ -257,7 +433,8 @@ def _upsert_task(
     # What the file says now, kept on the task: the next import changes only what the file changed since,
     # so decisions taken after an import (a meeting's new lead, an approved extension) survive re-imports
     # of an unchanged file, while an edit to the file wins.
-    file_now = events._jsonable({**values, "due": file_due, "co": sorted(t.co)})
+    # Joint leads ride with the co-departments (the same rows, role lead): a file without them reads as before.
+    file_now = events._jsonable({**values, "due": file_due, "co": sorted(t.co) + [f"lead:{c}" for c in t.joint_leads]})
     if existing is None:
         task = Task(
             plan_id=run.plan_id,
@@ -279,8 +456,9 @@ def _upsert_task(
             department_id=lead.id,
             actor=run.actor,
             code=t.code,
-            lead=t.lead,
+            lead=t.primary_lead,
             co=list(t.co),
+            **_joint_leads(t),
             assignment=t.assignment,
             due=file_due,
         )
@@ -326,7 +504,9 @@ def _sync_co_departments(
     """Add and remove co-departments only when the file is the one to say (see ``_upsert_task``), so a
     meeting's reassignment survives; the assignment kind of a kept co-department always follows the file."""
     task_id = row_id(task)
-    wanted = {row_id(depts[c]): t.assignment for c in t.co}
+    wanted = {row_id(depts[c]): t.assignment_of(c) for c in t.co}
+    roles = {row_id(depts[c]): "lead" for c in t.joint_leads}
+    wanted.update({dept_id: t.assignment_of(dept_codes[dept_id]) for dept_id in roles})
     current = {
         row.department_id: row
         for row in run.session.exec(select(TaskDepartment).where(TaskDepartment.task_id == task_id)).all()
@@ -336,12 +516,18 @@ def _sync_co_departments(
             run.session.delete(row)
             run.say(f"~ task {t.code}: co-department {dept_codes.get(dept_id)} removed")
     for dept_id, assignment in wanted.items():
+        role = roles.get(dept_id, "co")
+        what = "lead department" if role == "lead" else "co-department"
         if dept_id not in current and co_from_file:
-            run.session.add(TaskDepartment(task_id=task_id, department_id=dept_id, assignment=assignment))
+            run.session.add(TaskDepartment(task_id=task_id, department_id=dept_id, assignment=assignment, role=role))
             if not is_new:
-                run.say(f"~ task {t.code}: co-department {dept_codes[dept_id]} added")
-        elif dept_id in current and current[dept_id].assignment != assignment:
-            current[dept_id].assignment = assignment
+                run.say(f"~ task {t.code}: {what} {dept_codes[dept_id]} added")
+        elif dept_id in current:
+            if current[dept_id].assignment != assignment:
+                current[dept_id].assignment = assignment
+            if current[dept_id].role != role and co_from_file:
+                current[dept_id].role = role
+                run.say(f"~ task {t.code}: {dept_codes[dept_id]} is now a {what}")
 
 
 class _TargetSync:
@@ -457,8 +643,57 @@ def get_plan(*, session: Session, code: str | None = None) -> Plan | None:
     return session.exec(query.order_by(col(Plan.updated_at).desc(), col(Plan.id).desc())).first()
 
 
-def list_departments(*, session: Session) -> list[DepartmentPublic]:
-    rows = session.exec(select(Department).order_by(col(Department.code))).all()
+class TaskLookupError(LookupError):
+    """No such task, or a code several plans use; ``plans`` lists the plans holding it (for the message)."""
+
+    def __init__(self, message: str, plans: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.plans = plans or []
+
+
+def tasks_with_code(
+    *,
+    session: Session,
+    code: str,
+    plan_code: str | None = None,
+    organisation_ids: Collection[int] | None = None,
+) -> list[tuple[Task, Plan]]:
+    """The live tasks with this code (in the plan given, or the organisations given), with their plans."""
+    query = (
+        select(Task, Plan)
+        .join(Plan, col(Plan.id) == Task.plan_id)
+        .where(Task.code == code, col(Task.archived_at).is_(None))
+        .order_by(col(Plan.code))
+    )
+    if plan_code is not None:
+        query = query.where(Plan.code == plan_code)
+    if organisation_ids is not None:
+        query = query.where(col(Plan.organisation_id).in_(list(organisation_ids)))
+    return [(t, p) for t, p in session.exec(query).all()]
+
+
+def find_task(*, session: Session, code: str, plan_code: str | None = None) -> Task:
+    """The one task with this code; a code in several plans is refused with their list (give ``plan_code``)."""
+    if plan_code is not None and session.exec(select(Plan.id).where(Plan.code == plan_code)).first() is None:
+        raise TaskLookupError(f"no plan {plan_code!r}; plans: {', '.join(_plan_codes(session)) or 'none'}")
+    found = tasks_with_code(session=session, code=code, plan_code=plan_code)
+    if not found:
+        where = f" in plan {plan_code}" if plan_code else ""
+        raise TaskLookupError(f"no task {code!r}{where}; see 'coordbot plan show' for the task codes")
+    if len(found) > 1:
+        plans = [p.code for _, p in found]
+        raise TaskLookupError(
+            f"task {code!r} is in several plans: {', '.join(plans)}; say which with --plan", plans=plans
+        )
+    return found[0][0]
+
+
+def list_departments(*, session: Session, plan: Plan | None = None) -> list[DepartmentPublic]:
+    """Every department, or those of the plan's organisation."""
+    query = select(Department).order_by(col(Department.code))
+    if plan is not None:
+        query = query.where(Department.organisation_id == plan.organisation_id)
+    rows = session.exec(query).all()
     return [DepartmentPublic.model_validate(d, from_attributes=True) for d in rows]
 
 
@@ -481,7 +716,8 @@ class PlanView:
 
 def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -> PlanView:
     """The plan as a tree, read in a fixed number of queries."""
-    depts = {d.id: d for d in session.exec(select(Department)).all()}
+    own = select(Department).where(Department.organisation_id == plan.organisation_id)
+    depts = {d.id: d for d in session.exec(own)}
     groups = session.exec(select(TaskGroup).where(TaskGroup.plan_id == plan.id).order_by(col(TaskGroup.position))).all()
     tasks = session.exec(select(Task).where(Task.plan_id == plan.id).order_by(col(Task.position))).all()
     co_rows = session.exec(select(TaskDepartment).join(Task).where(Task.plan_id == plan.id)).all()
@@ -489,8 +725,14 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
         select(Target).where(Target.plan_id == plan.id, col(Target.archived_at).is_(None)).order_by(col(Target.id))
     ).all()
     co: dict[int, list[str]] = {}
+    co_assignments: dict[int, dict[str, str]] = {}
+    joint: dict[int, list[str]] = {}
     for row in co_rows:
+        if row.role == "lead":
+            joint.setdefault(row.task_id, []).append(depts[row.department_id].code)
+            continue
         co.setdefault(row.task_id, []).append(depts[row.department_id].code)
+        co_assignments.setdefault(row.task_id, {})[depts[row.department_id].code] = row.assignment
     by_task: dict[int | None, list[TargetPublic]] = {}
     for target in targets:
         by_task.setdefault(target.task_id, []).append(TargetPublic.model_validate(target, from_attributes=True))
@@ -505,7 +747,13 @@ def plan_view(*, session: Session, plan: Plan, include_archived: bool = False) -
             lead=depts[t.lead_department_id].code,
             co=sorted(co.get(row_id(t), [])),
             assignment=t.assignment,
+            co_assignments=co_assignments.get(row_id(t), {}),
+            leader=t.responsible_leader,
+            joint_leads=sorted(joint.get(row_id(t), [])),
+            lead_primary=t.lead_primary,
             due_date=t.due_date,
+            every=t.deadline_every,
+            milestones=list(t.milestones),
             events=list(t.dated_events),
             status=t.status,
             progress=t.progress,

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from coordbot.core import events
@@ -60,6 +61,8 @@ SETTLED = re.compile(
 
 
 ALL_DEPARTMENTS = select(Department)  # built once: building a statement costs more than running it
+# The departments a report on a plan's task can name: its organisation's only (another plan's 区财政局 is not it).
+ORG_DEPARTMENTS = select(Department).where(Department.organisation_id == bindparam("organisation_id"))
 
 
 def target_refs(targets: Sequence[Target]) -> list[TargetRef]:
@@ -153,7 +156,7 @@ def apply_report(
     assert plan is not None
     today = now.astimezone(calendar.tz).date()
     targets = list(session.exec(LIVE_TARGETS, params={"task_id": task.id}))
-    departments = list(session.exec(ALL_DEPARTMENTS))
+    departments = list(session.exec(ORG_DEPARTMENTS, params={"organisation_id": plan.organisation_id}))
     answers = dict(answers or {})
     parsed = (
         _parse(text, task=task, targets=targets, departments=departments, today=today, answers=answers)

@@ -111,8 +111,26 @@ def _record_inbound_statement(s: Session) -> Any:
 _TASK_BY_CODE = (
     select(Task, Plan)
     .join(Plan, col(Plan.id) == Task.plan_id)
-    .where(Task.code == bindparam("code"), col(Task.archived_at).is_(None))
+    .where(
+        Task.code == bindparam("code"),
+        col(Task.archived_at).is_(None),
+        # Only the plans of the person's organisations: another plan's 2.1 is not theirs to name.
+        col(Plan.organisation_id).in_(bindparam("organisations", expanding=True)),
+    )
+    .order_by(col(Plan.code))
 )
+_ORGANISATIONS_OF = select(Department.organisation_id).where(
+    col(Department.id).in_(bindparam("departments", expanding=True))
+)
+
+
+class AmbiguousTask(LookupError):
+    """A task code that several plans of the person's organisation use, written without its plan."""
+
+    def __init__(self, code: str, plans: list[str]) -> None:
+        super().__init__(code)
+        self.code = code
+        self.plans = plans
 _OPEN_TASKS = (
     select(Task)
     .where(
@@ -232,13 +250,20 @@ class Conversation:
                 return None  # people talking in a bound group who are not contacts: stay quiet
             return Reply(refusal, alert=_toast(refusal))
         who = Who(bindings, bindings[0].language or self.default_locale)
-        if msg.kind == "callback":
-            return self._button(s, msg, who, now, inbound_id)
-        if msg.kind == "edited":
-            return self._edited(s, msg, who, now)
-        if msg.kind == "command":
-            return self._command(s, msg, who, now)
-        return self._free_text(s, msg, who, now, inbound_id)
+        # The plans a code typed here may name: those of the organisations the person's departments belong to.
+        s.info["organisations"] = sorted(
+            set(s.exec(_ORGANISATIONS_OF, params={"departments": [c.department_id for c in bindings]}))
+        )
+        try:
+            if msg.kind == "callback":
+                return self._button(s, msg, who, now, inbound_id)
+            if msg.kind == "edited":
+                return self._edited(s, msg, who, now)
+            if msg.kind == "command":
+                return self._command(s, msg, who, now)
+            return self._free_text(s, msg, who, now, inbound_id)
+        except AmbiguousTask as exc:
+            return self._error(who, "ambiguous_task", f"{exc.code}|{'、'.join(exc.plans)}")
 
     # ---- binding -------------------------------------------------------------------------------
 
@@ -333,10 +358,18 @@ class Conversation:
         return Reply(self.reports(s, who, msg.command, now))
 
     def _find_task(self, s: Session, code: str) -> Task | None:
+        """The task with this code among the person's plans; ``CODE@PLAN`` names the plan when several of
+        them use the code (else :class:`AmbiguousTask`)."""
         code = code.strip().strip("【】[]").removeprefix("任务")
+        code, _, plan_code = code.partition("@")
         if not code:
             return None
-        row = s.exec(_TASK_BY_CODE, params={"code": code}).first()
+        rows = s.exec(_TASK_BY_CODE, params={"code": code, "organisations": s.info.get("organisations", [])}).all()
+        if plan_code:
+            rows = [r for r in rows if r[1].code == plan_code]
+        if len(rows) > 1:
+            raise AmbiguousTask(code, [r[1].code for r in rows])
+        row = rows[0] if rows else None
         if row is None:
             return None
         # The identity map holds instances weakly: keep the plan for this session, for session.get to find.
@@ -352,7 +385,14 @@ class Conversation:
     def _tasks(self, s: Session, who: Who, now: datetime) -> Reply:
         today = now.astimezone(self.calendar.tz).date()
         if who.office is not None:
-            tasks = list(s.exec(select(Task).where(col(Task.archived_at).is_(None)).order_by(col(Task.position))))
+            tasks = list(
+                s.exec(
+                    select(Task)
+                    .join(Plan, col(Plan.id) == Task.plan_id)
+                    .where(col(Task.archived_at).is_(None), col(Plan.organisation_id).in_(s.info["organisations"]))
+                    .order_by(col(Plan.code), col(Task.position))
+                )
+            )
             title = "全部任务" if who.locale == "zh" else "All tasks"
         else:
             me = who.contact or who.leader
@@ -383,10 +423,12 @@ class Conversation:
         depts = {d.id: d for d in s.exec(ALL_DEPARTMENTS)}
         tasks = s.exec(
             select(Task)
+            .join(Plan, col(Plan.id) == Task.plan_id)
             .where(
                 col(Task.archived_at).is_(None),
                 col(Task.colour).in_(["red", "yellow"]),
                 col(Task.status).in_(OPEN_STATUSES),
+                col(Plan.organisation_id).in_(s.info["organisations"]),
             )
             .order_by(col(Task.colour).desc(), col(Task.position))
         ).all()
@@ -413,7 +455,9 @@ class Conversation:
             return self._error(who, "no_task", code)
         contact = who.contact
         assert contact is not None  # the CONTACTS guard
-        if not self._may_report(s, contact, task) or task.lead_department_id != contact.department_id:
+        joint = s.get(TaskDepartment, (task.id, contact.department_id))  # one of several leads asks too
+        is_lead = task.lead_department_id == contact.department_id or (joint is not None and joint.role == "lead")
+        if not self._may_report(s, contact, task) or not is_lead:
             return self._error(who, "not_yours", code)
         try:
             new_due = date.fromisoformat(when)

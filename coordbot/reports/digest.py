@@ -20,7 +20,6 @@ from coordbot.core.db import row_id
 from coordbot.core.events import EventType
 from coordbot.core.text import TEMPLATES_DIR, environment, render
 from coordbot.plan.models import Contact, Department, Plan, Role
-from coordbot.plan.service import get_plan
 from coordbot.reports.models import Digest
 from coordbot.reports.rollup import Period, Rollup, build_rollup, exceptions, week_period
 from coordbot.scheduling.calendar import WorkCalendar
@@ -252,7 +251,12 @@ def queue_weekly_digest(
     contacts = session.exec(
         select(Contact, Department.code)
         .join(Department, col(Department.id) == Contact.department_id)
-        .where(Contact.active, col(Contact.address).is_not(None), col(Contact.role).in_([Role.OFFICE, Role.LEADER]))
+        .where(
+            Contact.active,
+            col(Contact.address).is_not(None),
+            col(Contact.role).in_([Role.OFFICE, Role.LEADER]),
+            Department.organisation_id == plan.organisation_id,  # another plan's office and leaders: not theirs
+        )
     ).all()
     fire_at = calendar.next_send_time(now)
     texts: dict[tuple[str, str | None], str] = {}
@@ -285,7 +289,12 @@ def chat_reports(session: Session, who: Any, command: str, now: datetime) -> str
     """The ``reports`` callable of :class:`coordbot.replies.conversation.Conversation`: ``/digest`` (office)
     gets this week's chat digest; ``/summary`` gets the leaders' summary, a leader's own department's red and
     yellow items with the plan-wide counts, the office's plan-wide."""
-    plan = get_plan(session=session)
+    # The person's plans only (their organisations', set by the conversation), the most recent first.
+    organisations = session.info.get("organisations")
+    query = select(Plan).order_by(col(Plan.updated_at).desc(), col(Plan.id).desc())
+    if organisations is not None:
+        query = query.where(col(Plan.organisation_id).in_(organisations))
+    plan = session.exec(query).first()
     locale = who.locale
     if plan is None:
         return render_report("reports/no_plan.html", locale=locale)

@@ -10,6 +10,7 @@ tens of thousands of them. Colour and "behind the trajectory" come from
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import re
@@ -192,6 +193,9 @@ class _TargetRow(NamedTuple):
     period: str
     start_date: date | None
     due_date: date | None
+    measure: str
+    about: bool
+    tolerance: float | None
 
 
 class _ObsSum(NamedTuple):
@@ -580,7 +584,9 @@ def _load_rows(session: Session, *, plan: Plan, period: Period, span: _Span) -> 
     groups = session.exec(select(TaskGroup).where(TaskGroup.plan_id == pid).order_by(col(TaskGroup.position))).all()
     tasks = _task_rows(conn, pid)
     co_rows = conn.execute(
-        select(TaskDepartment.task_id, TaskDepartment.department_id).where(col(TaskDepartment.task_id).in_(plan_tasks))
+        select(TaskDepartment.task_id, TaskDepartment.department_id).where(
+            col(TaskDepartment.task_id).in_(plan_tasks), TaskDepartment.role == "co"
+        )
     ).all()
     # plan.queries' rule of a counted target (it reads value and comparator, which _TargetRow has)
     numeric_targets = cast("list[_TargetRow]", counted_targets(cast("list[Target]", _target_rows(conn, pid))))
@@ -843,9 +849,7 @@ class _QuotaCounter:
             window = self._window[key] = (q, start, min(end, on))
         q, lo, hi = window
         added = sum(r.total for r in self._sums.get(tg.id, ()) if lo <= r.first and r.last <= hi)
-        return QuotaProgress(
-            tg.metric, tg.name, tg.unit, q.period, q.actual + added, q.goal, q.expected, q.period_start, q.period_end
-        )
+        return dataclasses.replace(q, metric=tg.metric, name=tg.name, unit=tg.unit, actual=q.actual + added)
 
     def reported(self, tg: _TargetRow, on: date) -> bool:
         """Whether anything was counted in the target's window on ``on`` (else its figure is no data, not 0)."""
@@ -1203,7 +1207,8 @@ def _observation_sums(
     exact: set[int] = {
         tg.id
         for tg in targets
-        if tg.period == "at-date" and tg.baseline is not None and not float(tg.baseline).is_integer()
+        if (tg.period == "at-date" and tg.baseline is not None and not float(tg.baseline).is_integer())
+        or tg.measure != "count"  # a rate's latest value, not a sum: its rows
     }
     for target_id, first, last, total, irregular in conn.execute(
         sa_select(

@@ -38,7 +38,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, or_, update
@@ -59,7 +59,7 @@ from coordbot.core.clock import Clock, SystemClock
 from coordbot.core.db import is_postgres, row_id, session_scope
 from coordbot.core.events import EventType
 from coordbot.plan.contacts import is_reachable, mark_unreachable, reachable_routes
-from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Role, Target, Task, TaskStatus
+from coordbot.plan.models import OPEN_STATUSES, Contact, Plan, Role, Target, Task, TaskDepartment, TaskStatus
 from coordbot.plan.policy import ReminderPolicy
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import Claimed, OccurrenceStatus, ReminderKind, ReminderOccurrence
@@ -118,6 +118,12 @@ def task_schedule(task: Task, plan: Plan, targets: Sequence[Target]) -> TaskSche
         due=task.due_date if task.kind == "one-off" else None,
         events=tuple((e["name"], e["day"]) for e in task.dated_events),
         has_quota=has_quota,
+        # 到…达到 / 三年新增 by a date: a recurring or metric task is reminded before it (one-off: its due).
+        every=task.deadline_every,
+        milestones=tuple(date.fromisoformat(m["due"]) for m in task.milestones),
+        target_dates=tuple(
+            sorted({t.due_date for t in targets if t.due_date is not None and t.period in ("at-date", "cumulative")})
+        ),
     )
 
 
@@ -170,6 +176,14 @@ def sync_reminders(
             )
         ):
             recipients[c.department_id].append(row_id(c))
+        # several lead departments: the others are reminded like the task row's lead
+        joint_leads: dict[int, list[int]] = defaultdict(list)
+        for jt, jd in session.exec(
+            select(TaskDepartment.task_id, TaskDepartment.department_id)
+            .join(Task, col(Task.id) == TaskDepartment.task_id)
+            .where(Task.plan_id == plan.id, TaskDepartment.role == "lead")
+        ):
+            joint_leads[jt].append(jd)
         # keyed by task id (a policy reminder always has one)
         existing: dict[int | None, dict[tuple[int, str, datetime], ReminderOccurrence]] = defaultdict(dict)
         for occ in session.exec(
@@ -203,8 +217,9 @@ def sync_reminders(
                     window_end=window_end,
                     tz=plan.timezone,
                 )
+                leads = [task.lead_department_id, *joint_leads.get(task_id, ())]
                 for p in planned:
-                    for contact_id in recipients[task.lead_department_id]:
+                    for contact_id in (c for dept in leads for c in recipients[dept]):
                         key = (contact_id, p.kind, p.fire_at)
                         wanted.add(key)
                         if key not in existing[task_id] and p.fire_at >= insert_from:

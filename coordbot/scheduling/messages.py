@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -61,8 +61,40 @@ def reminder_text(
         ref_date=ref_date,
         quotas=quotas,
         days_to_event=days,
+        event_until=_event_until(task, kind, detail, ref_date),
+        period_deadline=_period_deadline(task, kind, ref_date),
+        milestone=_milestone(task, kind, ref_date),
         reply_url=reply_url,
     )
+
+
+def _milestone(task: Task, kind: str, ref_date: date | None) -> str:
+    """The milestone (节点) a deadline reminder is about, by its date; "" for the task's own deadline."""
+    if kind not in ("before_due", "due_today") or ref_date is None:
+        return ""
+    names = [m["name"] for m in task.milestones if m.get("due") == ref_date.isoformat()]
+    return "、".join(names)
+
+
+def _period_deadline(task: Task, kind: str, ref_date: date | None) -> str:
+    """The cadence (quarterly, half-yearly) when a deadline reminder is about a period's end of the task's
+    ``every``, else "" (a dated target's or the task's own deadline)."""
+    if kind not in ("before_due", "due_today") or ref_date is None or not task.deadline_every:
+        return ""
+    months = (6, 12) if task.deadline_every == "half-yearly" else (3, 6, 9, 12)
+    last_day = (date(ref_date.year + ref_date.month // 12, ref_date.month % 12 + 1, 1) - timedelta(days=1)).day
+    return task.deadline_every if ref_date.month in months and ref_date.day == last_day else ""
+
+
+def _event_until(task: Task, kind: str, detail: str, ref_date: date | None) -> date | None:
+    """The last day of the multi-day event (宣传周) an ``event_ahead`` reminder is about, in its year."""
+    if kind != "event_ahead" or ref_date is None:
+        return None
+    until = next((e.get("until") for e in task.dated_events if e.get("name") == detail), None)
+    if not until:
+        return None
+    month, day = (int(x) for x in until.split("-"))
+    return date(ref_date.year, month, day)
 
 
 def _still_wanted(task: Task) -> bool:

@@ -23,6 +23,14 @@ Rules, all in the plan's timezone and China's working-day calendar (decision 6):
   working day when that day is off, dropped if the rolled day is after the task's end.
 * any task with ``has_quota``: ``checkpoint`` on the last working day of each quarter (or month),
   ``ref_date`` the period's last calendar day.
+* recurring / metric task with dated targets (``target_dates``: 到2026年末达到…, a cumulative quota's end):
+  ``before_due`` ``N`` working days before each date's working deadline for each N in ``before_workdays``,
+  and ``due_today`` on it (if ``on_due_day``); ``ref_date`` the target's date. No overdue reminders: the
+  task goes on after the date, and the periodic requests and escalation follow it.
+* recurring / metric / ongoing task with ``every`` (quarterly, half-yearly): the same before each
+  quarter's (half-year's) last day, a deadline that comes round (每季度报送).
+* any task with ``milestones`` (节点): ``before_due`` and ``due_today`` for each milestone's date, like a
+  dated target (no overdue: the task's own deadline has those).
 * any task with ``events``: ``event_ahead`` ``N`` working days before each yearly occurrence inside
   [start, end] for each N in ``event_lead_workdays``.
 
@@ -51,7 +59,9 @@ __all__ = [
     "plan_reminders",
 ]
 
-TASK_KINDS = ("one-off", "recurring", "metric")
+TASK_KINDS = ("one-off", "recurring", "metric", "ongoing")
+# Tasks that go on (no deadline of their own): periodic requests, and reminders before dated targets.
+CONTINUING_KINDS = ("recurring", "metric", "ongoing")
 REMINDER_KINDS = ("before_due", "due_today", "overdue", "periodic", "checkpoint", "event_ahead")
 
 _MMDD_RE = re.compile(r"(\d{2})-(\d{2})\Z")
@@ -66,12 +76,15 @@ class TaskSchedule:
     """
 
     code: str
-    kind: str  # "one-off" | "recurring" | "metric"
+    kind: str  # "one-off" | "recurring" | "metric" | "ongoing"
     start: date  # task active period (plan period by default)
     end: date
     due: date | None  # one-off deadline
     events: tuple[tuple[str, str], ...] = ()  # (name, "MM-DD") yearly events, e.g. ("世界知识产权日", "04-26")
     has_quota: bool = False  # annual/cumulative quota → checkpoints
+    target_dates: tuple[date, ...] = ()  # dated targets of a recurring or metric task → before_due
+    every: str = ""  # "quarterly" | "half-yearly": a deadline at each period's end (每季度, 每半年) → before_due
+    milestones: tuple[date, ...] = ()  # 节点 inside the task, of any kind → before_due and due_today
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -177,7 +190,17 @@ def plan_reminders(
 
     if task.kind == "one-off" and task.due is not None:
         _plan_deadline(task.due, policy, cal, add)
-    if task.kind in ("recurring", "metric") and policy.periodic != "off":
+    for milestone in sorted(set(task.milestones)):
+        if task.start <= milestone <= task.end and (task.due is None or milestone < task.due):
+            _plan_target_date(milestone, policy, cal, add)
+    if task.kind in CONTINUING_KINDS:
+        days = set(task.target_dates)
+        if task.every:
+            days.update(day for day, _ in _period_ends(task.start, task.end, task.every))
+        for target_day in sorted(days):
+            if task.start <= target_day <= task.end:
+                _plan_target_date(target_day, policy, cal, add)
+    if task.kind in CONTINUING_KINDS and policy.periodic != "off":
         for anchor in _periodic_anchors(task.start, min(task.end, last_day), policy):
             day = cal.next_workday(anchor)
             if day <= task.end:
@@ -195,6 +218,17 @@ def plan_reminders(
                 for n in policy.event_lead_workdays:
                     add("event_ahead", cal.add_workdays(occurrence, -n), occurrence, name)
     return sorted(found.values(), key=PlannedReminder.sort_key)
+
+
+def _plan_target_date(
+    day: date, policy: ReminderPolicy, cal: WorkCalendar, add: Callable[[str, date, date, str], None]
+) -> None:
+    """A dated target inside a task that goes on: reminded before its date like a deadline, never overdue."""
+    working_day = cal.previous_workday(day)
+    for n in policy.before_workdays:
+        add("before_due", cal.add_workdays(working_day, -n), day, str(n))
+    if policy.on_due_day:
+        add("due_today", working_day, day, "")
 
 
 def _plan_deadline(
@@ -239,6 +273,9 @@ def _period_ends(start: date, end: date, cadence: str) -> Iterator[tuple[date, s
         if start <= last <= end:
             if cadence == "monthly":
                 yield last, f"M{month:02d}"
+            elif cadence == "half-yearly":
+                if month % 6 == 0:
+                    yield last, f"H{month // 6}"
             elif month % 3 == 0:
                 yield last, f"Q{month // 3}"
         year, month = next_first.year, next_first.month

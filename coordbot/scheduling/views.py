@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from coordbot.plan.models import Contact, Plan, Role, Target, Task
 from coordbot.plan.queries import task_quota_progress
+from coordbot.plan.service import find_task
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.engine import plan_policy, task_policy, task_schedule
 from coordbot.scheduling.messages import reminder_text
@@ -32,8 +33,11 @@ def list_occurrences(
     status: str = "pending",
     due_before: datetime | None = None,
     task_code: str | None = None,
+    plan_code: str | None = None,
     limit: int = 50,
 ) -> list[OccurrenceLine]:
+    """The occurrences, soonest first; a task code is resolved first (a code in several plans needs
+    ``plan_code``: :class:`coordbot.plan.service.TaskLookupError`)."""
     query = (
         select(ReminderOccurrence, Task.code, Contact.name)
         .join(Contact, col(Contact.id) == ReminderOccurrence.contact_id)
@@ -46,7 +50,10 @@ def list_occurrences(
     if due_before is not None:
         query = query.where(ReminderOccurrence.fire_at < due_before)
     if task_code:
-        query = query.where(Task.code == task_code)
+        task = find_task(session=session, code=task_code, plan_code=plan_code)
+        query = query.where(col(ReminderOccurrence.task_id) == task.id)
+    elif plan_code:
+        query = query.where(Task.plan_id == select(Plan.id).where(Plan.code == plan_code).scalar_subquery())
     return [
         OccurrenceLine(o.fire_at, o.status, o.kind, code, name, o.detail or o.error)
         for o, code, name in session.exec(query).all()
@@ -62,12 +69,18 @@ class Preview:
 
 
 def preview_task(
-    *, session: Session, calendar: WorkCalendar, now: datetime, task_code: str, horizon: timedelta, locale: str = "zh"
+    *,
+    session: Session,
+    calendar: WorkCalendar,
+    now: datetime,
+    task_code: str,
+    horizon: timedelta,
+    locale: str = "zh",
+    plan_code: str | None = None,
 ) -> list[Preview]:
-    """What the policy will send for a task from now on, rendered as the contact would read it."""
-    task = session.exec(select(Task).where(Task.code == task_code, col(Task.archived_at).is_(None))).first()
-    if task is None:
-        raise LookupError(f"no task {task_code!r}; see 'coordbot plan show'")
+    """What the policy will send for a task from now on, rendered as the contact would read it. A code in
+    several plans needs ``plan_code`` (:class:`coordbot.plan.service.TaskLookupError`, a LookupError)."""
+    task = find_task(session=session, code=task_code, plan_code=plan_code)
     plan = session.get(Plan, task.plan_id)
     assert plan is not None
     targets = session.exec(select(Target).where(Target.task_id == task.id, col(Target.archived_at).is_(None))).all()

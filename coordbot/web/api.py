@@ -585,9 +585,14 @@ async def get_department(call: Call) -> s.DepartmentDetailPublic:
     code = call.path["department"]
 
     def load(session: Session) -> s.DepartmentDetailPublic:
-        dept = session.exec(select(Department).where(Department.code == code)).first()
-        if dept is None:
+        found = list(session.exec(select(Department).where(Department.code == code).order_by(col(Department.id))))
+        if not found:
             raise ApiProblem("not-found", f"no department {code!r}")
+        # Several organisations may use the code: the viewer's own, else refused rather than guessed.
+        visible = [d for d in found if call.viewer.may_see(d.id)]
+        if len(visible) > 1:
+            raise ApiProblem("conflict", f"department {code!r} is in the organisations of several plans")
+        dept = visible[0] if visible else found[0]
         if not call.viewer.may_see(dept.id):
             raise ApiProblem("forbidden", "this is not your department")
         co_ids = set(session.exec(select(TaskDepartment.task_id).where(TaskDepartment.department_id == dept.id)))

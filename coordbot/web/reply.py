@@ -34,10 +34,20 @@ from sqlmodel import Session, col, select
 
 from coordbot.core.db import row_id
 from coordbot.core.text import labels
-from coordbot.plan.models import Contact, Department, Observation, ProgressReport, Role, Target, Task, TaskStatus
+from coordbot.plan.models import (
+    Contact,
+    Department,
+    Observation,
+    Plan,
+    ProgressReport,
+    Role,
+    Target,
+    Task,
+    TaskStatus,
+)
 from coordbot.plan.queries import numeric_targets, task_quota_progress
 from coordbot.replies.apply import (
-    ALL_DEPARTMENTS,
+    ORG_DEPARTMENTS,
     NothingToRecord,
     NotYours,
     department_refs,
@@ -269,7 +279,9 @@ def _check_numbers_read(
     """Each number must be read by the parser as its own target's, with its mode; else an error on its field
     (the contact can write it in the note instead). Pure: the parser only."""
     refs = target_refs(targets)
-    departments = department_refs(list(session.exec(ALL_DEPARTMENTS)))
+    plan = session.get(Plan, opened.task.plan_id)
+    assert plan is not None
+    departments = department_refs(list(session.exec(ORG_DEPARTMENTS, params={"organisation_id": plan.organisation_id})))
     for entry in data.entries:
         parsed = parse_reply(
             entry_text(entry), today=today, targets=refs, departments=departments, task_codes=[opened.task.code]

@@ -133,27 +133,32 @@ def use_link_token(*, session: Session, desk: Desk, token: str, now: datetime) -
 
 def find_contact(*, session: Session, department: str, name: str) -> Contact | None:
     """The active contact, leader or office person of that department (code, name, short name or alias)."""
-    dept = session.exec(
-        select(Department).where(
-            or_(
-                col(Department.code) == department,
-                col(Department.name) == department,
-                col(Department.short_name) == department,
+    # Several organisations may use the code or name: the person is the one contact of that name among them.
+    depts = list(
+        session.exec(
+            select(Department).where(
+                or_(
+                    col(Department.code) == department,
+                    col(Department.name) == department,
+                    col(Department.short_name) == department,
+                )
             )
         )
-    ).first()
-    if dept is None:
-        dept = next((d for d in session.exec(select(Department)) if department in (d.aliases or [])), None)
-    if dept is None:
+    )
+    if not depts:
+        depts = [d for d in session.exec(select(Department)) if department in (d.aliases or [])]
+    if not depts:
         return None
-    return session.exec(
+    found = session.exec(
         select(Contact).where(
-            Contact.department_id == dept.id,
+            col(Contact.department_id).in_([d.id for d in depts]),
             Contact.name == name,
             Contact.active,
             col(Contact.role).in_([str(r) for r in SIGNIN_ROLES]),
         )
-    ).first()
+    ).all()
+    # The same person may hold two roles in one department (a first match, as before); two departments: nobody.
+    return found[0] if len({c.department_id for c in found}) == 1 else None
 
 
 def send_link(*, session: Session, desk: Desk, contact: Contact, base_url: str, now: datetime) -> bool:

@@ -162,7 +162,11 @@ async def dashboard(request: web.Request) -> web.Response:
             return Dashboard(plan=None)
         week = desk.rollups.get(session=session, plan=plan, now=desk.now(), calendar=desk.calendar)
         mine = _visible_task_ids(session, viewer, plan)
-        names = select(Department.code, Department.short_name, Department.name).order_by(col(Department.code))
+        names = (
+            select(Department.code, Department.short_name, Department.name)
+            .where(Department.organisation_id == plan.organisation_id)
+            .order_by(col(Department.code))
+        )
         depts = [(c, short or n) for c, short, n in session.exec(names)]
         briefing = session.exec(
             select(Briefing).where(Briefing.plan_id == plan.id).order_by(col(Briefing.created_at).desc())
@@ -332,8 +336,14 @@ async def department_page(request: web.Request, *, status: int = 200, **context:
     viewer = await require(request, Roles.ANY)
     code = request.match_info["code"]
 
+    plan_code = request.query.get("plan") or None
+
     def load(session: Session) -> dict[str, Any] | None:
-        dept = session.exec(select(Department).where(Department.code == code)).first()
+        query = select(Department).where(Department.code == code).order_by(col(Department.id))
+        if plan_code is not None:  # a code several organisations use: ?plan= names whose
+            owner = select(Plan.organisation_id).where(Plan.code == plan_code).scalar_subquery()
+            query = query.where(Department.organisation_id == owner)
+        dept = session.exec(query).first()
         if dept is None:
             return None
         if not viewer.may_see(dept.id):
@@ -391,7 +401,8 @@ async def task_page(request: web.Request, *, status: int = 200, **context: Any) 
         if not viewer.may_see(task.lead_department_id, co={r.department_id for r in co}):
             return {"forbidden": True}
         today = desk.today()
-        depts = {row_id(d): d for d in session.exec(select(Department))}
+        own = select(Department).where(Department.organisation_id == plan.organisation_id)
+        depts = {row_id(d): d for d in session.exec(own)}
         group = session.get(TaskGroup, task.group_id)
         targets = list(session.exec(select(Target).where(Target.task_id == task.id, col(Target.archived_at).is_(None))))
         quotas = task_quota_progress(session=session, task=task, today=today)

@@ -140,7 +140,10 @@ BAD_CASES = {
         lambda t: t.replace("  office: amr\n", "  office: amr\n  office: sci\n"),
         r"key 'office' appears twice",
     ),
-    "bad_kind": (lambda t: t.replace("kind: recurring", "kind: sometimes"), r"'one-off', 'recurring' or 'metric'"),
+    "bad_kind": (
+        lambda t: t.replace("kind: recurring", "kind: sometimes"),
+        r"'one-off', 'recurring', 'metric' or 'ongoing'",
+    ),
     "bad_month_day": (lambda t: t.replace('day: "04-26"', 'day: "04-31"'), r"day"),
 }
 

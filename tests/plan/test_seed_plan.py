@@ -284,15 +284,16 @@ def test_dated_days_are_events(plan: PlanFile, text: str) -> None:
     assert len(days) == 2
     for month, day, name in days:
         task = task_quoting(plan, f"“{month}.{day}{name}”")
-        assert {"name": name, "day": f"{int(month):02d}-{int(day):02d}"} in [e.model_dump() for e in task.events]
+        assert {"name": name, "day": f"{int(month):02d}-{int(day):02d}"} in [e.stored() for e in task.events]
     assert ("04", "26") in [(f"{int(m):02d}", f"{int(d):02d}") for m, d, _ in days]
 
 
 def test_publicity_week_is_an_event(plan: PlanFile) -> None:
     task = task_quoting(plan, "知识产权宣传周")
     assert [e.name for e in task.events] == ["知识产权宣传周"]
-    month, day = (int(x) for x in task.events[0].day.split("-"))
-    assert month == 4 and 20 <= day <= 26  # the national week runs up to 4.26
+    # The national week is a week, not a day: 4.20 to 4.26 (世界知识产权日), as the task's description says.
+    assert (task.events[0].day, task.events[0].until) == ("04-20", "04-26")
+    assert "4月20日至26日" in task.description
 
 
 # ---- departments and assignments -------------------------------------------------------------------
@@ -323,9 +324,18 @@ def test_office_is_the_ip_bureau_named_by_the_text(plan: PlanFile, text: str) ->
 def test_assignments_are_stated_only_where_the_text_names_them(plan: PlanFile) -> None:
     depts = {d.code: d for d in plan.departments}
     for _, t in plan.tasks():
-        assert t.assignment in ("stated", "proposed"), t.code  # the office has confirmed nothing yet
-        if t.assignment == "stated":
-            for code in (t.lead, *t.co):
+        for code in (t.lead, *t.co):
+            assignment = t.assignment_of(code)
+            assert assignment in ("stated", "proposed"), t.code  # the office has confirmed nothing yet
+            if assignment == "stated":
                 assert any(n in t.source for n in names(depts[code])), f"{t.code}: {code} is not named in the text"
     stated = sorted(t.code for _, t in plan.tasks() if t.assignment == "stated")
     assert stated == ["2.2", "S.1"]
+
+
+def test_task_2_2_names_its_departments_but_not_which_leads(plan: PlanFile, text: str) -> None:
+    """发挥公安经侦、市场监管、文化执法等多部门联动: the departments are stated, the lead among them is a choice."""
+    task = next(t for _, t in plan.tasks() if t.code == "2.2")
+    assert "公安经侦、市场监管、文化执法" in task.source and "牵头" not in task.source
+    assert task.assignment_of(task.lead) == "proposed"
+    assert [task.assignment_of(c) for c in task.co] == ["stated", "stated"]

@@ -496,3 +496,21 @@ def test_cli_creates_lists_and_revokes_tokens(desk_db: Desk, monkeypatch: pytest
         assert row.token_hash != value and len(row.token_hash) == 64
     assert runner.invoke(main, ["web", "token", "revoke", "--name", "dash"]).exit_code == 0
     assert runner.invoke(main, ["web", "token", "revoke", "--name", "dash"]).exit_code != 0
+
+
+async def test_a_department_code_two_organisations_use_is_not_guessed(  # type: ignore[no-untyped-def]
+    app_client: TestClient, desk_db: Desk, login
+) -> None:
+    from pathlib import Path
+
+    from coordbot.plan import service
+    from coordbot.plan.loader import load_plan_file
+
+    district = Path(__file__).resolve().parents[1] / "data" / "plans" / "district-shishi-2026.yaml"
+    with session_scope(desk_db.engine) as s:
+        service.import_plan(session=s, loaded=load_plan_file(district))  # its own 区财政局, coded finance too
+    await login("zhao")  # finance of the test plan: their own department, not the district's
+    dept = await (await app_client.get(f"{API}/departments/finance")).json()
+    assert [t["code"] for t in dept["co_tasks"]] == ["1.1"]
+    await login("zhang")  # the office sees both: refused, not one of them at random
+    await problem(await app_client.get(f"{API}/departments/finance"), 409, "conflict")

@@ -1,7 +1,7 @@
 """rate-limit tokens shared by the processes on one PostgreSQL database (Telegram's limits across instances)
 
-Revision ID: 0012_rate_tokens
-Revises: 0011
+Revision ID: 0013_rate_tokens
+Revises: 0012_organisations
 Create Date: 2026-12-02 16:40:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0012_rate_tokens"
-down_revision: str | None = "0011"
+revision: str = "0013_rate_tokens"
+down_revision: str | None = "0012_organisations"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
