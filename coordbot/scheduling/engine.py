@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -148,18 +149,18 @@ def sync_reminders(
         # only the key and the id: the rows no longer wanted are cancelled by one UPDATE, not through the ORM
         existing: dict[int | None, dict[tuple[int, str, datetime], int]] = defaultdict(dict)
         for occ in session.execute(
-            select(
-                ReminderOccurrence.id,
-                ReminderOccurrence.task_id,
-                ReminderOccurrence.contact_id,
-                ReminderOccurrence.kind,
-                ReminderOccurrence.fire_at,
+            sa_select(
+                col(ReminderOccurrence.id),
+                col(ReminderOccurrence.task_id),
+                col(ReminderOccurrence.contact_id),
+                col(ReminderOccurrence.kind),
+                col(ReminderOccurrence.fire_at),
             ).where(
-                ReminderOccurrence.plan_id == plan.id,
-                ReminderOccurrence.status == OccurrenceStatus.PENDING,
+                col(ReminderOccurrence.plan_id) == plan.id,
+                col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
                 col(ReminderOccurrence.kind).in_(POLICY_KINDS),
-                ReminderOccurrence.fire_at >= window_start,
-                ReminderOccurrence.fire_at < window_end,
+                col(ReminderOccurrence.fire_at) >= window_start,
+                col(ReminderOccurrence.fire_at) < window_end,
             )
         ):
             existing[occ.task_id][(occ.contact_id, occ.kind, occ.fire_at)] = occ.id
@@ -272,8 +273,16 @@ def claim_due(
         found: list[Any] = []
         for which in (fresh, expired):
             query = (
-                select(occ.id, occ.kind, occ.contact_id, occ.task_id, occ.fire_at, occ.attempts, occ.status)
-                .add_columns(col(occ.claimed_by))
+                sa_select(
+                    col(occ.id),
+                    col(occ.kind),
+                    col(occ.contact_id),
+                    col(occ.task_id),
+                    col(occ.fire_at),
+                    col(occ.attempts),
+                    col(occ.status),
+                    col(occ.claimed_by),
+                )
                 .where(which, ~stale)
                 .order_by(col(occ.fire_at), col(occ.id))
                 .limit(limit)
