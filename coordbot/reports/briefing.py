@@ -560,8 +560,9 @@ def _table(doc: Any, b: Block, style: Any) -> None:
     for r, values in enumerate(b.rows):
         row = table.add_row()
         _row_flags(row, header=False)
-        for c, (cell, text, width) in enumerate(zip(row.cells, values, widths, strict=False)):
-            cell.text, cell.width = text, width
+        # add_row gives each cell its column's width (gridCol) already
+        for c, (cell, text) in enumerate(zip(row.cells, values, strict=False)):
+            cell.text = text
             cell.paragraphs[0]._p.style = style_id
             mark = b.marks[r][c] if r < len(b.marks) and c < len(b.marks[r]) else ""
             if mark:
