@@ -1,26 +1,29 @@
 """How fast reminders are generated, claimed and dispatched, next to the database's raw write rate.
 
-    .venv/bin/python bench/reminders.py [--postgres URL] [--occurrences 10000]
+    .venv/bin/python bench/reminders.py [--postgres URL] [--sizes 25000,50000,100000] [--skip-postgres]
 
 For SQLite (a temporary file) and PostgreSQL (a scratch database created and dropped on the server at
---postgres, default the local test server), it measures in one run:
-  * baseline: a plain executemany INSERT and UPDATE of the same number of rows into a bare table;
+--postgres, default the local test server), at each size N (a fresh database each) it measures in one run:
+  * baseline: a plain executemany INSERT and UPDATE of N rows into a bare table;
   * generation: sync_reminders creating the occurrences from the policy (1 department, N/10 contacts,
     10 weekly recurring tasks, a one-week window);
   * dispatch: ReminderEngine ticks sending every due occurrence to a no-delay in-memory channel, with one
-    process and with two processes sharing the database.
-Target: 10,000 occurrences generated and dispatched in under 10 s.
+    process; at the smallest size also with two processes sharing the database.
+Targets (issue 19): the largest size (100,000) generated + dispatched in under 30 s on each database, and
+linear growth: the time per 1,000 occurrences at the largest size within 1.25x of that at the smallest.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -145,43 +148,89 @@ def reset(url: str) -> None:
     engine.dispose()
 
 
-def run_backend(name: str, url: str, n: int) -> None:
+def run_size(url: str, n: int, *, two: bool) -> dict[str, float]:
     ins, upd = baseline(url, n)
     gen_s, created = seed(url, n)
     one_s, sent1 = dispatch(url)
-    reset(url)
-    two_s, sent2 = dispatch_two(url)
-    print(f"\n== {name}: {created} occurrences")
-    print(f"  baseline      INSERT {ins:>9,.0f} rows/s   UPDATE {upd:>9,.0f} rows/s")
-    gen_rate = created / gen_s
-    print(f"  generate      {gen_s:6.2f} s   {gen_rate:>9,.0f} occ/s   ({gen_rate / ins:.2f}× raw INSERT)")
-    print(f"  dispatch ×1   {one_s:6.2f} s   {sent1 / one_s:>9,.0f} occ/s   ({sent1 / one_s / upd:.2f}× raw UPDATE)")
-    rate2 = sum(sent2) / two_s
-    print(f"  dispatch ×2   {two_s:6.2f} s   {rate2:>9,.0f} occ/s   split {sent2} (incl. process start)")
-    total = gen_s + one_s
-    verdict = "OK" if total < 10 and sent1 == created and sum(sent2) == created else "MISSED"
-    print(f"  generate + dispatch (1 process): {total:.2f} s for {created}  target < 10 s: {verdict}")
+    r = {"n": created, "ins": ins, "upd": upd, "gen": gen_s, "one": one_s, "ok": float(sent1 == created)}
+    if two:
+        reset(url)
+        two_s, sent2 = dispatch_two(url)
+        r.update(two=two_s, two_sent=float(sum(sent2)), split=float(min(sent2)))
+        r["ok"] = float(r["ok"] and sum(sent2) == created)
+    return r
+
+
+def run_backend(name: str, fresh_url: Callable[[], contextlib.AbstractContextManager[str]], sizes: list[int]) -> None:
+    results = []
+    for i, n in enumerate(sizes):
+        with fresh_url() as url:
+            results.append(run_size(url, n, two=i == 0))
+    print(f"\n== {name}")
+    print("  occurrences   raw INSERT   raw UPDATE   generate   dispatch   total   per 1k   vs raw INSERT+UPDATE")
+    for r in results:
+        total = r["gen"] + r["one"]
+        raw = r["n"] / r["ins"] + r["n"] / r["upd"]  # the baseline: writing and updating the same rows bare
+        print(
+            f"  {r['n']:>11,.0f} {r['ins']:>9,.0f}/s {r['upd']:>9,.0f}/s {r['gen']:>8.2f} s {r['one']:>8.2f} s"
+            f" {total:>6.2f} s {total / r['n'] * 1000:>6.3f} s   {total / raw:6.1f}x"
+            + ("" if r["ok"] else "   (NOT every occurrence sent!)")
+        )
+    first = results[0]
+    if "two" in first:
+        print(
+            f"  dispatch x2 at {first['n']:,.0f}: {first['two']:.2f} s (incl. process start), "
+            f"{first['two_sent']:,.0f} sent, the smaller share {first['split']:,.0f}"
+        )
+    big, small = results[-1], results[0]
+    total = big["gen"] + big["one"]
+    per_big, per_small = total / big["n"], (small["gen"] + small["one"]) / small["n"]
+    print(
+        f"  target: {big['n']:,.0f} generated + dispatched < 30 s: {total:.2f} s, "
+        f"{'met' if total < 30 and big['ok'] else 'NOT met'}"
+    )
+    growth = per_big / per_small
+    print(
+        f"  target: linear (per 1k at {big['n']:,.0f} within 1.25x of per 1k at {small['n']:,.0f}): "
+        f"{growth:.2f}x, {'met' if growth <= 1.25 else 'NOT met'}"
+    )
+
+
+@contextlib.contextmanager
+def sqlite_url() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        yield f"sqlite:///{tmp}/bench.db"
+
+
+def postgres_urls(server: str) -> Callable[[], contextlib.AbstractContextManager[str]]:
+    @contextlib.contextmanager
+    def scratch() -> Iterator[str]:
+        admin = make_engine(server).execution_options(isolation_level="AUTOCOMMIT")
+        name = f"coordbot_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server).set(database=name).render_as_string(False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+    return scratch
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    ap.add_argument("--occurrences", type=int, default=10_000)
+    ap.add_argument("--sizes", default="25000,50000,100000", help="occurrences per run, comma-separated")
     ap.add_argument("--skip-postgres", action="store_true")
+    ap.add_argument("--skip-sqlite", action="store_true")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        run_backend("SQLite", f"sqlite:///{tmp}/bench.db", args.occurrences)
-    if args.skip_postgres:
-        return
-    admin = make_engine(args.postgres).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"coordbot_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        run_backend("PostgreSQL", make_url(args.postgres).set(database=name).render_as_string(False), args.occurrences)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    sizes = sorted(int(x) for x in args.sizes.split(","))
+    if not args.skip_sqlite:
+        run_backend("SQLite", sqlite_url, sizes)
+    if not args.skip_postgres:
+        run_backend("PostgreSQL", postgres_urls(args.postgres), sizes)
 
 
 if __name__ == "__main__":

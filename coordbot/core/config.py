@@ -87,6 +87,9 @@ class Settings:
     spool_dir: Path | None = None
     # Worker processes that handle chat updates beside the event loop (0: a thread of the main process).
     handler_processes: int = 1
+    # They start when updates overlap (a burst) and stop after this many seconds without updates, so an idle
+    # instance holds no worker; 0: they run from the start for as long as coordbot does.
+    handler_idle_seconds: float = 300.0
     # Public https:// base of this instance, for the platforms' callback URLs and for reply links.
     public_url: str = ""
     # Signs the web desk's session cookies and sign-in links (COORDBOT_WEB_SECRET); unset: a random key per
@@ -275,6 +278,8 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         raise ConfigError("setting 'handler_processes' expects 0 (a thread) or a number of worker processes")
     if settings.log_format not in ("text", "json"):
         raise ConfigError("setting 'log_format' expects 'text' or 'json'")
+    if settings.handler_idle_seconds < 0:
+        raise ConfigError("setting 'handler_idle_seconds' expects 0 (workers always running) or seconds >= 0")
     if settings.locale not in ("zh", "en"):
         raise ConfigError("setting 'locale' expects 'zh' or 'en'")
     for name in ("smtp_security", "imap_security"):

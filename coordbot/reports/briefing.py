@@ -537,8 +537,13 @@ def column_widths(header: list[str], rows: list[list[str]], total: float) -> lis
 
 
 def _table(doc: Any, b: Block, style: Any) -> None:
+    from docx.enum.style import WD_STYLE_TYPE
     from docx.shared import Cm
 
+    # The style's id looked up once: python-docx's paragraph.style setter walks every style of the document
+    # on each assignment (to find the default), most of a province-size briefing's time. Setting the id on
+    # the paragraph's XML is what that setter does after the look-up.
+    style_id = doc.part.get_style_id(style, WD_STYLE_TYPE.PARAGRAPH)
     table = doc.add_table(rows=1, cols=len(b.header))
     table.style = "Table Grid"
     table.autofit = False  # fixed layout: Word and LibreOffice keep the widths below
@@ -547,7 +552,7 @@ def _table(doc: Any, b: Block, style: Any) -> None:
         column.width = width
     for cell, text, width in zip(table.rows[0].cells, b.header, widths, strict=False):
         cell.text, cell.width = text, width
-        cell.paragraphs[0].style = style
+        cell.paragraphs[0]._p.style = style_id
         for run in cell.paragraphs[0].runs:
             run.bold = True
         _shade(cell, "E7E6E6")
@@ -555,9 +560,10 @@ def _table(doc: Any, b: Block, style: Any) -> None:
     for r, values in enumerate(b.rows):
         row = table.add_row()
         _row_flags(row, header=False)
-        for c, (cell, text, width) in enumerate(zip(row.cells, values, widths, strict=False)):
-            cell.text, cell.width = text, width
-            cell.paragraphs[0].style = style
+        # add_row gives each cell its column's width (gridCol) already
+        for c, (cell, text) in enumerate(zip(row.cells, values, strict=False)):
+            cell.text = text
+            cell.paragraphs[0]._p.style = style_id
             mark = b.marks[r][c] if r < len(b.marks) and c < len(b.marks[r]) else ""
             if mark:
                 _shade(cell, SHADES[mark])

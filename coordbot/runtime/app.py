@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -73,9 +74,11 @@ class Runtime:
         if self.runner is None:
             config = self.conversation_config()
             self.runner = make_runner(
-                conversation=build_conversation(config, self.engine, clock=self.clock),
+                # built at the first update handled in this process (never, while every one goes to a worker)
+                conversation=functools.partial(build_conversation, config, self.engine, clock=self.clock),
                 config=config,
                 processes=self.settings.handler_processes,
+                idle_seconds=self.settings.handler_idle_seconds,
             )
         return self.runner
 

@@ -22,11 +22,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -69,10 +69,22 @@ def deferred_while_unreachable() -> Iterator[None]:
 
 
 class ThreadRunner:
-    """The conversation in a thread of this process (the database work must not block the event loop)."""
+    """The conversation in a thread of this process (the database work must not block the event loop).
 
-    def __init__(self, conversation: Conversation) -> None:
-        self.conversation = conversation
+    Given a factory, it builds the conversation at the first update: a process whose updates all go to its
+    workers never imports the conversation, the parser and their tables."""
+
+    def __init__(self, conversation: Conversation | Callable[[], Conversation]) -> None:
+        self._conversation = conversation
+        self._lock = threading.Lock()
+
+    @property
+    def conversation(self) -> Conversation:
+        if callable(self._conversation) and not hasattr(self._conversation, "handle"):
+            with self._lock:  # two first updates at once build it once
+                if callable(self._conversation) and not hasattr(self._conversation, "handle"):
+                    self._conversation = self._conversation()
+        return cast("Conversation", self._conversation)
 
     async def start(self) -> None:
         return None
@@ -177,12 +189,106 @@ class ProcessRunner:
                     proc.kill()
 
 
-def make_runner(*, conversation: Conversation, config: WorkerConfig, processes: int) -> ConversationRunner:
-    """Worker processes when asked for and the database can be shared between processes; else a thread."""
+class OnDemandRunner:
+    """A thread while updates come one at a time; the worker processes once they overlap, until they have been
+    idle for ``idle_seconds``. A worker costs as much memory again as the main process (spawned: it imports
+    everything itself; bench/memory.py), and it pays only under load (bench/updates.py), so an idle coordbot
+    holds none. While the workers start (about a second), updates are handled in the thread."""
+
+    def __init__(
+        self,
+        conversation: Conversation | Callable[[], Conversation],
+        config: WorkerConfig,
+        processes: int,
+        *,
+        idle_seconds: float,
+        busy: int = 2,
+    ) -> None:
+        self.thread = ThreadRunner(conversation)
+        self.process = ProcessRunner(config, processes)
+        self.idle_seconds = idle_seconds
+        self.busy = busy  # updates in flight at once that call for the workers
+        self.running = False  # the workers are up and take the updates
+        self._starting: asyncio.Task[None] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._last = time.monotonic()
+
+    async def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap())
+
+    async def ready(self) -> None:
+        """Start the workers now (if they are not up) and wait until they take updates."""
+        if not self.running:
+            await self._begin()
+
+    def _begin(self) -> asyncio.Task[None]:
+        if self._starting is None:
+            self._starting = asyncio.create_task(self._start_workers())
+        return self._starting
+
+    async def _start_workers(self) -> None:
+        try:
+            await self.process.start()
+            self.running = True
+            self._last = time.monotonic()  # the idle time counts from when they could first take an update
+            log.info("conversation workers started (%d update(s) at once)", self._in_flight)
+        except Exception:  # the thread goes on handling updates; the next burst tries again
+            log.exception("conversation workers did not start")
+            await self.process.close()
+        finally:
+            self._starting = None
+
+    async def handle(self, msg: Inbound, *, now: datetime) -> Reply | None:
+        self._in_flight += 1
+        self._last = time.monotonic()
+        try:
+            if self.running:
+                return await self.process.handle(msg, now=now)
+            if self._in_flight >= self.busy:
+                self._begin()
+            return await self.thread.handle(msg, now=now)
+        finally:
+            self._in_flight -= 1
+            self._last = time.monotonic()
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.05, min(self.idle_seconds / 4, 30.0)))
+            idle = time.monotonic() - self._last
+            if self.running and self._in_flight == 0 and idle >= self.idle_seconds:
+                self.running = False  # from here on updates go to the thread, so none is left in a worker
+                await self.process.close()
+                log.info("conversation workers stopped after %.0f s idle", idle)
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        if self._starting is not None:
+            with contextlib.suppress(Exception):
+                await self._starting
+        self.running = False
+        await self.process.close()
+
+
+def make_runner(
+    *,
+    conversation: Conversation | Callable[[], Conversation],
+    config: WorkerConfig,
+    processes: int,
+    idle_seconds: float = 0.0,
+) -> ConversationRunner:
+    """Worker processes when asked for and the database can be shared between processes; else a thread.
+
+    ``idle_seconds`` > 0: the workers start only when updates overlap and stop after that long idle."""
     url = make_url(config.database_url)
     in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
     if processes < 1 or in_memory:
         return ThreadRunner(conversation)
+    if idle_seconds > 0:
+        return OnDemandRunner(conversation, config, processes, idle_seconds=idle_seconds)
     return ProcessRunner(config, processes)
 
 

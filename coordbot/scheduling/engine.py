@@ -42,6 +42,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -185,19 +186,27 @@ def sync_reminders(
         ):
             joint_leads[jt].append(jd)
         # keyed by task id (a policy reminder always has one)
-        existing: dict[int | None, dict[tuple[int, str, datetime], ReminderOccurrence]] = defaultdict(dict)
-        for occ in session.exec(
-            select(ReminderOccurrence).where(
-                ReminderOccurrence.plan_id == plan.id,
-                ReminderOccurrence.status == OccurrenceStatus.PENDING,
+        # only the key and the id: the rows no longer wanted are cancelled by one UPDATE, not through the ORM
+        existing: dict[int | None, dict[tuple[int, str, datetime], int]] = defaultdict(dict)
+        for occ in session.execute(
+            sa_select(
+                col(ReminderOccurrence.id),
+                col(ReminderOccurrence.task_id),
+                col(ReminderOccurrence.contact_id),
+                col(ReminderOccurrence.kind),
+                col(ReminderOccurrence.fire_at),
+            ).where(
+                col(ReminderOccurrence.plan_id) == plan.id,
+                col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
                 col(ReminderOccurrence.kind).in_(POLICY_KINDS),
-                ReminderOccurrence.fire_at >= window_start,
-                ReminderOccurrence.fire_at < window_end,
+                col(ReminderOccurrence.fire_at) >= window_start,
+                col(ReminderOccurrence.fire_at) < window_end,
             )
         ):
-            existing[occ.task_id][(occ.contact_id, occ.kind, occ.fire_at)] = occ
+            existing[occ.task_id][(occ.contact_id, occ.kind, occ.fire_at)] = occ.id
 
         rows: list[dict[str, Any]] = []
+        unwanted: list[int] = []
         for task in tasks:
             task_id = row_id(task)
             wanted: set[tuple[int, str, datetime]] = set()
@@ -239,11 +248,17 @@ def sync_reminders(
                                     "created_at": now,
                                 }
                             )
-            for key, occ in existing[task_id].items():
-                if key not in wanted:
-                    occ.status = OccurrenceStatus.CANCELLED
-                    occ.error = "no longer wanted by the policy (deadline moved, task done or archived)"
-                    report.cancelled += 1
+            unwanted.extend(occ_id for key, occ_id in existing[task_id].items() if key not in wanted)
+        for chunk in range(0, len(unwanted), 10_000):  # bound the IN list (SQLite's variable limit)
+            session.execute(
+                update(ReminderOccurrence)
+                .where(col(ReminderOccurrence.id).in_(unwanted[chunk : chunk + 10_000]))
+                .values(
+                    status=OccurrenceStatus.CANCELLED,
+                    error="no longer wanted by the policy (deadline moved, task done or archived)",
+                )
+            )
+        report.cancelled += len(unwanted)
         if rows:
             report.created += insert_occurrences(session, rows)
         plan.reminders_synced_until = max(window_end, synced) if synced else window_end
@@ -277,79 +292,88 @@ def claim_due(
     sending: Collection[int] = (),
 ) -> list[Claimed]:
     """Claim up to ``limit`` due occurrences for ``worker`` in one transaction; ``sending``: rows this worker is
-    sending right now (its claims overlap), never taken again here even when their lease has run out."""
+    sending right now (its claims overlap), never taken again here even when their lease has run out.
+
+    Fresh rows and rows whose lease ran out are read by two queries, each walking ``ix_reminder_due``
+    (status, fire_at) in order and stopping at ``limit``: one query with an OR of the two would sort every
+    due row on each claim, which made a large backlog quadratic. The claim itself is one UPDATE.
+    """
     with session_scope(engine) as session:
         if at_most_once:
             _fail_expired_claims(session, now, sending)
-        due = or_(
-            and_(
-                col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
-                col(ReminderOccurrence.fire_at) <= now,
-                # a released row waits for its back-off (lease_until) before it is tried again
-                or_(col(ReminderOccurrence.lease_until).is_(None), col(ReminderOccurrence.lease_until) <= now),
-            ),
-            and_(col(ReminderOccurrence.status) == OccurrenceStatus.CLAIMED, col(ReminderOccurrence.lease_until) < now),
+        occ = ReminderOccurrence
+        stale = and_(col(occ.fire_at) < now - grace, col(occ.kind).in_(POLICY_KINDS))
+        fresh = and_(
+            col(occ.status) == OccurrenceStatus.PENDING,
+            col(occ.fire_at) <= now,
+            # a released row waits for its back-off (lease_until) before it is tried again
+            or_(col(occ.lease_until).is_(None), col(occ.lease_until) <= now),
         )
-        stale = and_(col(ReminderOccurrence.fire_at) < now - grace, col(ReminderOccurrence.kind).in_(POLICY_KINDS))
+        expired = and_(col(occ.status) == OccurrenceStatus.CLAIMED, col(occ.lease_until) < now)
         # A row backing off after failed sends is past its use once stale too: folded, not tried again.
-        foldable = or_(
-            col(ReminderOccurrence.status) == OccurrenceStatus.PENDING,
-            and_(col(ReminderOccurrence.status) == OccurrenceStatus.CLAIMED, col(ReminderOccurrence.lease_until) < now),
-        )
+        foldable = or_(col(occ.status) == OccurrenceStatus.PENDING, expired)
         _fold_stale(session, engine, foldable & stale, now=now)
         # Stale rows are only ever folded (above, here or by another process), never sent one by one.
-        query = (
-            select(ReminderOccurrence)
-            .where(due, ~stale)
-            .order_by(col(ReminderOccurrence.fire_at), col(ReminderOccurrence.id))
-        )
-        if sending:
-            query = query.where(col(ReminderOccurrence.id).not_in(list(sending)))
-        query = query.limit(limit)
-        if is_postgres(engine):
-            query = query.with_for_update(skip_locked=True)
-        rows = session.exec(query).all()
+        postgres = is_postgres(engine)
+        found: list[Any] = []
+        for which in (fresh, expired):
+            query = (
+                sa_select(
+                    col(occ.id),
+                    col(occ.kind),
+                    col(occ.contact_id),
+                    col(occ.task_id),
+                    col(occ.fire_at),
+                    col(occ.attempts),
+                    col(occ.status),
+                    col(occ.claimed_by),
+                )
+                .where(which, ~stale)
+                .order_by(col(occ.fire_at), col(occ.id))
+                .limit(limit)
+            )
+            if sending:
+                query = query.where(col(occ.id).not_in(list(sending)))
+            if postgres:
+                query = query.with_for_update(skip_locked=True)
+            found.extend(session.execute(query).all())
+        # the first ``limit`` of both in (fire_at, id) order; on PostgreSQL the rest stay locked until commit
+        rows = sorted(found, key=lambda r: (r.fire_at, r.id))[:limit]
         if not rows:
             return []
         # A catch-up stands for the rows folded into it, also when it is claimed again after a retry.
-        catch_ups = [row_id(o) for o in rows if o.kind == ReminderKind.CATCH_UP]
+        catch_ups = [r.id for r in rows if r.kind == ReminderKind.CATCH_UP]
         folded: dict[int, list[int]] = defaultdict(list)
         if catch_ups:
             for occ_id, parent in session.exec(
-                select(ReminderOccurrence.id, ReminderOccurrence.folded_into_id)
-                .where(col(ReminderOccurrence.folded_into_id).in_(catch_ups))
-                .order_by(col(ReminderOccurrence.id))
+                select(occ.id, occ.folded_into_id).where(col(occ.folded_into_id).in_(catch_ups)).order_by(col(occ.id))
             ):
                 folded[parent].append(occ_id)  # type: ignore[index,arg-type]
-        claimed: list[Claimed] = []
-        for occ in rows:
-            if occ.status == OccurrenceStatus.CLAIMED:
+        for r in rows:
+            if r.status == OccurrenceStatus.CLAIMED:
                 events.record(
                     session,
                     EventType.REMINDER_LEASE_EXPIRED,
                     at=now,
-                    task_id=occ.task_id,
-                    contact_id=occ.contact_id,
-                    occurrence=occ.id,
-                    previous_worker=occ.claimed_by,
+                    task_id=r.task_id,
+                    contact_id=r.contact_id,
+                    occurrence=r.id,
+                    previous_worker=r.claimed_by,
                 )
-            occ.status = OccurrenceStatus.CLAIMED
-            occ.claimed_by = worker
-            occ.lease_until = now + lease
-            occ.attempts += 1
-            claimed.append(
-                Claimed(
-                    row_id(occ),
-                    occ.kind,
-                    occ.contact_id,
-                    occ.task_id,
-                    occ.fire_at,
-                    occ.attempts,
-                    tuple(folded.get(row_id(occ), ())),
-                )
+        ids = [r.id for r in rows]
+        session.execute(
+            update(occ)
+            .where(col(occ.id).in_(ids))
+            .values(
+                status=OccurrenceStatus.CLAIMED, claimed_by=worker, lease_until=now + lease, attempts=occ.attempts + 1
             )
+            .execution_options(synchronize_session=False)
+        )
         session.flush()
-        return claimed
+        return [
+            Claimed(r.id, r.kind, r.contact_id, r.task_id, r.fire_at, r.attempts + 1, tuple(folded.get(r.id, ())))
+            for r in rows
+        ]
 
 
 # Held (per transaction) by the one process folding stale rows, so a contact's missed reminders are never split

@@ -21,7 +21,7 @@ from coordbot.plan.models import ProgressReport
 from coordbot.replies.conversation import Conversation
 from coordbot.replies.models import InboundMessage
 from coordbot.runtime import Runtime, make_runtime
-from coordbot.runtime.workers import ProcessRunner, ThreadRunner, WorkerConfig, make_runner
+from coordbot.runtime.workers import OnDemandRunner, ProcessRunner, ThreadRunner, WorkerConfig, make_runner
 
 from .conftest import HOLIDAYS, OFFICE, WANG, BoundFactory, buttons, task_row
 
@@ -30,7 +30,8 @@ from .conftest import HOLIDAYS, OFFICE, WANG, BoundFactory, buttons, task_row
 def runtime(
     make_settings: Callable[..., Settings], engine: Engine, clock: FakeClock, loaded_plan: LoadedPlan
 ) -> Runtime:
-    return make_runtime(make_settings(handler_processes=1), engine, clock=clock)
+    # the workers from the start (handler_idle_seconds=0); on demand: test_workers_start_on_a_burst_*
+    return make_runtime(make_settings(handler_processes=1, handler_idle_seconds=0), engine, clock=clock)
 
 
 @pytest.fixture
@@ -118,6 +119,8 @@ def test_a_thread_when_asked_or_when_the_database_cannot_be_shared(engine: Engin
         assert isinstance(make_runner(conversation=conversation, config=_config(url), processes=2), ThreadRunner)
     runner = make_runner(conversation=conversation, config=_config("sqlite:///x.db"), processes=2)
     assert isinstance(runner, ProcessRunner) and runner.processes == 2
+    on_demand = make_runner(conversation=conversation, config=_config("sqlite:///x.db"), processes=2, idle_seconds=9)
+    assert isinstance(on_demand, OnDemandRunner) and on_demand.process.processes == 2
 
 
 def test_handler_processes_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
