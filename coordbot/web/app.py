@@ -71,6 +71,9 @@ def make_web_app(
         )
         app = web.Application(client_max_size=MAX_BODY, middlewares=[request_ids, *middlewares(desk)])
         app[DESK] = desk
+        from coordbot.web.collector import raise_young_threshold
+
+        raise_young_threshold()  # a page's short-lived objects die before a collection promotes them
     from coordbot.web.metrics import metrics
 
     app.add_routes([web.get("/healthz", health), web.get("/metrics", metrics), *routes])

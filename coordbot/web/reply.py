@@ -33,7 +33,6 @@ from aiohttp import web
 from sqlmodel import Session, col, select
 
 from coordbot.core.db import row_id
-from coordbot.core.text import labels
 from coordbot.plan.models import (
     Contact,
     Department,
@@ -61,6 +60,7 @@ from coordbot.scheduling.messages import ReplyLink
 from coordbot.scheduling.models import ReminderOccurrence
 from coordbot.web.auth import forbidden
 from coordbot.web.desk import Desk, desk_of, in_db, link, locale_of, page
+from coordbot.web.desk import words as desk_words
 
 REPLY_TTL = timedelta(days=7)
 PURPOSE = "reply"
@@ -298,13 +298,13 @@ def _form_view(session: Session, opened: Opened, today: date, locale: str) -> di
     task = opened.task
     targets = numeric_targets(session=session, task_id=row_id(task))
     quotas = {q.metric: q for q in task_quota_progress(session=session, task=task, today=today)}
-    words = labels(locale)["buttons"]
+    said, colour = desk_words(locale)["report_status"], desk_words(locale)["report_colour"]
     dept = session.get(Department, task.lead_department_id)
     return {
         "task": task,
         "department": (dept.short_name or dept.name) if dept else "",
         "contact": opened.contact,
-        "statuses": [(s.value, words[s.value]) for s in STATUS_CHOICES],
+        "statuses": [(s.value, said[s.value], colour.get(s.value, "")) for s in STATUS_CHOICES],
         "targets": [
             {"index": i, "target": t, "quota": quotas.get(t.metric), "mode": default_mode(t)}
             for i, t in enumerate(targets)
@@ -322,11 +322,12 @@ def _recorded_view(session: Session, opened: Opened, locale: str) -> dict[str, A
         .where(Observation.report_id == report.id)
         .order_by(col(Observation.id))
     ).all()
-    words = labels(locale)["buttons"]
+    said, colour = desk_words(locale)["report_status"], desk_words(locale)["report_colour"]
     return {
         "task": opened.task,
         "report": report,
-        "status_label": words.get(report.status, "") if report.status else "",
+        "status_label": said.get(report.status, "") if report.status else "",
+        "status_colour": colour.get(report.status or "", ""),
         "quantities": [
             {"name": t.name, "value": o.value, "unit": t.unit, "mode": o.mode, "voided": o.voided}
             for o, t in observations

@@ -15,17 +15,14 @@ left open across more than the window's events, or clocks of several processes a
 What is kept holds no ORM objects (they expire with their session): the period, the groups of task lines,
 the counts and the silent departments, all plain values the pages only read.
 
-A kept province-size roll-up is some 100,000 objects that every full garbage collection would walk again (a
-few hundred milliseconds under load: the dashboard's p99). After a build the collector runs over what is not
-frozen (cheap: mostly the new roll-up) and ``gc.freeze()`` moves the survivors out of later collections; the
-roll-up's lines are acyclic and freed by reference counting when replaced. Objects frozen while in use that
-later die in a cycle wait for the next un-freeze (every ``UNFREEZE_EVERY`` seconds at a build), when one
-collection looks at everything again: nothing is leaked for good.
+A kept province-size roll-up is some 27,000 objects (5,000 task lines, their lists) in a process of ~200,000;
+the collector's cost is the process's, not the roll-up's: ``web.collector`` keeps a page's short-lived objects
+from setting off full collections. Nothing here touches the collector (an earlier ``gc.collect()`` and
+``gc.freeze()`` after each build cost a full collection per write and froze the bot's objects too).
 """
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable
@@ -45,7 +42,6 @@ from coordbot.scheduling.calendar import WorkCalendar
 REVISION_WINDOW = 10_000
 MAX_AGE = 60.0  # seconds (monotonic)
 MAX_ENTRIES = 8  # plans (and weeks) kept; the oldest goes first
-UNFREEZE_EVERY = 600.0  # seconds (monotonic) between collections over everything, frozen objects included
 
 Revision = tuple[int, int]
 
@@ -83,7 +79,6 @@ class WeekRollupCache:
     max_age: float = MAX_AGE
     clock: Callable[[], float] = time.monotonic
     builds: int = 0  # how many roll-ups were built (tests and the benchmark read it)
-    _unfrozen_at: float = field(default=float("-inf"))
     _entries: dict[tuple[int, str, date], tuple[float, WeekRollup]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -113,10 +108,4 @@ class WeekRollupCache:
             self._entries[key] = (self.clock(), week)
             while len(self._entries) > MAX_ENTRIES:
                 self._entries.pop(next(iter(self._entries)))
-            del rollup
-            if self.clock() - self._unfrozen_at >= UNFREEZE_EVERY:
-                gc.unfreeze()
-                self._unfrozen_at = self.clock()
-            gc.collect()
-            gc.freeze()
             return week

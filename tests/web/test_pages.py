@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
+import html5lib
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
+from coordbot.core import events
 from coordbot.core.db import session_scope
+from coordbot.core.events import EventType
 from coordbot.plan import actions
 from coordbot.plan.models import Contact, Observation, Target, Task
 from coordbot.reports.models import Briefing
@@ -165,3 +171,48 @@ async def test_pages_carry_security_headers(app_client: TestClient, login) -> No
     resp = await app_client.get("/")
     assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
     assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
+COLOUR_WORDS = {"": {"红灯", "黄灯", "绿灯", "红", "黄", "绿"}, "en": {"Red", "Yellow", "Green"}}
+
+
+async def test_status_colours_are_shaded_words_on_every_page(app_client: TestClient, desk_db: Desk, login) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16: no 🟢🟡🔴 on the desk's pages nor in the HTML digest it serves; each colour is a word in a box
+    shaded by its class (the dashboard's counts and rows, a task's heading, a department's list, 本周变化)."""
+    with session_scope(desk_db.engine) as s:
+        task = s.exec(select(Task).where(Task.code == "2.1")).one()
+        events.record(  # a colour change this week, as actions.recolour writes it: 本周变化 says "绿 → 黄"
+            s,
+            EventType.TASK_COLOUR_CHANGED,
+            at=NOW - timedelta(hours=2),
+            plan_id=task.plan_id,
+            task_id=task.id,
+            old="green",
+            new="yellow",
+            reason="behind_quota",
+        )
+    await login("zhang")
+    for lang in ("", "en"):
+        for path in (
+            "/",
+            "/?colour=green",
+            "/?group=1",
+            "/tasks/test-plan/2.1",
+            "/departments/amr",
+            "/digest?fmt=html",
+        ):
+            url = path + (("&" if "?" in path else "?") + "lang=en" if lang else "")
+            resp = await app_client.get(url)
+            assert resp.status == 200, url
+            page = await resp.text()
+            assert not EMOJI.search(page), (url, EMOJI.findall(page))
+            doc = html5lib.parse(page, namespaceHTMLElements=False)
+            boxes = [
+                (span.get("class", ""), "".join(span.itertext()).strip())
+                for span in doc.iter("span")
+                if {"colour", "shade"} & set(span.get("class", "").split())
+            ]
+            assert boxes, url
+            for cls, text in boxes:
+                assert text in COLOUR_WORDS[lang], (url, cls, text)

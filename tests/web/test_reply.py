@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -277,3 +278,20 @@ async def test_a_post_from_another_site_is_refused(client: TestClient, desk_db: 
     resp = await client.post(path, data={"status": "done"}, headers={"Origin": PUBLIC})
     assert resp.status == 200
     assert len(_reports(desk_db)) == 1
+
+
+EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
+
+
+@pytest.mark.parametrize("lang", ["", "?lang=en"])
+async def test_the_form_says_statuses_in_shaded_words_not_emoji(client: TestClient, desk_db: Desk, lang: str) -> None:
+    """Issue 16: the chat's buttons carry 🟢🟡🔴; the page says the words in the colour's shaded box."""
+    path = _reminder_link(client, desk_db, _occurrence(desk_db))
+    html = await (await client.get(path + lang)).text()
+    assert not EMOJI.search(html), EMOJI.findall(html)
+    words = ("On track", "At risk", "Blocked") if lang else ("正常推进", "有风险", "受阻")
+    for colour, word in zip(("green", "yellow", "red"), words, strict=True):
+        assert f'<span class="colour {colour}">{word}</span>' in html
+    status, done = await _submit(client, path, status="at_risk")
+    assert status == 200, done
+    assert '<span class="colour yellow">有风险</span>' in done and not EMOJI.search(done)
