@@ -45,11 +45,12 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from sqlmodel import select  # noqa: E402
 
 from coordbot.core.db import make_engine, session_scope, upgrade  # noqa: E402
 from coordbot.plan import service  # noqa: E402
 from coordbot.plan.loader import parse_plan_text  # noqa: E402
-from coordbot.plan.models import Contact, Department  # noqa: E402
+from coordbot.plan.models import Contact, Department, Plan  # noqa: E402
 from coordbot.scheduling.models import ReminderOccurrence  # noqa: E402
 from coordbot.testing.fake_telegram import FakeBotAPI, RateLimits  # noqa: E402
 
@@ -138,7 +139,9 @@ def seed(url: str, s: Scenario, fire_at: datetime) -> Counter[tuple[int, str]]:
     expected: Counter[tuple[int, str]] = Counter()
     with session_scope(engine) as session:
         service.import_plan(session=session, loaded=parse_plan_text(PLAN, "fanout.yaml"))
-        dept = Department(code="fanout", name="扇出部门")  # leads no task: the policy schedules nothing for it
+        organisation = s.exec(select(Plan.organisation_id)).one()  # the plan's own organisation
+        # leads no task: the policy schedules nothing for it
+        dept = Department(organisation_id=organisation, code="fanout", name="扇出部门")
         session.add(dept)
         session.flush()
         contacts = [Contact(department_id=dept.id, name=f"c{c}", address=str(c)) for c in chats(s)]

@@ -51,7 +51,13 @@ async def test_sigkill_mid_send_loses_nothing_and_doubles_only_the_sends_in_flig
     async with FakeBotAPI(token=TOKEN) as server:  # Telegram's flood limits on
         chats = seed(db_url, minimal_plan, server, CONTACTS)
         env = settings_env(
-            db_url, server, clock_start=MONDAY.format("09:28"), clock_speed=60, lease_seconds=120, handler_processes=1
+            db_url,
+            server,
+            clock_start=MONDAY.format("09:28"),
+            clock_speed=60,
+            lease_seconds=120,
+            handler_processes=1,
+            handler_idle_seconds=0,  # the worker from the start (it starts on demand otherwise): a child to check
         )
         victim = await start(env, tmp_path / "victim.log")
         try:

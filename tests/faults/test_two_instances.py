@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 from coordbot.core.db import make_engine, session_scope
 from coordbot.plan import service
 from coordbot.plan.loader import LoadedPlan
-from coordbot.plan.models import Contact, Department
+from coordbot.plan.models import Contact, Department, Plan
 from coordbot.scheduling.models import ReminderOccurrence
 from coordbot.testing.fake_telegram import FakeBotAPI, RateLimits
 
@@ -44,7 +44,9 @@ def _seed(url: str, plan: LoadedPlan) -> Counter[tuple[int, str]]:
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     with session_scope(engine) as s:
         service.import_plan(session=s, loaded=plan)
-        dept = Department(code="fanout", name="扇出部门")  # leads no task: the policy schedules nothing for it
+        organisation = s.exec(select(Plan.organisation_id)).one()  # the plan's own organisation
+        # leads no task: the policy schedules nothing for it
+        dept = Department(organisation_id=organisation, code="fanout", name="扇出部门")
         s.add(dept)
         s.flush()
         contacts = [Contact(department_id=dept.id, name=f"c{i}", address=str(FIRST + i)) for i in range(CHATS)]
