@@ -139,7 +139,7 @@ def seed(url: str, s: Scenario, fire_at: datetime) -> Counter[tuple[int, str]]:
     expected: Counter[tuple[int, str]] = Counter()
     with session_scope(engine) as session:
         service.import_plan(session=session, loaded=parse_plan_text(PLAN, "fanout.yaml"))
-        organisation = s.exec(select(Plan.organisation_id)).one()  # the plan's own organisation
+        organisation = session.exec(select(Plan.organisation_id)).one()  # the plan's own organisation
         # leads no task: the policy schedules nothing for it
         dept = Department(organisation_id=organisation, code="fanout", name="扇出部门")
         session.add(dept)
