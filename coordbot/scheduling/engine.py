@@ -808,18 +808,16 @@ class ReminderEngine:
                 ),
                 [{"oid": c.id, "ch": ch, "ref": ref} for rows, ch, ref in batch for c in rows],
             )
-            for rows, _ch, ref in batch:
-                for c in rows:
-                    events.record(
-                        session,
-                        EventType.REMINDER_SENT,
-                        at=now,
-                        task_id=c.task_id,
-                        contact_id=c.contact_id,
-                        occurrence=c.id,
-                        kind=c.kind,
-                        ref=ref,
-                    )
+            events.record_many(  # one executemany, not an ORM object and flush per reminder
+                session,
+                EventType.REMINDER_SENT,
+                (
+                    {"task_id": c.task_id, "contact_id": c.contact_id, "occurrence": c.id, "kind": c.kind, "ref": ref}
+                    for rows, _ch, ref in batch
+                    for c in rows
+                ),
+                at=now,
+            )
 
     def _fall_back(self, session: Session, c: Claimed, channel_name: str, exc: ChannelError, now: datetime) -> bool:
         """Send a reminder that gave up on one channel once more on the contact's next address; whether it did.

@@ -152,6 +152,10 @@ def build_messages(
     for o in folded:
         folded_by_parent[o.folded_into_id].append(o)
 
+    # A contact's simultaneous progress requests go out as one message: those rows' own texts are never
+    # rendered. Task reminders to several contacts at once have the same text: rendered once per task.
+    batched = _batched_periodic(occs, chosen, tasks, contacts, plans)
+    texts: dict[tuple[object, ...], str] = {}
     out: dict[int, tuple[str, Outbound]] = {}
     links: dict[int, str] = {}
     for occ_id, occ in occs.items():
@@ -181,20 +185,28 @@ def build_messages(
             quotas = quotas_by_task[row_id(task)]
             if reply_link is not None and (url := reply_link(occ, contact, now)):
                 links[occ_id] = url
-            text = reminder_text(
-                task=task,
-                kind=occ.kind,
-                detail=occ.detail,
-                ref_date=occ.ref_date,
-                quotas=quotas,
-                fire_at=occ.fire_at,
-                calendar=calendar,
-                locale=locale,
-                reply_url=links.get(occ_id, ""),
-            )
+            if occ_id in batched:  # replaced by the contact's one message below
+                out[occ_id] = (route.channel, Outbound(route.address, ""))
+                continue
+            reply_url = links.get(occ_id, "")
+            # everything the text depends on (fire_at only through its day, for the workdays left)
+            key = (occ.task_id, occ.kind, occ.detail, occ.ref_date, occ.fire_at.astimezone(calendar.tz).date())
+            cached = texts.get((*key, locale, reply_url))
+            if cached is None:
+                cached = texts[(*key, locale, reply_url)] = reminder_text(
+                    task=task,
+                    kind=occ.kind,
+                    detail=occ.detail,
+                    ref_date=occ.ref_date,
+                    quotas=quotas,
+                    fire_at=occ.fire_at,
+                    calendar=calendar,
+                    locale=locale,
+                    reply_url=reply_url,
+                )
             out[occ_id] = (
                 route.channel,
-                Outbound(route.address, text, buttons=status_buttons(f"o{occ_id}", locale), ask_reply=True),
+                Outbound(route.address, cached, buttons=status_buttons(f"o{occ_id}", locale), ask_reply=True),
             )
     _batch_periodic(out, occs, chosen, tasks, contacts, quotas_by_task, default_locale, links)
     return out
@@ -205,6 +217,43 @@ def _route_for(occ: ReminderOccurrence, options: list[Route]) -> Route | None:
     if occ.route and occ.channel:
         return next((r for r in options if r.channel == occ.channel), None)
     return options[0] if options else None
+
+
+def _is_task_reminder(
+    occ: ReminderOccurrence, tasks: dict[int, Task], contacts: dict[int, Contact], plans: dict[int | None, Plan]
+) -> bool:
+    """Whether build_messages sends ``occ`` as a task reminder (its contact, task and plan there, task open)."""
+    if occ.kind in NOT_TASK_REMINDERS or occ.contact_id not in contacts or occ.task_id is None:
+        return False
+    task = tasks.get(occ.task_id)
+    if task is None or not _still_wanted(task):
+        return False
+    return (plans.get(occ.plan_id) if occ.plan_id else plans.get(task.plan_id)) is not None
+
+
+def _periodic_groups(
+    occs: dict[int, ReminderOccurrence], chosen: dict[int, Route], sent: Callable[[int], bool]
+) -> dict[tuple[int, datetime, Route], list[tuple[int, int]]]:
+    """(occurrence id, task id) of the periodic rows ``sent`` says go out, per contact, time and address."""
+    groups: dict[tuple[int, datetime, Route], list[tuple[int, int]]] = defaultdict(list)
+    for occ_id, occ in occs.items():
+        if occ.kind == ReminderKind.PERIODIC and occ.task_id is not None and sent(occ_id):
+            groups[(occ.contact_id, occ.fire_at, chosen[occ_id])].append((occ_id, occ.task_id))
+    return groups
+
+
+def _batched_periodic(
+    occs: dict[int, ReminderOccurrence],
+    chosen: dict[int, Route],
+    tasks: dict[int, Task],
+    contacts: dict[int, Contact],
+    plans: dict[int | None, Plan],
+) -> set[int]:
+    """The periodic rows _batch_periodic will put in a contact's one message (so not rendered alone)."""
+    groups = _periodic_groups(
+        occs, chosen, lambda i: i in chosen and _is_task_reminder(occs[i], tasks, contacts, plans)
+    )
+    return {i for members in groups.values() if len(members) >= BATCH_MIN for i, _ in members}
 
 
 def _batch_periodic(
@@ -219,10 +268,7 @@ def _batch_periodic(
 ) -> None:
     """Replace a contact's simultaneous progress requests by one message (same object for every row)."""
     # (occurrence id, task id) per contact, time and address; a periodic row in ``out`` always has a task
-    groups: dict[tuple[int, datetime, Route], list[tuple[int, int]]] = defaultdict(list)
-    for occ_id, occ in occs.items():
-        if occ.kind == ReminderKind.PERIODIC and occ_id in out and occ.task_id is not None:
-            groups[(occ.contact_id, occ.fire_at, chosen[occ_id])].append((occ_id, occ.task_id))
+    groups = _periodic_groups(occs, chosen, lambda i: i in out)
     for (contact_id, _, route), members in groups.items():
         if len(members) < BATCH_MIN:
             continue
