@@ -300,6 +300,8 @@ def test_plan_export_archives_the_whole_history(played: _Database, tmp_path: Pat
         engine.dispose()
         # One plan in the database: every task, report and event of it is in the archive.
         assert manifest["counts"]["tasks"] == counts["task"] == len(json.loads(zf.read("tasks.json")))
+        organisation = json.loads(zf.read("organisation.json"))
+        assert {d["organisation_id"] for d in json.loads(zf.read("departments.json"))} == {organisation["id"]}
         assert manifest["counts"]["reports"] == counts["progress_report"] > 0
         assert manifest["counts"]["events"] == len(json.loads(zf.read("events.json"))) > 100
         assert manifest["counts"]["targets"] == counts["target"]

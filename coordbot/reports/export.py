@@ -39,6 +39,7 @@ from coordbot.plan.models import (
     Extension,
     Meeting,
     Observation,
+    Organisation,
     Plan,
     ProgressReport,
     Target,
@@ -228,6 +229,10 @@ def export_plan(
         else:
             export.warnings.append(f"plan.yaml left out: {source}")
         archive.add("plan.json", _json(_records([plan])[0]), rows=1)
+        # whose departments these are (their organisation_id): one plan's, or shared by the plans that name it
+        organisation = session.get(Organisation, plan.organisation_id)
+        if organisation is not None:
+            archive.add("organisation.json", _json(_records([organisation])[0]), rows=1)
         archive.table("departments", Department, list(departments))
         archive.table("groups", TaskGroup, session.exec(select(TaskGroup).where(TaskGroup.plan_id == pid)).all())
         archive.table("tasks", Task, tasks)
