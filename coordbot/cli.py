@@ -125,6 +125,8 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            raise  # the reader went away (`coordbot config | head`): click's main exits quietly, as on EPIPE
         except click.ClickException as exc:
             _traceback_if_verbose(ctx, exc.__cause__)
             raise

@@ -228,3 +228,20 @@ def test_dispatch_with_telegram_unreachable_says_so_in_two_lines(
     out = bare("sqlite:///" + str(tmp_path / "x.db"))("reminders", "dispatch", code=1)
     assert re.search(r"^Error: Telegram at http://127\.0\.0\.1:\d+/bot is not reachable: ", out, flags=re.M)
     assert "try again later" in out and "TEST-token" not in out
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path: Path) -> None:
+    # `coordbot config | head`: the pipe is closed before coordbot writes, so its first write gets EPIPE
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORDBOT_")}
+    env["COORDBOT_CONFIG"] = str(tmp_path / "no-config.yaml")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "coordbot", "config"], stdout=write, stderr=subprocess.PIPE, env=env, timeout=60
+        )
+    finally:
+        os.close(write)
+    stderr = done.stderr.decode()
+    assert "BrokenPipeError" not in stderr and "unexpected" not in stderr, stderr
+    assert done.returncode == 1  # what Python and click exit with on EPIPE
