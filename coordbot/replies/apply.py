@@ -482,6 +482,36 @@ def _settle_requests(
     report.previous = {**report.previous, "closed_requests": [req.id for req in closing]}
 
 
+def _queue_to_department(
+    session: Session,
+    department_id: int,
+    task: Task,
+    template: str,
+    *,
+    kind: ReminderKind,
+    detail: str,
+    fire_at: datetime,
+    html: bool = False,
+    **values: Any,
+) -> Sequence[Contact]:
+    """One message about ``task`` to every bound contact of a department, each in their language, through the
+    outbox; the contacts it went to."""
+    contacts = _bound_contacts(session, department_id)
+    for c in contacts:
+        add_occurrence(
+            session=session,
+            contact_id=row_id(c),
+            kind=kind,
+            task_id=task.id,
+            plan_id=task.plan_id,
+            fire_at=fire_at,
+            body=render(template, locale=c.language, task=task, **values),
+            html=html,
+            detail=detail,
+        )
+    return contacts
+
+
 def _notify_request_closed(
     session: Session,
     req: CrossRequest,
@@ -494,27 +524,19 @@ def _notify_request_closed(
 ) -> None:
     """The helper department hears that it is no longer asked (a notice through the outbox); an event."""
     requester, helper = by_id[req.from_department_id], by_id[req.to_department_id]
-    contacts = _bound_contacts(session, req.to_department_id)
-    for c in contacts:
-        body = render(
-            "chat/request_closed.html",
-            locale=c.language,
-            requester=requester.short_name or requester.name,
-            task=task,
-            asked=req.text,
-            text=report.text,
-        )
-        add_occurrence(
-            session=session,
-            contact_id=row_id(c),
-            kind=ReminderKind.NOTICE,
-            task_id=task.id,
-            plan_id=task.plan_id,
-            fire_at=calendar.next_send_time(now),
-            body=body,
-            html=True,
-            detail=f"request:{req.id}:closed",
-        )
+    contacts = _queue_to_department(
+        session,
+        req.to_department_id,
+        task,
+        "chat/request_closed.html",
+        kind=ReminderKind.NOTICE,
+        detail=f"request:{req.id}:closed",
+        html=True,
+        fire_at=calendar.next_send_time(now),
+        requester=requester.short_name or requester.name,
+        asked=req.text,
+        text=report.text,
+    )
     events.record(
         session,
         EventType.CROSSREQUEST_CLOSED,
@@ -635,25 +657,17 @@ def _queue_cross_request(
     calendar: WorkCalendar,
 ) -> None:
     requester = by_id[req.from_department_id]
-    contacts = _bound_contacts(session, row_id(dept))
-    for c in contacts:
-        body = render(
-            "cross_request.txt.j2",
-            locale=c.language,
-            requester=requester.short_name or requester.name,
-            task=task,
-            text=req.text,
-        )
-        add_occurrence(
-            session=session,
-            contact_id=row_id(c),
-            kind=ReminderKind.CROSS_REQUEST,
-            task_id=task.id,
-            plan_id=task.plan_id,
-            fire_at=calendar.next_send_time(now),
-            body=body,
-            detail=str(req.id),
-        )
+    contacts = _queue_to_department(
+        session,
+        row_id(dept),
+        task,
+        "cross_request.txt.j2",
+        kind=ReminderKind.CROSS_REQUEST,
+        detail=str(req.id),
+        fire_at=calendar.next_send_time(now),
+        requester=requester.short_name or requester.name,
+        text=req.text,
+    )
     events.record(
         session,
         EventType.CROSSREQUEST_OPENED,
