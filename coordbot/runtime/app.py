@@ -68,6 +68,7 @@ class Runtime:
             timezone=s.timezone,
             locale=s.locale,
             log_format=s.log_format,
+            log_level=logging.getLogger().getEffectiveLevel(),
         )
 
     def conversation_runner(self) -> ConversationRunner:

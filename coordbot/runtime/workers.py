@@ -109,6 +109,7 @@ class WorkerConfig:
     timezone: str
     locale: str
     log_format: str = "text"
+    log_level: int = logging.WARNING  # the main process's (``-v``): a worker's INFO lines are not lost
 
 
 def build_conversation(config: WorkerConfig, engine: Engine, *, clock: Clock | None = None) -> Conversation:
@@ -311,7 +312,7 @@ def _init_worker(config: WorkerConfig, parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group: the main process stops the workers when it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
-    configure_logging(logging.WARNING, config.log_format)
+    configure_logging(config.log_level, config.log_format)
     install_redaction(extra=(database_password(config.database_url),))
     _conversation = build_conversation(config, make_engine(config.database_url))
     events.subscribe("*", _committed.append)

@@ -3,6 +3,8 @@ clock, events reaching this process's subscribers, and a worker that dies replac
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -132,3 +134,44 @@ def test_handler_processes_setting(tmp_path) -> None:  # type: ignore[no-untyped
         load_settings(env={**env, "COORDBOT_HANDLER_PROCESSES": "-1"})
     with pytest.raises(ConfigError, match=r"handler_processes.*expects int"):
         load_settings(env={**env, "COORDBOT_HANDLER_PROCESSES": "two"})
+
+
+async def test_a_worker_logs_at_the_main_process_level(engine: Engine, capfd: pytest.CaptureFixture[str]) -> None:
+    """`coordbot -v run`: the INFO lines written in a worker reach the log, as those of the main process do."""
+    from coordbot.channels.base import Inbound
+    from coordbot.core.clock import SystemClock
+
+    url = engine.url.render_as_string(hide_password=False)
+    start = Inbound(
+        channel="telegram",
+        external_id="u-1",
+        chat_id="77",
+        sender_id="77",
+        kind="command",
+        command="start",
+        start_code="NOT-A-CODE",
+    )
+    for level, shown in ((logging.WARNING, False), (logging.INFO, True)):
+        runner = ProcessRunner(
+            WorkerConfig(
+                database_url=url, holidays_dir=HOLIDAYS, timezone="Asia/Shanghai", locale="zh", log_level=level
+            ),
+            1,
+        )
+        try:
+            reply = await runner.handle(dataclasses.replace(start, external_id=f"u-{level}"), now=SystemClock().now())
+        finally:
+            await runner.close()
+        assert reply is not None and reply.text
+        assert ("binding refused" in capfd.readouterr().err) is shown, logging.getLevelName(level)
+
+
+def test_the_workers_take_the_main_process_log_level(runtime: Runtime) -> None:
+    root = logging.getLogger()
+    before = root.level
+    try:
+        for level in (logging.INFO, logging.WARNING):
+            root.setLevel(level)
+            assert runtime.conversation_config().log_level == level
+    finally:
+        root.setLevel(before)
