@@ -22,7 +22,7 @@ from coordbot.plan.loader import PlanFileError, load_plan_file
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from coordbot.plan.models import Contact
+    from coordbot.plan.models import Contact, DepartmentPublic
     from coordbot.reports.briefing import Format as BriefingFormat
     from coordbot.reports.digest import Format as DigestFormat
 
@@ -401,15 +401,28 @@ def departments() -> None:
 @pass_ctx
 def departments_list(ctx: Ctx, plan_code: str | None) -> None:
     """List every department with its code."""
+    groups: list[tuple[str, list[DepartmentPublic]]]  # (heading, departments)
     with session_scope(ctx.engine()) as session:
-        owner = _plan_or_fail(session, plan_code) if plan_code else None
-        rows = service.list_departments(session=session, plan=owner)
-    if not rows:
+        if plan_code:
+            groups = [("", service.list_departments(session=session, plan=_plan_or_fail(session, plan_code)))]
+        else:
+            orgs = [o for o in service.departments_by_organisation(session=session) if o.departments]
+            # Several organisations: one code can be two departments, so each is listed under its organisation.
+            groups = [(_organisation_heading(o) if len(orgs) > 1 else "", o.departments) for o in orgs]
+    if not any(rows for _, rows in groups):
         click.echo("no departments yet: run 'coordbot plan import FILE'")
-    width = max((len(d.code) for d in rows), default=4)
-    for d in rows:
-        short = f"（{d.short_name}）" if d.short_name and d.short_name != d.name else ""
-        click.echo(f"{d.code:<{width}}  {d.name}{short}")
+    width = max((len(d.code) for _, rows in groups for d in rows), default=4)
+    for heading, rows in groups:
+        if heading:
+            click.echo(heading)
+        for d in rows:
+            short = f"（{d.short_name}）" if d.short_name and d.short_name != d.name else ""
+            click.echo(f"{'  ' if heading else ''}{d.code:<{width}}  {d.name}{short}")
+
+
+def _organisation_heading(org: service.OrganisationDepartments) -> str:
+    name = f"（{org.name}）" if org.name and org.name != org.code else ""
+    return f"{org.code}{name} — plans: {', '.join(org.plans)}"
 
 
 # ---- the bot and its reminders ----------------------------------------------------------------------

@@ -698,6 +698,32 @@ def list_departments(*, session: Session, plan: Plan | None = None) -> list[Depa
 
 
 @dataclass
+class OrganisationDepartments:
+    code: str
+    name: str
+    plans: list[str]
+    departments: list[DepartmentPublic]
+
+
+def departments_by_organisation(*, session: Session) -> list[OrganisationDepartments]:
+    """Every organisation with its plans and departments: a code means a department only within one of them."""
+    out = []
+    for org in session.exec(select(Organisation).order_by(col(Organisation.code))).all():
+        depts = session.exec(
+            select(Department).where(Department.organisation_id == org.id).order_by(col(Department.code))
+        ).all()
+        out.append(
+            OrganisationDepartments(
+                code=org.code,
+                name=org.name,
+                plans=_plan_codes(session, org.id),
+                departments=[DepartmentPublic.model_validate(d, from_attributes=True) for d in depts],
+            )
+        )
+    return out
+
+
+@dataclass
 class GroupView:
     code: str
     title: str

@@ -181,6 +181,15 @@ def test_the_cli_asks_for_the_plan(db_url: str, tmp_path: Path, monkeypatch: pyt
     assert re.search(r"^minhang-shishi-2026/finance\s+contact\s+某人", invited, flags=re.M), invited
     listed = cli("departments", "list", "--plan", "minhang-shishi-2026")
     assert "housing" in listed and "lingang_sj" not in listed
+    # Without --plan, each organisation's departments under its heading: finance is two departments here.
+    everything = cli("departments", "list")
+    headings = [line for line in everything.splitlines() if not line.startswith(" ")]
+    assert [h.split("—")[-1].strip() for h in headings] == [
+        "plans: minhang-shishi-2026",
+        "plans: songjiang-ip-2024-2026",
+    ], everything
+    assert len(re.findall(r"^  finance\s", everything, flags=re.M)) == 2, everything
+    assert everything.index("lingang_sj") > everything.index(headings[1]) > everything.index("housing")
 
 
 def _say(conv: Conversation, uid: str, text: str, sender: str) -> str:
