@@ -42,6 +42,7 @@ class ButtonAction(StrEnum):
     SET_QUANTITY = "setqty"  # p<report id>:<number index>:<target index>
     SET_SHARE = "setshare"  # p<report id>:progress|share — a percent of the plan: completion, or only a share?
     SET_MODE = "setmode"  # p<report id>:total|increment — a count in a to-date report: so far, or new?
+    SET_RATE = "setrate"  # p<report id>:<rate target index>|progress — a percent: a rate target's value, or progress?
     PICK = "pick"  # the task a reply is about: i<inbound message id>:<task code>
     APPROVE = "approve"  # e<extension id>
     REJECT = "reject"

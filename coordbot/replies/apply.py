@@ -8,8 +8,9 @@ and voids what the report added (the observations and requests carry its id). On
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -37,8 +38,9 @@ from coordbot.plan.models import (
 )
 from coordbot.plan.progress import QuotaProgress
 from coordbot.plan.queries import LIVE_TARGETS, load_quota_progress
+from coordbot.replies._text import normalise
 from coordbot.replies.ambiguity import Ambiguity
-from coordbot.replies.parser import DepartmentRef, ParsedReply, Quantity, Status, TargetRef, parse_reply
+from coordbot.replies.parser import MAX_CHARS, DepartmentRef, ParsedReply, Quantity, Status, TargetRef, parse_reply
 from coordbot.scheduling.calendar import WorkCalendar
 from coordbot.scheduling.models import ReminderKind
 from coordbot.scheduling.outbox import add_occurrence
@@ -65,12 +67,81 @@ ALL_DEPARTMENTS = select(Department)  # built once: building a statement costs m
 ORG_DEPARTMENTS = select(Department).where(Department.organisation_id == bindparam("organisation_id"))
 
 
-def target_refs(targets: Sequence[Target]) -> list[TargetRef]:
+# A percent on a task with a rate or growth target that says neither which nor that it is completion (目前达到96%):
+# the conversation asks (the parser reads it as completion). Answered with a metric, or with "progress".
+RATE_OR_PROGRESS = "rate_or_progress"
+RATE_PROGRESS = "progress"
+# The parser reads a percent next to a %-target's words as that target's value, and skips 增长3.9% as "growth,
+# not progress": for a task's one growth target these words name it (a rate's own word, 满意度 of 群众满意度, too).
+GROWTH_WORDS = ("增长", "增速", "增幅", "下降", "回落", "growth", "grew", "increase", "increased", "rose", "up",
+                "down", "decline", "declined", "fell")  # fmt: skip
+_RATE_WORD = re.compile(r"[\u4e00-\u9fff]{2}[率度]$")  # 满意度, 覆盖率: what a rate is called in a reply
+# growth written as a fall (同比下降1.2%, 负增长1.2%, down 1.2%, -1.2%): a negative growth
+_DECLINE_BEFORE = re.compile(
+    r"(?:下降|下滑|减少|回落|降低|负增长|\bdecline[ds]?|\bdown|\bfell|\bdropped)\s{0,3}(?:了|by)?\s{0,3}(?:约|近|about)?"
+    r"\s{0,3}[-−]?\s{0,2}$|[-−]\s{0,2}$"
+)
+# the words before a percent that make it completion of the work, not a rate's value (完成年度目标的80%, 进度80%)
+_COMPLETION_WORDS = re.compile(r"完成|进度|进展|序时|执行|计划|目标|progress|complete|done|finished|target|plan")
+
+
+def rate_targets(targets: Sequence[Target]) -> list[Target]:
+    """The rate and growth targets in percent among ``targets`` (in their order): a percent may be their value."""
     return [
-        TargetRef(metric=t.metric, name=t.name, unit=t.unit, aliases=tuple(t.aliases), period=t.period)
+        t
         for t in targets
-        if t.value is not None and t.comparator != "qualitative"
+        if t.measure in ("rate", "growth") and t.unit == "%" and t.value is not None and t.comparator != "qualitative"
     ]
+
+
+def _rate_word(name: str) -> str:
+    m = _RATE_WORD.search(name)
+    return m.group(0) if m and m.group(0) != name else ""
+
+
+def target_refs(targets: Sequence[Target]) -> list[TargetRef]:
+    live = [t for t in targets if t.value is not None and t.comparator != "qualitative"]
+    rated = rate_targets(live)
+    growth = [t for t in rated if t.measure == "growth"]
+    words = Counter(_rate_word(t.name) for t in rated if t.measure == "rate")
+    refs = []
+    for t in live:
+        extra: tuple[str, ...] = ()
+        if len(growth) == 1 and t is growth[0]:
+            extra = GROWTH_WORDS  # with two growth targets the words would name either: their names decide
+        elif t in rated and (w := _rate_word(t.name)) and words[w] == 1:
+            extra = (w,)
+        refs.append(TargetRef(metric=t.metric, name=t.name, unit=t.unit, aliases=(*t.aliases, *extra), period=t.period))
+    return refs
+
+
+def read_rates(
+    parsed: ParsedReply, text: str, targets: Sequence[Target], answers: Mapping[str, str]
+) -> tuple[ParsedReply, Decimal | None]:
+    """The parser's reading with the task's rate and growth targets in mind: a growth written as a fall is
+    negative, and a percent not said to be completion is the value of a rate target the contact chose
+    (``answers[RATE_OR_PROGRESS]``), progress when they said so, else asked: returned as the percent in
+    question (not progress until answered)."""
+    rated = {t.metric: t for t in rate_targets(targets)}
+    if not rated:
+        return parsed, None
+    norm = normalise(text[:MAX_CHARS])  # the parser's spans index its same-length normalised text
+    quantities = []
+    for q in parsed.quantities:
+        t = rated.get(q.metric or "")
+        if t is not None and t.measure == "growth" and _DECLINE_BEFORE.search(norm[max(0, q.span[0] - 12) : q.span[0]]):
+            q = replace(q, value=-abs(q.value))
+        quantities.append(q)
+    percent, ambiguities, asked = parsed.percent, parsed.ambiguities, None
+    if percent is not None and not _COMPLETION_WORDS.search(parsed.evidence.get("percent", "")):
+        answer = answers.get(RATE_OR_PROGRESS)
+        if answer in rated:
+            quantities.append(Quantity(answer, percent, "%", "total", (0, 0)))
+            percent = None
+        elif answer != RATE_PROGRESS:
+            asked, percent = percent, None
+            ambiguities = (*ambiguities, RATE_OR_PROGRESS)
+    return replace(parsed, percent=percent, quantities=tuple(quantities), ambiguities=ambiguities), asked
 
 
 def department_refs(departments: Sequence[Department]) -> list[DepartmentRef]:
@@ -163,6 +234,9 @@ def apply_report(
         if text.strip()
         else None
     )
+    rate_asked = None
+    if parsed is not None:
+        parsed, rate_asked = read_rates(parsed, text, targets, answers)
     if ask_when_empty and not carries_information(parsed, status):
         raise NothingToRecord(parsed)
     said_status, ambiguities = _said_status(parsed, status)
@@ -180,13 +254,15 @@ def apply_report(
         source_ref=source_ref,
         reminder_id=reminder_id,
     )
-    if parsed is not None and (answers or status is not None):
+    if parsed is not None and (answers or status is not None or rate_asked is not None):
         # what the contact said besides the text: a revision by a later button keeps it (revise_report)
         said = dict(report.parsed)
         if answers:
             said["answers"] = answers
         if status is not None:
             said["pressed_status"] = status.value
+        if rate_asked is not None:
+            said["rate_percent"] = str(rate_asked)  # RATE_OR_PROGRESS: asked, not recorded
         report.parsed = said
     applied = Applied(report=report, task=task, ambiguities=ambiguities)
     is_lead = contact is None or contact.department_id == task.lead_department_id
@@ -869,6 +945,7 @@ def _observation_recorded(
         contact_id=report.contact_id,
         metric=target.metric,
         value=value,
+        unit=target.unit,  # an observation is in its target's unit (a growth or a rate: %)
         mode=mode,
         report=report.id,
         **extra,

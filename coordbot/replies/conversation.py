@@ -44,11 +44,14 @@ from coordbot.plan.queries import latest_reports, numeric_targets, task_quota_pr
 from coordbot.replies.ambiguity import Ambiguity
 from coordbot.replies.apply import (
     ALL_DEPARTMENTS,
+    RATE_OR_PROGRESS,
+    RATE_PROGRESS,
     Applied,
     NothingToRecord,
     NotYours,
     assign_quantity,
     may_report,
+    rate_targets,
     report_as_contact,
     requests_note,
     revise_report,
@@ -131,6 +134,8 @@ class AmbiguousTask(LookupError):
         super().__init__(code)
         self.code = code
         self.plans = plans
+
+
 _OPEN_TASKS = (
     select(Task)
     .where(
@@ -597,17 +602,27 @@ class Conversation:
     def _confirm(self, s: Session, who: Who, applied: Applied, now: datetime) -> Reply:
         task, report = applied.task, applied.report
         progress = {q.metric: q for q in applied.quotas}  # what apply_report computed after the report
-        quantities = [
-            {
-                "name": t.name,
-                "value": v,
-                "mode": m,
-                "period": t.period,
-                "actual": progress[t.metric].actual if t.metric in progress else None,
-                "goal": progress[t.metric].goal if t.metric in progress else None,
-            }
-            for t, v, m in applied.quantities
-        ]
+        today = now.astimezone(self.calendar.tz).date()
+        quantities = []
+        for t, v, m in applied.quantities:
+            q = progress.get(t.metric)
+            quantities.append(
+                {
+                    "name": t.name,
+                    "value": v,
+                    "mode": m,
+                    "period": t.period,
+                    "actual": q.actual if q else None,
+                    "goal": q.goal if q else None,
+                    # a rate or growth: the value said against the target, judged only at the period's end
+                    "measure": t.measure,
+                    "unit": t.unit,
+                    "about": t.about,
+                    "tolerance": t.tolerance,
+                    "judged": q is not None and q.period_end is not None and today >= q.period_end,
+                    "reached": q.reached if q else None,
+                }
+            )
         text = render(
             "chat/report_confirm.html",
             locale=who.locale,
@@ -654,6 +669,16 @@ class Conversation:
             text += "\n" + render("chat/ask_share.html", locale=who.locale, percent=share)
             row = tuple(Button(words[f"share_{a}"], ButtonAction.SET_SHARE, f"p{report.id}:{a}") for a in SHARE_ANSWERS)
             buttons = (row, *buttons)
+        rate_percent = report.parsed.get("rate_percent")
+        if RATE_OR_PROGRESS in asked and rate_percent is not None:
+            # 目前达到96% on a task with a rate target: its value, or the task's completion? (not guessed)
+            rated = rate_targets(numeric_targets(session=s, task_id=row_id(task)))
+            text += "\n" + render(
+                "chat/ask_rate.html", locale=who.locale, percent=rate_percent, names=[t.name for t in rated]
+            )
+            choices = [Button(t.name[:30], ButtonAction.SET_RATE, f"p{report.id}:{k}") for k, t in enumerate(rated[:6])]
+            choices.append(Button(words["rate_progress"], ButtonAction.SET_RATE, f"p{report.id}:{RATE_PROGRESS}"))
+            buttons = (*(tuple(choices[k : k + 2]) for k in range(0, len(choices), 2)), *buttons)
         if applied.asked_modes:
             # 截至9月底… then a bare 3项: not counted until the contact says so far or new
             numbers = "、".join(q.evidence or f"{q.value.normalize():f}{q.unit}" for q in applied.asked_modes)
@@ -865,6 +890,30 @@ class Conversation:
         )
         return self._confirm(s, who, applied, now)
 
+    def _press_rate(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
+        """The answer to "a rate's value, or completion?": the report is revised as if the text had said which
+        (a rate target's index among the task's rate targets, or ``progress``)."""
+        report, value = self._own_report(s, who, msg.callback_ref)
+        if report is None or RATE_OR_PROGRESS not in report.parsed.get("ambiguities", []):
+            return self._error(who, "gone")  # not asked, or answered already
+        rated = rate_targets(numeric_targets(session=s, task_id=report.task_id))
+        if value == RATE_PROGRESS:
+            answer = RATE_PROGRESS
+        elif value.isdigit() and int(value) < len(rated):
+            answer = rated[int(value)].metric
+        else:
+            return self._error(who, "gone")
+        applied = revise_report(
+            session=s,
+            report=report,
+            text=report.text,
+            now=now,
+            calendar=self.calendar,
+            answers={RATE_OR_PROGRESS: answer},
+            keep_answers=True,
+        )
+        return self._confirm(s, who, applied, now)
+
     def _press_pick(self, s: Session, msg: Inbound, who: Who, now: datetime, inbound_id: int) -> Reply:
         """The answer to "which task is this about?": the original message is reported on that task."""
         inbound_ref, _, code = msg.callback_ref[1:].partition(":")
@@ -923,6 +972,7 @@ BUTTONS: dict[ButtonAction, ButtonHandler] = {
     ButtonAction.SET_STATUS: Conversation._press_set_status,
     ButtonAction.SET_SHARE: Conversation._press_answer,
     ButtonAction.SET_MODE: Conversation._press_answer,
+    ButtonAction.SET_RATE: Conversation._press_rate,
     ButtonAction.PICK: Conversation._press_pick,
     ButtonAction.APPROVE: Conversation._press_decide,
     ButtonAction.REJECT: Conversation._press_decide,

@@ -177,6 +177,7 @@ class _TaskRow(NamedTuple):
     escalation_level: int
     last_report_at: datetime | None
     archived_at: datetime | None
+    responsible_leader: str  # 责任领导: shown with the task's lines
 
 
 class _TargetRow(NamedTuple):
@@ -252,6 +253,7 @@ class RequestLine:
     created_on: date
     age_days: int
     status: str
+    task_leader: str = ""  # the task's 责任领导, when the plan names one
 
 
 @dataclass(slots=True)
@@ -305,6 +307,7 @@ class TaskLine:
     closed_in_period: bool
     escalation_level: int
     progress_basis: str = "report"  # report | quota: no percent reported, so progress follows the quotas
+    leader: str = ""  # 责任领导 named by the plan (a person or a post)
 
     @property
     def progress_change(self) -> int:
@@ -989,6 +992,7 @@ class _RollupBuilder:
                 created_on=created,
                 age_days=(as_of - created).days,
                 status=cr.status,
+                task_leader=t.responsible_leader,
             )
             request_lines[cr.task_id].append(line)
             if cr.status == "open":
@@ -1116,6 +1120,7 @@ class _RollupBuilder:
                     closed_in_period=tid in closed_in_period,
                     escalation_level=t.escalation_level,
                     progress_basis=basis,
+                    leader=t.responsible_leader,
                 )
             )
         return lines_by_group

@@ -428,6 +428,7 @@ def task_detail(session: Session, call: Call, plan: Plan, task: Task, co: list[T
         kind=task.kind,
         lead=lead.code,
         lead_name=lead.name,
+        leader=task.responsible_leader,
         co=[
             s.CoDepartmentPublic(
                 code=depts[r.department_id].code, name=depts[r.department_id].name, assignment=r.assignment

@@ -190,6 +190,7 @@ class TaskDetailPublic(SQLModel):
     kind: str
     lead: str
     lead_name: str
+    leader: str = ""  # 责任领导 named by the plan
     co: list[CoDepartmentPublic]
     assignment: str
     status: str

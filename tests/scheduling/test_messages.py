@@ -99,3 +99,19 @@ def test_a_contacts_many_progress_requests_go_out_as_one_message(
     assert [(b.action, b.ref) for row in message.buttons for b in row] == [("report", f"o{c.id}") for c in claimed]
     with Session(engine) as s:
         assert all(t.code in message.text for t in s.exec(select(Task).where(Task.code != "1.2")))
+
+
+def test_a_task_reminder_names_the_responsible_leader_when_the_plan_does(
+    engine: Engine, loaded_plan: LoadedPlan, bind: Callable[..., int], calendar: WorkCalendar
+) -> None:
+    wang = bind("amr", address="1001")
+    wang_en = bind("amr", address="1002", language="en")
+    with session_scope(engine) as s:
+        task = s.exec(select(Task).where(Task.code == "2.1")).one()
+        task.responsible_leader = "分管副区长张明"
+    zh, en = _queue(engine, wang, ReminderKind.PERIODIC, "2.1"), _queue(engine, wang_en, ReminderKind.PERIODIC, "2.1")
+    plain = _queue(engine, wang, ReminderKind.PERIODIC, "2.2")  # no leader named: no line
+    messages = _build(engine, calendar, zh, en, plain)
+    assert "<b>任务2.1 加大行政保护力度</b>\n责任领导：分管副区长张明\n" in messages[zh.id][1].text
+    assert "\nResponsible leader: 分管副区长张明\n" in messages[en.id][1].text
+    assert "责任领导" not in messages[plain.id][1].text
